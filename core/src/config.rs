@@ -1,0 +1,186 @@
+//! Every timing and limit in one place. The table in docs/configuration.md
+//! mirrors [`Timings::default`] and [`Limits::default`]; a unit test keeps
+//! the two in step.
+
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// How long things wait. Defaults suit a production fleet; tests shorten them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timings {
+    /// `XREADGROUP ... BLOCK`: how long an idle fetch waits for a job.
+    /// Shutdown does not wait for it: the read is unblocked with
+    /// `CLIENT UNBLOCK`.
+    pub block: Duration,
+    /// A pending job whose lease was not refreshed for this long is taken
+    /// over by another worker (`XAUTOCLAIM` min-idle).
+    pub visibility_timeout: Duration,
+    /// How often a worker refreshes the lease of its running jobs. Must be
+    /// well inside the visibility timeout (at most a third of it).
+    pub lease_refresh: Duration,
+    /// How often a worker looks for jobs of dead workers.
+    pub reclaim_interval: Duration,
+    /// Longest wait between two looks at the scheduled set; a delayed job
+    /// starts at most this late (sooner when the promoter knows its due time).
+    pub promote_interval: Duration,
+    /// On shutdown, how long running handlers may take to finish before
+    /// they are abandoned (their jobs then come back after the visibility
+    /// timeout).
+    pub shutdown_grace: Duration,
+    /// A reply from Redis slower than this counts as a connection failure.
+    pub response_timeout: Duration,
+    /// Connecting to Redis gives up after this long (then backs off and
+    /// tries again).
+    pub connect_timeout: Duration,
+    /// First wait after a Redis failure; doubles up to `reconnect_max`.
+    pub reconnect_min: Duration,
+    /// Longest wait between two tries after a Redis failure.
+    pub reconnect_max: Duration,
+    /// Consumers idle this long with nothing pending are removed from the
+    /// group.
+    pub consumer_idle_reap: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            block: Duration::from_secs(5),
+            visibility_timeout: Duration::from_secs(30),
+            lease_refresh: Duration::from_secs(10),
+            reclaim_interval: Duration::from_secs(5),
+            promote_interval: Duration::from_millis(500),
+            shutdown_grace: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+            consumer_idle_reap: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Timings {
+    /// Checks the relations between timings that correctness depends on.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::Config(m.to_owned()));
+        if self.lease_refresh.is_zero() || self.lease_refresh * 3 > self.visibility_timeout {
+            return bad("lease_refresh must be non-zero and at most a third of visibility_timeout");
+        }
+        if self.block.is_zero() || self.promote_interval.is_zero() || self.reclaim_interval.is_zero()
+        {
+            return bad("block, promote_interval and reclaim_interval must be non-zero");
+        }
+        if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
+            return bad("reconnect_min must be non-zero and at most reconnect_max");
+        }
+        if self.response_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return bad("response_timeout and connect_timeout must be non-zero");
+        }
+        Ok(())
+    }
+}
+
+/// Sizes and counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest encoded payload a producer accepts, bytes.
+    pub max_payload_bytes: usize,
+    /// A job delivered more often than this without an outcome (its worker
+    /// kept dying) goes to dead as `abandoned`.
+    pub max_deliveries: u32,
+    /// Approximate cap on the dead stream's length (`XADD MAXLEN ~`);
+    /// 0 = unbounded. `ready` is never trimmed.
+    pub dead_max_len: u64,
+    /// Jobs moved per promote script call.
+    pub promote_batch: usize,
+    /// Jobs claimed per reclaim script call.
+    pub reclaim_batch: usize,
+    /// Outcomes written per ack script call.
+    pub ack_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 512 * 1024,
+            max_deliveries: 5,
+            dead_max_len: 100_000,
+            promote_batch: 200,
+            reclaim_batch: 100,
+            ack_batch: 500,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks the limits.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.max_deliveries == 0 {
+            return Err(Error::Config("max_deliveries must be at least 1".into()));
+        }
+        for (name, v) in [
+            ("promote_batch", self.promote_batch),
+            ("reclaim_batch", self.reclaim_batch),
+            ("ack_batch", self.ack_batch),
+        ] {
+            if v == 0 || v > 1000 {
+                return Err(Error::Config(format!("{name} must be between 1 and 1000")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Timings::default().validate().unwrap();
+        Limits::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_lease_refresh_too_close_to_the_visibility_timeout_is_refused() {
+        let t = Timings {
+            lease_refresh: Duration::from_secs(20),
+            ..Timings::default()
+        };
+        assert!(t.validate().unwrap_err().to_string().contains("lease_refresh"));
+    }
+
+    #[test]
+    fn documented_table_matches_the_defaults() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/configuration.md"
+        ))
+        .unwrap();
+        let t = Timings::default();
+        let l = Limits::default();
+        for (name, value) in [
+            ("block", format!("{:?}", t.block)),
+            ("visibility_timeout", format!("{:?}", t.visibility_timeout)),
+            ("lease_refresh", format!("{:?}", t.lease_refresh)),
+            ("reclaim_interval", format!("{:?}", t.reclaim_interval)),
+            ("promote_interval", format!("{:?}", t.promote_interval)),
+            ("shutdown_grace", format!("{:?}", t.shutdown_grace)),
+            ("response_timeout", format!("{:?}", t.response_timeout)),
+            ("connect_timeout", format!("{:?}", t.connect_timeout)),
+            ("reconnect_min", format!("{:?}", t.reconnect_min)),
+            ("reconnect_max", format!("{:?}", t.reconnect_max)),
+            ("consumer_idle_reap", format!("{:?}", t.consumer_idle_reap)),
+            ("max_payload_bytes", l.max_payload_bytes.to_string()),
+            ("max_deliveries", l.max_deliveries.to_string()),
+            ("dead_max_len", l.dead_max_len.to_string()),
+            ("promote_batch", l.promote_batch.to_string()),
+            ("reclaim_batch", l.reclaim_batch.to_string()),
+            ("ack_batch", l.ack_batch.to_string()),
+        ] {
+            let row = format!("| `{name}` | `{value}` |");
+            assert!(doc.contains(&row), "docs/configuration.md lacks the row {row}");
+        }
+    }
+}

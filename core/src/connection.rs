@@ -1,0 +1,192 @@
+//! Connections to Redis, wrapped so that no client type leaks out.
+//!
+//! Two kinds, as the work needs:
+//! - one multiplexed connection (`ConnectionManager`) shared by everything
+//!   that does not block: enqueue, scripts, stats. It reconnects on its own.
+//! - dedicated connections for blocking reads (`XREADGROUP ... BLOCK`), from a
+//!   small deadpool pool whose response timeout is longer than the block
+//!   time, so an idle read is not mistaken for a dead server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::config::Timings;
+use crate::error::{Error, RedisFailure, Result};
+
+/// A handle to one Redis server. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Redis {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: ConnectionManager,
+    blocking: deadpool_redis::Pool,
+    display_url: String,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("url", &self.inner.display_url)
+            .finish()
+    }
+}
+
+/// A dedicated connection for blocking reads. Dropping it returns it to the
+/// pool; [`BlockingConn::discard`] throws a broken one away.
+pub struct BlockingConn {
+    pub(crate) conn: deadpool_redis::Connection,
+}
+
+impl BlockingConn {
+    /// Throws the connection away instead of returning it to the pool.
+    pub fn discard(self) {
+        drop(deadpool_redis::Connection::take(self.conn));
+    }
+}
+
+/// `redis://user:secret@host:6379/0` shown as `redis://host:6379/0`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Redis {
+    /// Prepares connections to `url` (`redis://host:port/db`). Nothing is
+    /// connected yet: the first command connects, and a server that is down
+    /// gives [`RedisFailure::Connection`] errors until it is back.
+    pub fn open(url: &str, timings: &Timings) -> Result<Self> {
+        let display_url = redact_url(url);
+        let config_err = |e: redis::RedisError| Error::Redis {
+            op: "open",
+            kind: RedisFailure::Server,
+            message: format!("{display_url}: {e}"),
+        };
+        let client = redis::Client::open(url).map_err(config_err)?;
+        let shared = ConnectionManager::new_lazy_with_config(
+            client,
+            ConnectionManagerConfig::new()
+                .set_response_timeout(Some(timings.response_timeout))
+                .set_connection_timeout(Some(timings.connect_timeout))
+                .set_number_of_retries(2)
+                .set_min_delay(timings.reconnect_min)
+                .set_max_delay(timings.reconnect_max),
+        )
+        .map_err(config_err)?;
+        let blocking_config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(timings.block + timings.response_timeout))
+            .set_connection_timeout(Some(timings.connect_timeout));
+        let manager = deadpool_redis::Manager::new_with_config(url, blocking_config)
+            .map_err(config_err)?;
+        let blocking = deadpool_redis::Pool::builder(manager)
+            .max_size(16)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .wait_timeout(Some(timings.connect_timeout))
+            .create_timeout(Some(timings.connect_timeout))
+            .build()
+            .map_err(|e| Error::Config(format!("redis pool: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shared,
+                blocking,
+                display_url,
+            }),
+        })
+    }
+
+    /// The URL without credentials, for logs.
+    pub fn display_url(&self) -> &str {
+        &self.inner.display_url
+    }
+
+    pub(crate) fn shared(&self) -> ConnectionManager {
+        self.inner.shared.clone()
+    }
+
+    /// A dedicated connection for blocking reads.
+    pub async fn blocking(&self) -> Result<BlockingConn> {
+        let conn = self.inner.blocking.get().await.map_err(|e| Error::Redis {
+            op: "connect",
+            kind: RedisFailure::Connection,
+            message: e.to_string(),
+        })?;
+        Ok(BlockingConn { conn })
+    }
+
+    /// `PING`, to check the server answers.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.shared();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::redis("PING", e))
+    }
+}
+
+/// Exponential backoff for reconnect loops: `min`, doubling to `max`.
+#[derive(Debug, Clone)]
+pub struct Reconnect {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Reconnect {
+    /// A backoff from the timings' reconnect bounds.
+    pub fn new(timings: &Timings) -> Self {
+        Self {
+            next: timings.reconnect_min,
+            min: timings.reconnect_min,
+            max: timings.reconnect_max,
+        }
+    }
+
+    /// The wait before the next try (with up to 20% random spread), and
+    /// doubles the one after.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d.mul_f64(0.8 + 0.2 * rand::random::<f64>())
+    }
+
+    /// Back to the shortest wait after a success.
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_removed_from_urls_for_logs() {
+        assert_eq!(redact_url("redis://u:pw@h:1/0"), "redis://h:1/0");
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+        assert_eq!(redact_url("rediss://:pw@h"), "rediss://h");
+    }
+
+    #[test]
+    fn reconnect_backoff_doubles_to_the_cap_and_resets() {
+        let t = Timings {
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_millis(350),
+            ..Timings::default()
+        };
+        let mut r = Reconnect::new(&t);
+        let ds: Vec<Duration> = (0..4).map(|_| r.next_delay()).collect();
+        assert!(ds[0] <= Duration::from_millis(100) && ds[0] >= Duration::from_millis(80));
+        assert!(ds[1] <= Duration::from_millis(200) && ds[1] >= Duration::from_millis(160));
+        assert!(ds[3] <= Duration::from_millis(350) && ds[3] >= Duration::from_millis(280));
+        r.reset();
+        assert!(r.next_delay() <= Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,51 @@
+//! jobstream-core: the parts of jobstream that every other crate shares.
+//!
+//! # Layout
+//!
+//! - [`keys`]: every Redis key of a queue, the hash tag in one place, and
+//!   queue-name validation.
+//! - [`envelope`]: wire format v1, a job as string fields, and the
+//!   MessagePack map used for `scheduled` members.
+//! - [`scripts`]: the Lua scripts of `scripts/`, embedded, called by SHA with
+//!   reload on `NOSCRIPT`.
+//! - [`store`]: every Redis command for one queue, typed; [`QueueStats`] and
+//!   the dead-letter reads are in `store_admin.rs`.
+//! - [`connection`]: the shared multiplexed connection and the pool of
+//!   dedicated connections for blocking reads; reconnect backoff.
+//! - [`retry`]: retry policy and backoff, pure.
+//! - [`config`]: every timing and limit, with defaults.
+//! - [`error`]: the infrastructure error type.
+//!
+//! Users normally depend on `jobstream-producer` and `jobstream-worker`,
+//! which re-export what they need from here.
+
+pub mod config;
+pub mod connection;
+pub mod envelope;
+pub mod error;
+pub mod keys;
+mod reply;
+pub mod retry;
+pub mod scripts;
+pub mod store;
+mod store_admin;
+
+pub use config::{Limits, Timings};
+pub use connection::{BlockingConn, Reconnect, Redis};
+pub use envelope::Envelope;
+pub use error::{Error, RedisFailure, Result};
+pub use keys::{DEFAULT_PREFIX, QueueKeys, QueueName};
+pub use reply::StreamEntry;
+pub use retry::{Backoff, RetryPolicy};
+pub use store::{ClaimedEntry, QueueStore};
+pub use store_admin::{QueueStats, known_queues};
+
+/// The default consumer group name.
+pub const DEFAULT_GROUP: &str = "workers";
+
+/// Current unix time in ms.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,362 @@
+//! Every Redis command jobstream sends for one queue, typed. The producer,
+//! the worker and the tools call these; none of them sees a Redis client type.
+//! Administrative reads (stats, dead-letter listing) are in `store_admin.rs`.
+
+use std::time::Duration;
+
+use redis::Value;
+
+use crate::connection::{BlockingConn, Redis};
+use crate::error::{Error, Result};
+use crate::keys::QueueKeys;
+use crate::reply::{self, StreamEntry};
+use crate::scripts::{self, JobScript};
+
+/// A job claimed from a dead worker by the reclaimer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedEntry {
+    /// The entry, as it is in `ready`.
+    pub entry: StreamEntry,
+    /// How often the entry has been delivered, this claim included.
+    pub deliveries: u64,
+}
+
+/// Redis operations on one queue, through one consumer group.
+#[derive(Debug, Clone)]
+pub struct QueueStore {
+    redis: Redis,
+    keys: QueueKeys,
+    group: String,
+}
+
+impl QueueStore {
+    /// Operations on `keys` through consumer group `group`.
+    pub fn new(redis: Redis, keys: QueueKeys, group: impl Into<String>) -> Self {
+        Self {
+            redis,
+            keys,
+            group: group.into(),
+        }
+    }
+
+    /// The queue's keys.
+    pub fn keys(&self) -> &QueueKeys {
+        &self.keys
+    }
+
+    /// The consumer group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The connection handle.
+    pub fn redis(&self) -> &Redis {
+        &self.redis
+    }
+
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        let mut conn = self.redis.shared();
+        cmd.query_async(&mut conn)
+            .await
+            .map_err(|e| Error::redis(op, e))
+    }
+
+    pub(crate) async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &'static JobScript,
+        build: impl FnOnce(&mut redis::ScriptInvocation<'static>),
+    ) -> Result<T> {
+        let mut inv = script.redis().prepare_invoke();
+        build(&mut inv);
+        let mut conn = self.redis.shared();
+        inv.invoke_async(&mut conn)
+            .await
+            .map_err(|e| Error::redis(script.name, e))
+    }
+
+    /// Creates the consumer group (and the stream) if missing. Starts at id
+    /// 0, so jobs enqueued before any worker ran are delivered. Returns true
+    /// when it created the group.
+    pub async fn ensure_group(&self) -> Result<bool> {
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("CREATE")
+            .arg(self.keys.ready())
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM");
+        match self.query::<Value>("XGROUP CREATE", &cmd).await {
+            Ok(_) => Ok(true),
+            Err(Error::Redis { message, .. }) if message.contains("BUSYGROUP") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds the queue to the `PREFIX:queues` set that tools list.
+    pub async fn register(&self) -> Result<()> {
+        let mut cmd = redis::cmd("SADD");
+        cmd.arg(self.keys.registry()).arg(self.keys.name().as_str());
+        self.query::<Value>("SADD", &cmd).await.map(|_| ())
+    }
+
+    fn xadd(&self, fields: &[(&[u8], &[u8])]) -> redis::Cmd {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.keys.ready()).arg("*");
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+        cmd
+    }
+
+    /// `XADD ready * fields`: returns the entry id.
+    pub async fn add(&self, fields: &[(&[u8], &[u8])]) -> Result<String> {
+        self.query("XADD", &self.xadd(fields)).await
+    }
+
+    /// Many `XADD`s in one pipeline: returns the entry ids in order.
+    pub async fn add_many<'a>(
+        &self,
+        jobs: impl IntoIterator<Item = &'a [(&'a [u8], &'a [u8])]>,
+    ) -> Result<Vec<String>> {
+        let mut pipe = redis::pipe();
+        for fields in jobs {
+            pipe.add_command(self.xadd(fields));
+        }
+        let mut conn = self.redis.shared();
+        pipe.query_async(&mut conn)
+            .await
+            .map_err(|e| Error::redis("XADD (pipeline)", e))
+    }
+
+    /// `ZADD scheduled` of members (MessagePack maps of fields) due at
+    /// the given unix ms.
+    pub async fn schedule(&self, items: &[(u64, Vec<u8>)]) -> Result<()> {
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(self.keys.scheduled());
+        for (due, member) in items {
+            cmd.arg(*due).arg(member.as_slice());
+        }
+        self.query::<Value>("ZADD", &cmd).await.map(|_| ())
+    }
+
+    /// `XREADGROUP ... COUNT count BLOCK block STREAMS ready >` on a
+    /// dedicated connection. An empty result means the block time ran out
+    /// (or the read was unblocked).
+    pub async fn read(
+        &self,
+        conn: &mut BlockingConn,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<StreamEntry>> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(self.keys.ready())
+            .arg(">");
+        let v: Value = cmd
+            .query_async(&mut conn.conn)
+            .await
+            .map_err(|e| Error::redis("XREADGROUP", e))?;
+        reply::read_reply("XREADGROUP", v)
+    }
+
+    /// `CLIENT ID` of a dedicated connection, so a blocked read on it can be
+    /// ended from elsewhere with [`QueueStore::unblock`].
+    pub async fn client_id(&self, conn: &mut BlockingConn) -> Result<i64> {
+        redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut conn.conn)
+            .await
+            .map_err(|e| Error::redis("CLIENT ID", e))
+    }
+
+    /// `CLIENT UNBLOCK id`: the blocked read returns empty at once.
+    pub async fn unblock(&self, client_id: i64) -> Result<()> {
+        let mut cmd = redis::cmd("CLIENT");
+        cmd.arg("UNBLOCK").arg(client_id);
+        self.query::<Value>("CLIENT UNBLOCK", &cmd).await.map(|_| ())
+    }
+
+    /// Script `ack-2`: acknowledges and deletes entries still pending on
+    /// `consumer`, adding their number to counter `counter`. Returns the ids
+    /// that were not pending on `consumer` (lost).
+    pub async fn ack(&self, consumer: &str, counter: &str, ids: &[&str]) -> Result<Vec<String>> {
+        self.eval(&scripts::ACK, |inv| {
+            inv.key(self.keys.ready())
+                .key(self.keys.stats())
+                .arg(&self.group)
+                .arg(consumer)
+                .arg(counter)
+                .arg(ids);
+        })
+        .await
+    }
+
+    /// Script `retry-3`: moves a failed entry to `scheduled` as `member`,
+    /// due at `due_ms`. False when the entry was not pending on `consumer`.
+    pub async fn retry(
+        &self,
+        consumer: &str,
+        entry_id: &str,
+        due_ms: u64,
+        member: &[u8],
+    ) -> Result<bool> {
+        self.eval(&scripts::RETRY, |inv| {
+            inv.key(self.keys.ready())
+                .key(self.keys.scheduled())
+                .key(self.keys.stats())
+                .arg(&self.group)
+                .arg(consumer)
+                .arg(entry_id)
+                .arg(due_ms)
+                .arg(member);
+        })
+        .await
+    }
+
+    /// Script `dead-3`: moves an entry to `dead` with `fields` (the job's
+    /// fields plus failure context). False when the entry was not pending
+    /// on `consumer`.
+    pub async fn dead(
+        &self,
+        consumer: &str,
+        entry_id: &str,
+        dead_max_len: u64,
+        fields: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<bool> {
+        self.eval(&scripts::DEAD, |inv| {
+            inv.key(self.keys.ready())
+                .key(self.keys.dead())
+                .key(self.keys.stats())
+                .arg(&self.group)
+                .arg(consumer)
+                .arg(entry_id)
+                .arg(dead_max_len);
+            for (k, v) in fields {
+                inv.arg(k.as_slice()).arg(v.as_slice());
+            }
+        })
+        .await
+    }
+
+    /// Script `promote-4`: moves up to `limit` due jobs to `ready`. Returns
+    /// how many moved and the due time of the earliest job left, if any.
+    pub async fn promote(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        dead_max_len: u64,
+    ) -> Result<(u64, Option<u64>)> {
+        let (moved, next): (u64, i64) = self
+            .eval(&scripts::PROMOTE, |inv| {
+                inv.key(self.keys.scheduled())
+                    .key(self.keys.ready())
+                    .key(self.keys.dead())
+                    .key(self.keys.stats())
+                    .arg(now_ms)
+                    .arg(limit)
+                    .arg(dead_max_len);
+            })
+            .await?;
+        Ok((moved, u64::try_from(next).ok()))
+    }
+
+    /// Script `requeue-2`: gives fetched, unstarted entries back to `ready`.
+    pub async fn requeue(&self, consumer: &str, ids: &[&str]) -> Result<u64> {
+        self.eval(&scripts::REQUEUE, |inv| {
+            inv.key(self.keys.ready())
+                .key(self.keys.stats())
+                .arg(&self.group)
+                .arg(consumer)
+                .arg(ids);
+        })
+        .await
+    }
+
+    /// Script `extend-1`: refreshes the lease of running entries. Returns
+    /// the ids no longer pending on `consumer`.
+    pub async fn extend(&self, consumer: &str, ids: &[&str]) -> Result<Vec<String>> {
+        self.eval(&scripts::EXTEND, |inv| {
+            inv.key(self.keys.ready())
+                .arg(&self.group)
+                .arg(consumer)
+                .arg(ids);
+        })
+        .await
+    }
+
+    /// Script `reclaim-3`: claims up to `count` entries idle for at least
+    /// `min_idle`, dead-lettering those delivered more than `max_deliveries`
+    /// times. Returns the next cursor ("0-0" when the pass is complete) and
+    /// the entries to run.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reclaim(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        cursor: &str,
+        count: usize,
+        max_deliveries: u32,
+        dead_max_len: u64,
+        now_ms: u64,
+    ) -> Result<(String, Vec<ClaimedEntry>)> {
+        const OP: &str = "reclaim-3";
+        let v: Value = self
+            .eval(&scripts::RECLAIM, |inv| {
+                inv.key(self.keys.ready())
+                    .key(self.keys.dead())
+                    .key(self.keys.stats())
+                    .arg(&self.group)
+                    .arg(consumer)
+                    .arg(min_idle.as_millis() as u64)
+                    .arg(cursor)
+                    .arg(count)
+                    .arg(max_deliveries)
+                    .arg(dead_max_len)
+                    .arg(now_ms)
+                    .arg(consumer);
+            })
+            .await?;
+        let mut parts = reply::array(OP, v)?.into_iter();
+        let (Some(next), Some(claimed)) = (parts.next(), parts.next()) else {
+            return Err(Error::protocol(OP, "expected [cursor, entries]"));
+        };
+        let mut out = Vec::new();
+        for item in reply::array(OP, claimed)? {
+            let mut f = reply::array(OP, item)?.into_iter();
+            let (Some(id), Some(deliveries), Some(fields)) = (f.next(), f.next(), f.next()) else {
+                return Err(Error::protocol(OP, "expected [id, deliveries, fields]"));
+            };
+            out.push(ClaimedEntry {
+                deliveries: reply::int(OP, &deliveries)?.max(1) as u64,
+                entry: StreamEntry {
+                    id: reply::string(OP, id)?,
+                    fields: reply::pairs(OP, fields)?,
+                },
+            });
+        }
+        Ok((reply::string(OP, next)?, out))
+    }
+
+    /// Script `reap-1`: removes consumers idle longer than `min_idle` with
+    /// nothing pending, except `me`. Returns how many were removed.
+    pub async fn reap_consumers(&self, min_idle: Duration, me: &str) -> Result<u64> {
+        self.eval(&scripts::REAP, |inv| {
+            inv.key(self.keys.ready())
+                .arg(&self.group)
+                .arg(min_idle.as_millis() as u64)
+                .arg(me);
+        })
+        .await
+    }
+}

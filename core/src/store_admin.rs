@@ -1,0 +1,184 @@
+//! Reads and repairs away from the hot path: queue stats, the dead-letter
+//! stream, replay and discard.
+
+use redis::Value;
+use serde::Serialize;
+
+use crate::envelope::entry_id_ms;
+use crate::error::{Error, Result};
+use crate::reply::{self, StreamEntry};
+use crate::scripts;
+use crate::store::QueueStore;
+
+/// A snapshot of one queue, as `jobstream stats --json` prints it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// Queue name.
+    pub name: String,
+    /// Jobs in `ready` not yet delivered to any worker (the group's lag).
+    pub ready: u64,
+    /// Jobs delivered and not yet acknowledged (the group's pending count).
+    pub in_flight: u64,
+    /// Jobs waiting in `scheduled` (delayed or waiting for a retry).
+    pub scheduled: u64,
+    /// Entries in the dead-letter stream.
+    pub dead: u64,
+    /// Jobs acknowledged as done, in total.
+    pub processed: u64,
+    /// Failed attempts that were scheduled for a retry, in total.
+    pub retried: u64,
+    /// Jobs a handler discarded, in total.
+    pub discarded: u64,
+    /// Jobs moved to dead, in total (the stream may have been trimmed since).
+    pub dead_total: u64,
+    /// Consumers in the group.
+    pub consumers: u64,
+    /// Age of the oldest undelivered job in `ready`, ms (0 when none).
+    pub oldest_ready_age_ms: u64,
+}
+
+struct GroupInfo {
+    consumers: u64,
+    pending: u64,
+    lag: Option<u64>,
+    last_delivered: String,
+}
+
+impl QueueStore {
+    async fn group_info(&self) -> Result<Option<GroupInfo>> {
+        const OP: &str = "XINFO GROUPS";
+        let mut cmd = redis::cmd("XINFO");
+        cmd.arg("GROUPS").arg(self.keys().ready());
+        let groups = match self.query::<Value>(OP, &cmd).await {
+            Ok(v) => reply::array(OP, v)?,
+            Err(Error::Redis { message, .. }) if message.contains("no such key") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        for g in groups {
+            let info = reply::info_map(OP, g)?;
+            let get = |k: &str| info.iter().find(|(name, _)| name == k).map(|(_, v)| v);
+            let name = match get("name") {
+                Some(v) => reply::string(OP, v.clone())?,
+                None => continue,
+            };
+            if name != self.group() {
+                continue;
+            }
+            let num = |k: &str| get(k).and_then(|v| reply::int(OP, v).ok()).map(|n| n.max(0) as u64);
+            return Ok(Some(GroupInfo {
+                consumers: num("consumers").unwrap_or(0),
+                pending: num("pending").unwrap_or(0),
+                lag: num("lag"),
+                last_delivered: get("last-delivered-id")
+                    .and_then(|v| reply::string(OP, v.clone()).ok())
+                    .unwrap_or_else(|| "0-0".into()),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Counts and ages of the queue, read from Redis now.
+    pub async fn stats(&self, now_ms: u64) -> Result<QueueStats> {
+        let k = self.keys();
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN").arg(k.ready());
+        pipe.cmd("ZCARD").arg(k.scheduled());
+        pipe.cmd("XLEN").arg(k.dead());
+        pipe.cmd("HGETALL").arg(k.stats());
+        let mut conn = self.redis().shared();
+        let (len, scheduled, dead, counters): (u64, u64, u64, Vec<(String, i64)>) = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| Error::redis("stats", e))?;
+        let counter = |name: &str| {
+            counters
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or(0, |(_, v)| (*v).max(0) as u64)
+        };
+        let group = self.group_info().await?;
+        let (ready, in_flight, consumers, after) = match &group {
+            // Acked entries are deleted, so XLEN - pending is the undelivered
+            // count when the server reports no lag.
+            Some(g) => (
+                g.lag.unwrap_or(len.saturating_sub(g.pending)),
+                g.pending,
+                g.consumers,
+                format!("({}", g.last_delivered),
+            ),
+            None => (len, 0, 0, "-".to_owned()),
+        };
+        let mut oldest = 0;
+        if ready > 0 {
+            let mut cmd = redis::cmd("XRANGE");
+            cmd.arg(k.ready()).arg(&after).arg("+").arg("COUNT").arg(1);
+            let first: Value = self.query("XRANGE", &cmd).await?;
+            if let Some(e) = reply::entries("XRANGE", first)?.first() {
+                oldest = entry_id_ms(&e.id).map_or(0, |ms| now_ms.saturating_sub(ms));
+            }
+        }
+        Ok(QueueStats {
+            name: k.name().to_string(),
+            ready,
+            in_flight,
+            scheduled,
+            dead,
+            processed: counter("processed"),
+            retried: counter("retried"),
+            discarded: counter("discarded"),
+            dead_total: counter("dead"),
+            consumers,
+            oldest_ready_age_ms: oldest,
+        })
+    }
+
+    /// Dead entries from `start` (an entry id, or `-`), oldest first, at
+    /// most `count`.
+    pub async fn dead_entries(&self, start: &str, count: usize) -> Result<Vec<StreamEntry>> {
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(self.keys().dead())
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(count);
+        let v: Value = self.query("XRANGE", &cmd).await?;
+        reply::entries("XRANGE", v)
+    }
+
+    /// Script `replay-3`: moves dead entries back to `ready`, deleting them
+    /// from `dead`. Returns how many were replayed.
+    pub async fn replay(&self, dead_ids: &[&str]) -> Result<u64> {
+        if dead_ids.is_empty() {
+            return Ok(0);
+        }
+        self.eval(&scripts::REPLAY, |inv| {
+            inv.key(self.keys().dead())
+                .key(self.keys().ready())
+                .key(self.keys().stats())
+                .arg(dead_ids);
+        })
+        .await
+    }
+
+    /// `XDEL dead ids`: returns how many were deleted.
+    pub async fn discard_dead(&self, dead_ids: &[&str]) -> Result<u64> {
+        if dead_ids.is_empty() {
+            return Ok(0);
+        }
+        let mut cmd = redis::cmd("XDEL");
+        cmd.arg(self.keys().dead()).arg(dead_ids);
+        self.query("XDEL", &cmd).await
+    }
+}
+
+/// Names in the `PREFIX:queues` set, sorted.
+pub async fn known_queues(redis: &crate::Redis, prefix: &str) -> Result<Vec<String>> {
+    let mut conn = redis.shared();
+    let mut names: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{prefix}:queues"))
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| Error::redis("SMEMBERS", e))?;
+    names.sort();
+    Ok(names)
+}
