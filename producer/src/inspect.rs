@@ -1,0 +1,204 @@
+//! Queue inspection and dead-letter tools: stats, list, replay, discard.
+//! Away from the hot path; used by the `jobstream` CLI and by operators'
+//! own tooling.
+
+use jobstream_core::envelope::{entry_id_ms, field};
+use jobstream_core::{QueueKeys, QueueName, QueueStore, Redis, Result, StreamEntry};
+pub use jobstream_core::QueueStats;
+use serde::Serialize;
+
+/// Reads and repairs queues.
+#[derive(Debug, Clone)]
+pub struct Inspector {
+    redis: Redis,
+    prefix: String,
+}
+
+/// A dead-lettered job with its failure context.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeadJob {
+    /// Entry id in the dead stream (what replay and discard take).
+    pub dead_id: String,
+    /// Job id (stable across retries and replays).
+    pub job_id: String,
+    /// Job type.
+    pub job_type: String,
+    /// Why it is dead: `exhausted`, `permanent`, `abandoned`, `malformed`,
+    /// `unknown_type`.
+    pub reason: String,
+    /// Class of the final error (`error`, `panic`, `timeout`, ...).
+    pub error_class: String,
+    /// Final error message (truncated; never the payload).
+    pub error: String,
+    /// Handler attempts made.
+    pub attempt: u64,
+    /// Deliveries of the final attempt.
+    pub deliveries: u64,
+    /// First enqueue, unix ms.
+    pub enqueued_at: u64,
+    /// When it died, unix ms.
+    pub failed_at: u64,
+    /// The worker (consumer) that dead-lettered it.
+    pub worker: String,
+    /// Payload size in bytes.
+    pub payload_bytes: usize,
+    /// Every field other than the payload, as text (lossy for binary).
+    pub fields: Vec<(String, String)>,
+    /// The payload, MessagePack bytes (left out of JSON output: it may hold
+    /// personal data).
+    #[serde(skip)]
+    pub payload: Vec<u8>,
+}
+
+impl DeadJob {
+    fn from_entry(entry: StreamEntry) -> Self {
+        let mut job = DeadJob {
+            dead_id: entry.id.clone(),
+            ..Default::default()
+        };
+        for (k, v) in entry.fields {
+            let text = String::from_utf8_lossy(&v).into_owned();
+            let num = || text.parse::<u64>().unwrap_or(0);
+            match k.as_slice() {
+                b"payload" => {
+                    job.payload_bytes = v.len();
+                    job.payload = v;
+                    continue;
+                }
+                b"id" => job.job_id = text.clone(),
+                b"type" => job.job_type = text.clone(),
+                b"reason" => job.reason = text.clone(),
+                b"error_class" => job.error_class = text.clone(),
+                b"error" => job.error = text.clone(),
+                b"attempt" => job.attempt = num(),
+                b"deliveries" => job.deliveries = num(),
+                b"enqueued_at" => job.enqueued_at = num(),
+                b"failed_at" => job.failed_at = num(),
+                b"worker" => job.worker = text.clone(),
+                _ => {}
+            }
+            job.fields.push((String::from_utf8_lossy(&k).into_owned(), text));
+        }
+        if job.attempt == 0 {
+            job.attempt = 1;
+        }
+        if job.enqueued_at == 0 {
+            job.enqueued_at = entry_id_ms(&job.job_id).unwrap_or(0);
+        }
+        job
+    }
+}
+
+/// Which dead jobs a command applies to. Empty filters match everything.
+#[derive(Debug, Clone, Default)]
+pub struct DeadFilter {
+    /// Only these dead entry ids or job ids.
+    pub ids: Vec<String>,
+    /// Only this job type.
+    pub job_type: Option<String>,
+    /// Only this reason.
+    pub reason: Option<String>,
+    /// At most this many (0 = no limit).
+    pub limit: usize,
+}
+
+impl DeadFilter {
+    fn matches(&self, job: &DeadJob) -> bool {
+        (self.ids.is_empty() || self.ids.iter().any(|i| *i == job.dead_id || *i == job.job_id))
+            && self.job_type.as_ref().is_none_or(|t| *t == job.job_type)
+            && self.reason.as_ref().is_none_or(|r| *r == job.reason)
+    }
+}
+
+const PAGE: usize = 500;
+
+impl Inspector {
+    /// An inspector on `redis` for keys under `prefix`.
+    pub fn new(redis: Redis, prefix: &str) -> Self {
+        Self {
+            redis,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Connects to `url` (checking that Redis answers).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let redis = Redis::open(url, &jobstream_core::Timings::default())?;
+        redis.ping().await?;
+        Ok(Self::new(redis, jobstream_core::DEFAULT_PREFIX))
+    }
+
+    fn store(&self, queue: &str) -> Result<QueueStore> {
+        let name = QueueName::new(queue)?;
+        Ok(QueueStore::new(
+            self.redis.clone(),
+            QueueKeys::new(&self.prefix, &name),
+            jobstream_core::DEFAULT_GROUP,
+        ))
+    }
+
+    /// Names of the queues producers and workers have registered.
+    pub async fn queues(&self) -> Result<Vec<String>> {
+        jobstream_core::known_queues(&self.redis, &self.prefix).await
+    }
+
+    /// Stats of one queue.
+    pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
+        self.store(queue)?.stats(jobstream_core::now_ms()).await
+    }
+
+    /// Dead jobs of `queue` that match `filter`, oldest first.
+    pub async fn dead_list(&self, queue: &str, filter: &DeadFilter) -> Result<Vec<DeadJob>> {
+        let store = self.store(queue)?;
+        let mut out = Vec::new();
+        let mut start = "-".to_owned();
+        loop {
+            let page = store.dead_entries(&start, PAGE).await?;
+            let full = page.len() == PAGE;
+            if let Some(last) = page.last() {
+                start = format!("({}", last.id);
+            }
+            for entry in page {
+                let job = DeadJob::from_entry(entry);
+                if filter.matches(&job) {
+                    out.push(job);
+                    if filter.limit > 0 && out.len() >= filter.limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Moves the matching dead jobs back to `ready` (same job id, attempts
+    /// reset). Returns how many were replayed; a job replayed twice is
+    /// enqueued once.
+    pub async fn dead_replay(&self, queue: &str, filter: &DeadFilter) -> Result<u64> {
+        let store = self.store(queue)?;
+        let jobs = self.dead_list(queue, filter).await?;
+        let mut n = 0;
+        for chunk in jobs.chunks(PAGE) {
+            let ids: Vec<&str> = chunk.iter().map(|j| j.dead_id.as_str()).collect();
+            n += store.replay(&ids).await?;
+        }
+        Ok(n)
+    }
+
+    /// Deletes the matching dead jobs. Returns how many were deleted.
+    pub async fn dead_discard(&self, queue: &str, filter: &DeadFilter) -> Result<u64> {
+        let store = self.store(queue)?;
+        let jobs = self.dead_list(queue, filter).await?;
+        let mut n = 0;
+        for chunk in jobs.chunks(PAGE) {
+            let ids: Vec<&str> = chunk.iter().map(|j| j.dead_id.as_str()).collect();
+            n += store.discard_dead(&ids).await?;
+        }
+        Ok(n)
+    }
+}
+
+/// The wire-format name of the field holding the dead reason.
+pub const REASON_FIELD: &str = field::REASON;

@@ -1,0 +1,131 @@
+//! A job to enqueue: type, encoded payload and options.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jobstream_core::envelope::field;
+use jobstream_core::{Error, Result};
+use serde::Serialize;
+
+/// A job ready to be enqueued. The payload is encoded when the job is made,
+/// so a payload that cannot be serialized fails here, not in Redis.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub(crate) job_type: String,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) run_at_ms: Option<u64>,
+    pub(crate) options: Vec<(&'static str, String)>,
+    pub(crate) extra: Vec<(String, Vec<u8>)>,
+}
+
+impl Job {
+    /// A job of type `job_type` with `payload` encoded as MessagePack (maps
+    /// keep their field names, so producers in other languages see the same
+    /// shape).
+    pub fn new<T: Serialize + ?Sized>(job_type: &str, payload: &T) -> Result<Self> {
+        let payload = rmp_serde::to_vec_named(payload).map_err(|e| Error::Encode(e.to_string()))?;
+        Self::from_msgpack(job_type, payload)
+    }
+
+    /// A job whose payload is already MessagePack bytes (it is checked).
+    pub fn from_msgpack(job_type: &str, payload: Vec<u8>) -> Result<Self> {
+        if job_type.is_empty() {
+            return Err(Error::InvalidJob("job type is empty".into()));
+        }
+        jobstream_core::envelope::check_msgpack(&payload).map_err(|detail| Error::Decode {
+            what: "payload",
+            detail,
+        })?;
+        Ok(Self {
+            job_type: job_type.to_owned(),
+            payload,
+            run_at_ms: None,
+            options: Vec::new(),
+            extra: Vec::new(),
+        })
+    }
+
+    /// Run no sooner than `delay` from now.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        if !delay.is_zero() {
+            self.run_at_ms = Some(now_ms() + delay.as_millis() as u64);
+        }
+        self
+    }
+
+    /// Run no sooner than `at`.
+    pub fn run_at(mut self, at: SystemTime) -> Self {
+        let ms = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        self.run_at_ms = Some(ms);
+        self
+    }
+
+    /// Override the handler's maximum attempts for this job.
+    pub fn max_attempts(self, n: u32) -> Self {
+        self.option(field::MAX_ATTEMPTS, n.to_string())
+    }
+
+    /// Override the handler's timeout for this job.
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.option(field::TIMEOUT_MS, timeout.as_millis().to_string())
+    }
+
+    /// A stable business key the handler can use to make its effect
+    /// idempotent (e.g. an order number).
+    pub fn idempotency_key(self, key: impl Into<String>) -> Self {
+        self.option(field::IDEMPOTENCY_KEY, key.into())
+    }
+
+    /// W3C trace context to carry to the worker.
+    pub fn traceparent(self, traceparent: impl Into<String>) -> Self {
+        self.option(field::TRACEPARENT, traceparent.into())
+    }
+
+    /// An extra field, carried through retries and into `dead` unchanged.
+    /// Names of wire-format fields are refused.
+    pub fn field(mut self, name: &str, value: impl Into<Vec<u8>>) -> Result<Self> {
+        if RESERVED.contains(&name) || name.is_empty() {
+            return Err(Error::InvalidJob(format!(
+                "field name {name:?} is reserved by the wire format"
+            )));
+        }
+        self.extra.push((name.to_owned(), value.into()));
+        Ok(self)
+    }
+
+    /// The encoded payload size in bytes.
+    pub fn payload_len(&self) -> usize {
+        self.payload.len()
+    }
+
+    fn option(mut self, name: &'static str, value: String) -> Self {
+        self.options.retain(|(n, _)| *n != name);
+        self.options.push((name, value));
+        self
+    }
+}
+
+const RESERVED: &[&str] = &[
+    field::TYPE,
+    field::PAYLOAD,
+    field::ID,
+    field::ATTEMPT,
+    field::ENQUEUED_AT,
+    field::MAX_ATTEMPTS,
+    field::TIMEOUT_MS,
+    field::IDEMPOTENCY_KEY,
+    field::TRACEPARENT,
+    field::TRACESTATE,
+    field::LAST_ERROR_CLASS,
+    field::LAST_ERROR,
+    field::REASON,
+    field::ERROR_CLASS,
+    field::ERROR,
+    field::DELIVERIES,
+    field::FAILED_AT,
+    field::WORKER,
+    field::QUEUE,
+];
+
+pub(crate) fn now_ms() -> u64 {
+    jobstream_core::now_ms()
+}

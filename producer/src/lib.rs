@@ -1,0 +1,235 @@
+//! jobstream-producer: put jobs on jobstream queues.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), jobstream_producer::Error> {
+//! use jobstream_producer::{Job, Producer};
+//! use std::time::Duration;
+//!
+//! let producer = Producer::connect("redis://127.0.0.1:6379").await?;
+//! let id = producer.enqueue("emails", "send_email", &serde_json_like()).await?;
+//! producer
+//!     .enqueue_job("emails", Job::new("send_email", &serde_json_like())?.delay(Duration::from_secs(30)))
+//!     .await?;
+//! # Ok(()) }
+//! # fn serde_json_like() -> std::collections::HashMap<&'static str, &'static str> { Default::default() }
+//! ```
+//!
+//! # Layout
+//!
+//! - `lib.rs`: [`Producer`], enqueue one, many, delayed.
+//! - `job.rs`: [`Job`], a job with its options.
+//! - `inspect.rs`: [`inspect::Inspector`], queue stats and dead letters
+//!   (list, replay, discard), away from the hot path.
+
+mod job;
+pub mod inspect;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use jobstream_core::envelope::{field, fields_to_msgpack};
+pub use jobstream_core::{Error, Limits, QueueName, Result, Timings};
+use jobstream_core::{QueueKeys, QueueStore, Redis};
+pub use job::Job;
+use serde::Serialize;
+
+/// A job's id: the stream entry id for a job enqueued to run now, a
+/// generated id for a delayed one. Stable across retries.
+pub type JobId = String;
+
+/// Largest pipeline sent at once by [`Producer::enqueue_many`].
+const PIPELINE_CHUNK: usize = 1000;
+
+/// Enqueues jobs. Cheap to clone; share one per process.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    redis: Redis,
+    prefix: String,
+    limits: Limits,
+    registered: std::sync::Arc<Mutex<HashSet<String>>>,
+}
+
+/// Options for [`Producer::with_options`].
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    /// Key prefix, `jobstream` by default.
+    pub prefix: String,
+    /// Limits (only `max_payload_bytes` matters here).
+    pub limits: Limits,
+    /// Timeouts and reconnect backoff.
+    pub timings: Timings,
+}
+
+impl Default for ProducerOptions {
+    fn default() -> Self {
+        Self {
+            prefix: jobstream_core::DEFAULT_PREFIX.to_owned(),
+            limits: Limits::default(),
+            timings: Timings::default(),
+        }
+    }
+}
+
+impl Producer {
+    /// Connects to `url` and checks that Redis answers.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let producer = Self::with_options(url, ProducerOptions::default())?;
+        producer.redis.ping().await?;
+        Ok(producer)
+    }
+
+    /// Connects to `$REDIS_URL` (default `redis://127.0.0.1:6379`).
+    pub async fn from_env() -> Result<Self> {
+        Self::connect(&redis_url_from_env()).await
+    }
+
+    /// A producer that connects on first use; while Redis is unreachable,
+    /// enqueues fail with a transient error and the connection is retried.
+    pub fn with_options(url: &str, options: ProducerOptions) -> Result<Self> {
+        options.timings.validate()?;
+        Ok(Self {
+            redis: Redis::open(url, &options.timings)?,
+            prefix: options.prefix,
+            limits: options.limits,
+            registered: Default::default(),
+        })
+    }
+
+    /// The Redis URL without credentials.
+    pub fn display_url(&self) -> &str {
+        self.redis.display_url()
+    }
+
+    /// An inspector over the same connection.
+    pub fn inspector(&self) -> inspect::Inspector {
+        inspect::Inspector::new(self.redis.clone(), &self.prefix)
+    }
+
+    async fn store(&self, queue: &str) -> Result<QueueStore> {
+        let name = QueueName::new(queue)?;
+        let store = QueueStore::new(
+            self.redis.clone(),
+            QueueKeys::new(&self.prefix, &name),
+            jobstream_core::DEFAULT_GROUP,
+        );
+        let known = self
+            .registered
+            .lock()
+            .map(|set| set.contains(queue))
+            .unwrap_or(false);
+        if !known {
+            store.register().await?;
+            if let Ok(mut set) = self.registered.lock() {
+                set.insert(queue.to_owned());
+            }
+        }
+        Ok(store)
+    }
+
+    fn check_size(&self, job: &Job) -> Result<()> {
+        let limit = self.limits.max_payload_bytes;
+        if job.payload.len() > limit {
+            return Err(Error::PayloadTooLarge {
+                size: job.payload.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Enqueues a job of `job_type` with `payload` to run now.
+    pub async fn enqueue<T: Serialize + ?Sized>(
+        &self,
+        queue: &str,
+        job_type: &str,
+        payload: &T,
+    ) -> Result<JobId> {
+        self.enqueue_job(queue, Job::new(job_type, payload)?).await
+    }
+
+    /// Enqueues `job` (now, or when its delay is due).
+    pub async fn enqueue_job(&self, queue: &str, job: Job) -> Result<JobId> {
+        let mut ids = self.enqueue_many(queue, vec![job]).await?;
+        ids.pop()
+            .ok_or_else(|| Error::InvalidJob("enqueue returned no id".into()))
+    }
+
+    /// Enqueues many jobs in pipelines of up to 1000 commands: one round
+    /// trip per chunk. Returns the ids in the order given. Every job is
+    /// checked before anything is sent, so a bad job enqueues nothing.
+    pub async fn enqueue_many(&self, queue: &str, jobs: Vec<Job>) -> Result<Vec<JobId>> {
+        for job in &jobs {
+            self.check_size(job)?;
+        }
+        let store = self.store(queue).await?;
+        let mut ids = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(PIPELINE_CHUNK) {
+            self.send_chunk(&store, chunk, &mut ids).await?;
+        }
+        Ok(ids)
+    }
+
+    async fn send_chunk(&self, store: &QueueStore, jobs: &[Job], ids: &mut Vec<JobId>) -> Result<()> {
+        let now = job::now_ms();
+        let first = ids.len();
+        let mut immediate: Vec<(usize, Vec<(&[u8], &[u8])>)> = Vec::new();
+        let mut delayed: Vec<(u64, Vec<u8>)> = Vec::new();
+        ids.resize(first + jobs.len(), String::new());
+        for (i, job) in jobs.iter().enumerate() {
+            match job.run_at_ms {
+                Some(due) if due > now => {
+                    let id = generate_id(now);
+                    delayed.push((due, scheduled_member(job, &id, now)));
+                    ids[first + i] = id;
+                }
+                _ => immediate.push((i, stream_fields(job))),
+            }
+        }
+        if !delayed.is_empty() {
+            store.schedule(&delayed).await?;
+        }
+        if !immediate.is_empty() {
+            let entry_ids = store
+                .add_many(immediate.iter().map(|(_, f)| f.as_slice()))
+                .await?;
+            for ((i, _), id) in immediate.iter().zip(entry_ids) {
+                ids[first + i] = id;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn stream_fields(job: &Job) -> Vec<(&[u8], &[u8])> {
+    let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(2 + job.options.len() + job.extra.len());
+    fields.push((field::TYPE.as_bytes(), job.job_type.as_bytes()));
+    fields.push((field::PAYLOAD.as_bytes(), &job.payload));
+    for (k, v) in &job.options {
+        fields.push((k.as_bytes(), v.as_bytes()));
+    }
+    for (k, v) in &job.extra {
+        fields.push((k.as_bytes(), v));
+    }
+    fields
+}
+
+fn scheduled_member(job: &Job, id: &str, now: u64) -> Vec<u8> {
+    let now = now.to_string();
+    let mut fields: Vec<(Vec<u8>, Vec<u8>)> = stream_fields(job)
+        .into_iter()
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
+    fields.push((field::ID.into(), id.into()));
+    fields.push((field::ENQUEUED_AT.into(), now.into()));
+    fields_to_msgpack(&fields)
+}
+
+/// An id for a job that has no stream entry yet: time-ordered, random tail.
+fn generate_id(now_ms: u64) -> String {
+    format!("j{now_ms:012x}{:016x}", rand::random::<u64>())
+}
+
+/// `$REDIS_URL`, or `redis://127.0.0.1:6379`.
+pub fn redis_url_from_env() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}

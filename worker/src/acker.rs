@@ -1,0 +1,117 @@
+//! Writes outcomes to Redis: acks coalesced into one `ack-2` call per flush,
+//! retries and dead letters one script each. A flush takes whatever has
+//! piled up while the previous one was in flight, so batches grow with load
+//! and an idle worker still acks at once.
+
+use std::time::{Duration, Instant};
+
+use jobstream_core::{Error, QueueStore, Reconnect, Timings};
+use tokio::sync::mpsc;
+
+use crate::inflight::Inflight;
+use crate::processor::{Action, Outcome};
+
+pub(crate) struct Acker {
+    pub(crate) store: QueueStore,
+    pub(crate) consumer: String,
+    pub(crate) inflight: Inflight,
+    pub(crate) timings: Timings,
+    pub(crate) batch: usize,
+    pub(crate) dead_max_len: u64,
+}
+
+impl Acker {
+    /// Runs until every sender of `outcomes` is gone and the channel is drained.
+    pub(crate) async fn run(self, mut outcomes: mpsc::Receiver<Outcome>) {
+        let mut buf = Vec::with_capacity(self.batch);
+        while outcomes.recv_many(&mut buf, self.batch).await > 0 {
+            self.flush(&mut buf).await;
+            buf.clear();
+        }
+    }
+
+    async fn flush(&self, buf: &mut [Outcome]) {
+        let mut acks: Vec<&str> = Vec::with_capacity(buf.len());
+        let mut discards: Vec<&str> = Vec::new();
+        for o in buf.iter() {
+            match &o.action {
+                Action::Ack => acks.push(&o.entry_id),
+                Action::Discard => discards.push(&o.entry_id),
+                _ => {}
+            }
+        }
+        if !acks.is_empty() {
+            if let Some(lost) = self
+                .write("ack", || self.store.ack(&self.consumer, "processed", &acks))
+                .await
+            {
+                self.report_lost(&lost);
+            }
+        }
+        if !discards.is_empty() {
+            if let Some(lost) = self
+                .write("discard", || self.store.ack(&self.consumer, "discarded", &discards))
+                .await
+            {
+                self.report_lost(&lost);
+            }
+        }
+        for o in buf.iter() {
+            let id = o.entry_id.as_str();
+            let moved = match &o.action {
+                Action::Retry { due_ms, member } => {
+                    self.write("retry", || self.store.retry(&self.consumer, id, *due_ms, member))
+                        .await
+                }
+                Action::Dead { fields } => {
+                    self.write("dead", || {
+                        self.store.dead(&self.consumer, id, self.dead_max_len, fields)
+                    })
+                    .await
+                }
+                Action::Ack | Action::Discard => continue,
+            };
+            if moved == Some(false) {
+                self.report_lost(&[id.to_owned()]);
+            }
+        }
+        self.inflight.remove_many(buf.iter().map(|o| o.entry_id.as_str()));
+    }
+
+    fn report_lost(&self, lost: &[String]) {
+        for id in lost {
+            tracing::warn!(
+                queue = %self.store.keys().name(),
+                entry_id = %id,
+                "lease lost: the job is no longer pending on this worker (reclaimed by another, or the group was recreated); its outcome is dropped"
+            );
+        }
+    }
+
+    /// Runs `op` until it succeeds, retrying transient failures with backoff
+    /// for as long as the job's lease would last. Gives up (None) after that,
+    /// or at once on a non-transient error: the job then stays pending and is
+    /// reclaimed, which keeps the at-least-once promise.
+    async fn write<T, F, Fut>(&self, what: &str, mut op: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let deadline = Instant::now() + self.timings.visibility_timeout;
+        let mut backoff = Reconnect::new(&self.timings);
+        loop {
+            match op().await {
+                Ok(v) => return Some(v),
+                Err(e) if e.is_transient() && Instant::now() < deadline => {
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "could not write {what} outcome; retrying");
+                    tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "giving up writing {what} outcome; the job stays pending and will be reclaimed");
+                    return None;
+                }
+            }
+        }
+    }
+}

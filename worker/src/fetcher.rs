@@ -1,0 +1,119 @@
+//! Fetches new jobs with a blocking `XREADGROUP`, never more than there are
+//! free handler slots, and starts each one at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use jobstream_core::{BlockingConn, QueueStore, Reconnect, StreamEntry, Timings};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::processor::Dispatcher;
+use crate::shutdown::Shutdown;
+
+pub(crate) struct Fetcher {
+    pub(crate) store: QueueStore,
+    pub(crate) consumer: String,
+    pub(crate) dispatcher: Arc<Dispatcher>,
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) timings: Timings,
+    pub(crate) max_batch: usize,
+    /// `CLIENT ID` of the connection blocked in XREADGROUP (0 when none),
+    /// so shutdown can end the read at once with `CLIENT UNBLOCK`.
+    pub(crate) reader_id: Arc<AtomicI64>,
+}
+
+impl Fetcher {
+    pub(crate) async fn run(self, mut shutdown: Shutdown) {
+        let mut conn: Option<BlockingConn> = None;
+        let mut backoff = Reconnect::new(&self.timings);
+        while !shutdown.is_set() {
+            let first = tokio::select! {
+                p = Arc::clone(&self.slots).acquire_owned() => p,
+                _ = shutdown.wait() => break,
+            };
+            let Ok(first) = first else { break };
+            let mut permits = vec![first];
+            while permits.len() < self.max_batch {
+                match Arc::clone(&self.slots).try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => match self.connect().await {
+                    Ok(c) => {
+                        backoff.reset();
+                        conn.insert(c)
+                    }
+                    Err(e) => {
+                        let wait = backoff.next_delay();
+                        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot reach Redis to fetch jobs; retrying");
+                        drop(permits);
+                        shutdown.sleep(wait).await;
+                        continue;
+                    }
+                },
+            };
+            if shutdown.is_set() {
+                break;
+            }
+            let read = self
+                .store
+                .read(c, &self.consumer, permits.len(), self.timings.block)
+                .await;
+            match read {
+                Ok(entries) => {
+                    backoff.reset();
+                    if shutdown.is_set() && !entries.is_empty() {
+                        self.give_back(entries).await;
+                        break;
+                    }
+                    self.start(entries, permits);
+                }
+                Err(e) if e.is_no_group() => {
+                    tracing::warn!(queue = %self.store.keys().name(), "consumer group is gone (deleted, or Redis lost its data); recreating it");
+                    if let Err(e) = self.store.ensure_group().await {
+                        tracing::warn!(error = %e, "could not recreate the consumer group");
+                        shutdown.sleep(backoff.next_delay()).await;
+                    }
+                }
+                Err(e) => {
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "fetching jobs failed; reconnecting");
+                    self.reader_id.store(0, Ordering::SeqCst);
+                    if let Some(c) = conn.take() {
+                        c.discard();
+                    }
+                    drop(permits);
+                    shutdown.sleep(wait).await;
+                }
+            }
+        }
+        self.reader_id.store(0, Ordering::SeqCst);
+    }
+
+    async fn connect(&self) -> jobstream_core::Result<BlockingConn> {
+        let mut c = self.store.redis().blocking().await?;
+        let id = self.store.client_id(&mut c).await?;
+        self.reader_id.store(id, Ordering::SeqCst);
+        Ok(c)
+    }
+
+    fn start(&self, entries: Vec<StreamEntry>, permits: Vec<OwnedSemaphorePermit>) {
+        // Redis never returns more than COUNT = permits.len() entries; any
+        // permits left over are released when the iterator is dropped.
+        for (entry, permit) in entries.into_iter().zip(permits) {
+            self.dispatcher.dispatch(entry, 1, permit);
+        }
+    }
+
+    /// Jobs fetched after shutdown began go straight back to `ready`.
+    async fn give_back(&self, entries: Vec<StreamEntry>) {
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        match self.store.requeue(&self.consumer, &ids).await {
+            Ok(n) => tracing::info!(requeued = n, "gave fetched jobs back to the queue on shutdown"),
+            Err(e) => tracing::warn!(error = %e, "could not give fetched jobs back; they return after the visibility timeout"),
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Handlers, routed by job type, and what they get to see of a job.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobstream_core::{Envelope, RetryPolicy};
+use serde::de::DeserializeOwned;
+
+use crate::job_error::{JobError, JobResult};
+
+/// A job as a handler sees it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub(crate) envelope: Arc<Envelope>,
+    pub(crate) entry_id: Arc<str>,
+    pub(crate) queue: Arc<str>,
+    pub(crate) deliveries: u64,
+    pub(crate) max_attempts: u32,
+}
+
+impl JobContext {
+    /// The job id, stable across retries and replays. Use it (or the
+    /// idempotency key) to make a handler's effect happen once.
+    pub fn id(&self) -> &str {
+        self.envelope.job_id(&self.entry_id)
+    }
+    /// The stream entry id of this delivery (changes on every retry).
+    pub fn entry_id(&self) -> &str {
+        &self.entry_id
+    }
+    /// The job type.
+    pub fn job_type(&self) -> &str {
+        &self.envelope.job_type
+    }
+    /// The queue.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+    /// This attempt, 1-based.
+    pub fn attempt(&self) -> u32 {
+        self.envelope.attempt
+    }
+    /// Attempts allowed in all.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+    /// How often this attempt has been delivered (above 1 after a worker
+    /// died while running it).
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries
+    }
+    /// First enqueue time, unix ms.
+    pub fn enqueued_at_ms(&self) -> Option<u64> {
+        self.envelope.enqueued_at(&self.entry_id)
+    }
+    /// The caller's idempotency key, if any.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.envelope.idempotency_key.as_deref()
+    }
+    /// W3C traceparent, if the producer sent one.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.envelope.traceparent.as_deref()
+    }
+    /// The error of the previous attempt, if this is a retry.
+    pub fn last_error(&self) -> Option<&str> {
+        self.envelope.last_error.as_deref()
+    }
+    /// An extra (non wire-format) field.
+    pub fn field(&self, name: &str) -> Option<&[u8]> {
+        self.envelope
+            .extra
+            .iter()
+            .find(|(k, _)| k == name.as_bytes())
+            .map(|(_, v)| v.as_slice())
+    }
+    /// The raw MessagePack payload.
+    pub fn payload_bytes(&self) -> &[u8] {
+        &self.envelope.payload
+    }
+    /// The payload decoded into `T`; a mismatch is a malformed job.
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, JobError> {
+        rmp_serde::from_slice(&self.envelope.payload)
+            .map_err(|e| JobError::malformed(format!("payload does not decode: {e}")))
+    }
+}
+
+/// Runs jobs of one type.
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Runs one job. Return `Ok(())` when done, or a [`JobError`] that says
+    /// how to treat the failure.
+    async fn handle(&self, job: JobContext) -> JobResult;
+}
+
+/// Adapter for `async fn(T, JobContext) -> JobResult` closures with a typed
+/// payload.
+pub(crate) struct TypedFn<T, F> {
+    f: F,
+    _payload: PhantomData<fn() -> T>,
+}
+
+impl<T, F> TypedFn<T, F> {
+    pub(crate) fn new(f: F) -> Self {
+        Self {
+            f,
+            _payload: PhantomData,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<T, F, Fut> Handler for TypedFn<T, F>
+where
+    T: DeserializeOwned + Send + 'static,
+    F: Fn(T, JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = JobResult> + Send + 'static,
+{
+    async fn handle(&self, job: JobContext) -> JobResult {
+        let payload = job.payload::<T>()?;
+        (self.f)(payload, job).await
+    }
+}
+
+/// How one job type runs: timeout and retry policy.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// Longest a handler may run before the attempt fails with class
+    /// `timeout`. A job's `timeout_ms` field overrides it.
+    pub timeout: Duration,
+    /// Attempts and backoff.
+    pub retry: RetryPolicy,
+}
+
+impl Default for JobOptions {
+    /// 5 minutes timeout, [`RetryPolicy::default`].
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(300),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+pub(crate) struct Route {
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) options: JobOptions,
+}
+
+/// Handlers by job type.
+#[derive(Default)]
+pub(crate) struct Registry {
+    routes: HashMap<String, Route>,
+}
+
+impl Registry {
+    pub(crate) fn insert(&mut self, job_type: &str, handler: Arc<dyn Handler>, options: JobOptions) {
+        self.routes
+            .insert(job_type.to_owned(), Route { handler, options });
+    }
+
+    pub(crate) fn get(&self, job_type: &str) -> Option<&Route> {
+        self.routes.get(job_type)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    pub(crate) fn types(&self) -> Vec<&str> {
+        let mut t: Vec<&str> = self.routes.keys().map(String::as_str).collect();
+        t.sort();
+        t
+    }
+}

@@ -1,0 +1,117 @@
+//! What a handler returns when a job fails, and how the worker should react.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+/// How a failure should be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Try again after the backoff of the retry policy (the default).
+    Retry,
+    /// Try again after exactly this long (still counts an attempt).
+    RetryAfter(Duration),
+    /// Never retry: straight to the dead-letter stream.
+    Permanent,
+    /// Drop the job without retrying or dead-lettering; counted as discarded.
+    Discard,
+    /// The payload could not be decoded for this handler: dead, as malformed.
+    Malformed,
+}
+
+/// A handler's failure: a kind, a class (a short label for metrics and the
+/// dead-letter stream, such as `smtp` or `timeout`) and a message.
+///
+/// Any `std::error::Error` converts into a retryable `JobError` with class
+/// `error`, so `?` works in handlers. Messages are stored truncated; never
+/// put payload contents or secrets in them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    kind: FailureKind,
+    class: Cow<'static, str>,
+    message: String,
+}
+
+impl JobError {
+    fn new(kind: FailureKind, class: &'static str, message: impl std::fmt::Display) -> Self {
+        Self {
+            kind,
+            class: Cow::Borrowed(class),
+            message: message.to_string(),
+        }
+    }
+
+    /// A transient failure: retry with backoff.
+    pub fn retry(message: impl std::fmt::Display) -> Self {
+        Self::new(FailureKind::Retry, "error", message)
+    }
+
+    /// A transient failure that should be retried after `delay` (for
+    /// example a rate limit's Retry-After).
+    pub fn retry_after(delay: Duration, message: impl std::fmt::Display) -> Self {
+        Self::new(FailureKind::RetryAfter(delay), "error", message)
+    }
+
+    /// A failure no retry can fix (bad input, a rejected request): skip the
+    /// remaining attempts and dead-letter the job.
+    pub fn permanent(message: impl std::fmt::Display) -> Self {
+        Self::new(FailureKind::Permanent, "permanent", message)
+    }
+
+    /// The job is no longer wanted (the user was deleted, say): drop it.
+    pub fn discard(message: impl std::fmt::Display) -> Self {
+        Self::new(FailureKind::Discard, "discard", message)
+    }
+
+    /// The payload does not decode into what the handler expects.
+    pub fn malformed(message: impl std::fmt::Display) -> Self {
+        Self::new(FailureKind::Malformed, "malformed", message)
+    }
+
+    pub(crate) fn timeout(after: Duration) -> Self {
+        Self::new(
+            FailureKind::Retry,
+            "timeout",
+            format!("handler did not finish within {after:?}"),
+        )
+    }
+
+    pub(crate) fn panic(message: String) -> Self {
+        Self::new(FailureKind::Retry, "panic", format!("handler panicked: {message}"))
+    }
+
+    /// Sets the class, a short label such as `smtp` or `http_503`.
+    pub fn with_class(mut self, class: impl Into<Cow<'static, str>>) -> Self {
+        self.class = class.into();
+        self
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
+    }
+
+    /// The class.
+    pub fn class(&self) -> &str {
+        &self.class
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.class, self.message)
+    }
+}
+
+impl<E: std::error::Error> From<E> for JobError {
+    fn from(e: E) -> Self {
+        JobError::retry(e)
+    }
+}
+
+/// What a handler returns.
+pub type JobResult = Result<(), JobError>;

@@ -1,0 +1,47 @@
+//! Keeps the lease of running jobs: refreshes their idle time well inside
+//! the visibility timeout, so no reclaimer takes a job that is still running.
+
+use jobstream_core::{QueueStore, Timings};
+
+use crate::inflight::Inflight;
+use crate::shutdown::Shutdown;
+
+pub(crate) struct Lease {
+    pub(crate) store: QueueStore,
+    pub(crate) consumer: String,
+    pub(crate) inflight: Inflight,
+    pub(crate) timings: Timings,
+}
+
+const CHUNK: usize = 500;
+
+impl Lease {
+    /// Runs until `stop` (raised after the last handler is done).
+    pub(crate) async fn run(self, mut stop: Shutdown) {
+        loop {
+            if stop.sleep(self.timings.lease_refresh).await {
+                break;
+            }
+            self.refresh().await;
+        }
+    }
+
+    async fn refresh(&self) {
+        let ids = self.inflight.ids();
+        for chunk in ids.chunks(CHUNK) {
+            let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            match self.store.extend(&self.consumer, &ids).await {
+                Ok(lost) => {
+                    for id in &lost {
+                        tracing::warn!(queue = %self.store.keys().name(), entry_id = %id,
+                            "lease lost while the job was running: another worker may run it too; this worker's outcome will be dropped");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not refresh job leases; will retry");
+                    return;
+                }
+            }
+        }
+    }
+}

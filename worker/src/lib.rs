@@ -1,0 +1,264 @@
+//! jobstream-worker: run jobs from jobstream queues.
+//!
+//! ```no_run
+//! use jobstream_worker::{JobContext, JobError, Worker};
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! struct Email { to: String }
+//!
+//! # async fn demo() -> Result<(), jobstream_worker::Error> {
+//! Worker::builder("redis://127.0.0.1:6379")
+//!     .queue("emails")
+//!     .concurrency(50)
+//!     .handle("send_email", |email: Email, job: JobContext| async move {
+//!         if email.to.is_empty() {
+//!             return Err(JobError::permanent("no recipient"));
+//!         }
+//!         println!("sending job {} to {}", job.id(), email.to);
+//!         Ok(())
+//!     })
+//!     .build()?
+//!     .run()
+//!     .await
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! One file per duty, each a `run(self, shutdown)` loop; `runtime.rs`
+//! composes them and owns the shutdown order.
+//! - `fetcher.rs`: `XREADGROUP ... BLOCK`, sized to free handler slots.
+//! - `processor.rs`: decode, route, run with timeout and panic capture, classify.
+//! - `outcome.rs`: the pure classification of an attempt's result.
+//! - `acker.rs`: writes outcomes, acks coalesced per flush.
+//! - `lease.rs`: refreshes the lease of running jobs.
+//! - `reclaimer.rs`: takes over jobs of dead workers; reaps idle consumers.
+//! - `promoter.rs`: moves due jobs from `scheduled` to `ready`.
+//! - `handler.rs`, `job_error.rs`: the API handlers see.
+
+mod acker;
+mod fetcher;
+mod handler;
+mod inflight;
+mod job_error;
+mod lease;
+pub mod outcome;
+mod processor;
+mod promoter;
+mod reclaimer;
+mod runtime;
+mod shutdown;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use handler::{Handler, JobContext, JobOptions};
+pub use job_error::{FailureKind, JobError, JobResult};
+pub use jobstream_core::{Backoff, Error, Limits, RetryPolicy, Timings};
+pub use shutdown::{ShutdownHandle, signal};
+use jobstream_core::QueueName;
+use serde::de::DeserializeOwned;
+
+use crate::handler::{Registry, TypedFn};
+
+/// Configures a [`Worker`].
+pub struct WorkerBuilder {
+    url: String,
+    queue: String,
+    group: String,
+    prefix: String,
+    concurrency: usize,
+    timings: Timings,
+    limits: Limits,
+    defaults: JobOptions,
+    routes: Vec<(String, Arc<dyn Handler>, Option<JobOptions>)>,
+}
+
+impl WorkerBuilder {
+    /// The queue to serve (default `default`).
+    pub fn queue(mut self, queue: &str) -> Self {
+        queue.clone_into(&mut self.queue);
+        self
+    }
+
+    /// Most jobs run at once (default 10).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// Consumer group (default `workers`).
+    pub fn group(mut self, group: &str) -> Self {
+        group.clone_into(&mut self.group);
+        self
+    }
+
+    /// Key prefix (default `jobstream`).
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        prefix.clone_into(&mut self.prefix);
+        self
+    }
+
+    /// Timings (see docs/configuration.md).
+    pub fn timings(mut self, timings: Timings) -> Self {
+        self.timings = timings;
+        self
+    }
+
+    /// Limits (see docs/configuration.md).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Timeout and retry policy for job types registered without their own.
+    pub fn default_options(mut self, options: JobOptions) -> Self {
+        self.defaults = options;
+        self
+    }
+
+    /// Serves `job_type` with a [`Handler`].
+    pub fn handler(mut self, job_type: &str, handler: impl Handler) -> Self {
+        self.routes.push((job_type.to_owned(), Arc::new(handler), None));
+        self
+    }
+
+    /// Serves `job_type` with a [`Handler`] and its own options.
+    pub fn handler_with(mut self, job_type: &str, options: JobOptions, handler: impl Handler) -> Self {
+        self.routes
+            .push((job_type.to_owned(), Arc::new(handler), Some(options)));
+        self
+    }
+
+    /// Serves `job_type` with an async closure taking the decoded payload
+    /// and the job's context. A payload that does not decode into `T` sends
+    /// the job to dead as `malformed`.
+    pub fn handle<T, F, Fut>(self, job_type: &str, f: F) -> Self
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(T, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = JobResult> + Send + 'static,
+    {
+        self.handler(job_type, TypedFn::new(f))
+    }
+
+    /// [`WorkerBuilder::handle`] with the job type's own options.
+    pub fn handle_with<T, F, Fut>(self, job_type: &str, options: JobOptions, f: F) -> Self
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(T, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = JobResult> + Send + 'static,
+    {
+        self.handler_with(job_type, options, TypedFn::new(f))
+    }
+
+    /// Checks the configuration and prepares the worker (nothing connects
+    /// until [`Worker::run`]).
+    pub fn build(self) -> Result<Worker, Error> {
+        let queue = QueueName::new(&self.queue)?;
+        self.timings.validate()?;
+        self.limits.validate()?;
+        if self.concurrency == 0 {
+            return Err(Error::Config("concurrency must be at least 1".into()));
+        }
+        if self.group.is_empty() || self.prefix.is_empty() {
+            return Err(Error::Config("group and prefix must not be empty".into()));
+        }
+        let mut registry = Registry::default();
+        for (job_type, handler, options) in self.routes {
+            if job_type.is_empty() {
+                return Err(Error::Config("job type must not be empty".into()));
+            }
+            registry.insert(&job_type, handler, options.unwrap_or_else(|| self.defaults.clone()));
+        }
+        if registry.is_empty() {
+            return Err(Error::Config("register at least one handler".into()));
+        }
+        let redis = jobstream_core::Redis::open(&self.url, &self.timings)?;
+        let (handle, shutdown) = shutdown::channel();
+        Ok(Worker {
+            redis,
+            queue,
+            group: self.group,
+            prefix: self.prefix,
+            concurrency: self.concurrency,
+            timings: self.timings,
+            limits: self.limits,
+            registry,
+            consumer: consumer_name(),
+            handle,
+            shutdown,
+        })
+    }
+}
+
+/// A worker process's runtime for one queue.
+pub struct Worker {
+    redis: jobstream_core::Redis,
+    queue: QueueName,
+    group: String,
+    prefix: String,
+    concurrency: usize,
+    timings: Timings,
+    limits: Limits,
+    registry: Registry,
+    consumer: String,
+    handle: ShutdownHandle,
+    shutdown: shutdown::Shutdown,
+}
+
+impl Worker {
+    /// Starts configuring a worker for Redis at `url`.
+    pub fn builder(url: &str) -> WorkerBuilder {
+        WorkerBuilder {
+            url: url.to_owned(),
+            queue: "default".to_owned(),
+            group: jobstream_core::DEFAULT_GROUP.to_owned(),
+            prefix: jobstream_core::DEFAULT_PREFIX.to_owned(),
+            concurrency: 10,
+            timings: Timings::default(),
+            limits: Limits::default(),
+            defaults: JobOptions::default(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// This worker's consumer name: host name plus a random suffix.
+    pub fn consumer_name(&self) -> &str {
+        &self.consumer
+    }
+
+    /// A handle that starts a graceful shutdown.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.handle.clone()
+    }
+
+    /// Runs until SIGTERM or SIGINT (or the shutdown handle), then shuts
+    /// down gracefully.
+    pub async fn run(self) -> Result<(), Error> {
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            signal().await;
+            handle.shutdown();
+        });
+        self.run_until_stopped().await
+    }
+
+    /// Runs until the shutdown handle is used (no signal handling).
+    pub async fn run_until_stopped(self) -> Result<(), Error> {
+        runtime::run(self).await
+    }
+}
+
+/// `HOSTNAME-xxxxxx`: unique per process even when pods share a name.
+fn consumer_name() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(64)
+        .collect();
+    let host = if host.is_empty() { "worker".to_owned() } else { host };
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}

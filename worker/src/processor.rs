@@ -1,0 +1,194 @@
+//! Runs one job: decode, route, run the handler under its timeout with
+//! panics caught, classify the result, and hand the outcome to the acker.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use jobstream_core::envelope::{Envelope, field, fields_to_msgpack, truncate_error};
+use jobstream_core::{StreamEntry, now_ms};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use crate::handler::{JobContext, Registry};
+use crate::inflight::Inflight;
+use crate::job_error::JobError;
+use crate::outcome::{DeadReason, Disposition, disposition};
+
+/// What the acker must write for one entry.
+#[derive(Debug)]
+pub(crate) enum Action {
+    Ack,
+    Discard,
+    Retry { due_ms: u64, member: Vec<u8> },
+    Dead { fields: Vec<(Vec<u8>, Vec<u8>)> },
+}
+
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) entry_id: String,
+    pub(crate) action: Action,
+}
+
+/// Everything a job task needs, shared by all of them.
+pub(crate) struct Dispatcher {
+    pub(crate) registry: Registry,
+    pub(crate) queue: Arc<str>,
+    pub(crate) consumer: Arc<str>,
+    pub(crate) outcomes: mpsc::Sender<Outcome>,
+    pub(crate) inflight: Inflight,
+}
+
+impl Dispatcher {
+    /// Starts `entry` on its own task; `permit` is a concurrency slot held
+    /// until the outcome is handed over.
+    pub(crate) fn dispatch(
+        self: &Arc<Self>,
+        entry: StreamEntry,
+        deliveries: u64,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let this = Arc::clone(self);
+        let id = entry.id.clone();
+        self.inflight.insert(&id);
+        let task = tokio::spawn(async move {
+            let outcome = this.run(entry, deliveries).await;
+            // A closed channel means the worker is shutting down hard; the
+            // job stays pending and comes back after the visibility timeout.
+            let _ = this.outcomes.send(outcome).await;
+            drop(permit);
+        });
+        self.inflight.set_task(&id, task.abort_handle());
+    }
+
+    async fn run(&self, entry: StreamEntry, deliveries: u64) -> Outcome {
+        let entry_id = entry.id;
+        let raw = entry.fields.clone();
+        let envelope = match Envelope::decode(entry.fields) {
+            Ok(env) => env,
+            Err(bad) => {
+                tracing::warn!(queue = %self.queue, entry_id, reason = %bad, "malformed entry moved to dead");
+                let fields = self.dead_fields(raw, &entry_id, DeadReason::Malformed, "malformed", &bad.detail, deliveries);
+                return Outcome { entry_id, action: Action::Dead { fields } };
+            }
+        };
+        drop(raw);
+        let Some(route) = self.registry.get(&envelope.job_type) else {
+            tracing::warn!(queue = %self.queue, entry_id, job_type = %envelope.job_type, "no handler for job type; moved to dead");
+            let msg = format!("no handler for job type {:?} on this worker", envelope.job_type);
+            let fields = self.dead_fields(envelope.to_fields(), &entry_id, DeadReason::UnknownType, "unknown_type", &msg, deliveries);
+            return Outcome { entry_id, action: Action::Dead { fields } };
+        };
+        let timeout = envelope
+            .timeout_ms
+            .map_or(route.options.timeout, Duration::from_millis);
+        let max_attempts = envelope.max_attempts.unwrap_or(route.options.retry.max_attempts);
+        let envelope = Arc::new(envelope);
+        let ctx = JobContext {
+            envelope: Arc::clone(&envelope),
+            entry_id: Arc::from(entry_id.as_str()),
+            queue: Arc::clone(&self.queue),
+            deliveries,
+            max_attempts,
+        };
+        let started = std::time::Instant::now();
+        let fut = AssertUnwindSafe(route.handler.handle(ctx)).catch_unwind();
+        let result = match tokio::time::timeout(timeout, fut).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => Err(JobError::panic(panic_message(&panic))),
+            Err(_) => Err(JobError::timeout(timeout)),
+        };
+        let d = disposition(
+            &result,
+            envelope.attempt,
+            envelope.max_attempts,
+            &route.options.retry,
+            rand::random::<f64>(),
+        );
+        let job_id = envelope.job_id(&entry_id);
+        if let Err(e) = &result {
+            tracing::info!(queue = %self.queue, job_id, job_type = %envelope.job_type, attempt = envelope.attempt,
+                error_class = e.class(), error = %truncate_error(e.message()), elapsed_ms = started.elapsed().as_millis() as u64,
+                outcome = ?d, "job failed");
+        }
+        let action = match d {
+            Disposition::Ack => Action::Ack,
+            Disposition::Discard => Action::Discard,
+            Disposition::Retry { delay } => Action::Retry {
+                due_ms: now_ms() + delay.as_millis() as u64,
+                member: retry_member(&envelope, &entry_id, result.as_ref().err()),
+            },
+            Disposition::Dead { reason } => {
+                let (class, msg) = result
+                    .as_ref()
+                    .err()
+                    .map_or(("error", ""), |e| (e.class(), e.message()));
+                let fields = self.dead_fields(envelope.to_fields(), &entry_id, reason, class, msg, deliveries);
+                Action::Dead { fields }
+            }
+        };
+        Outcome { entry_id, action }
+    }
+
+    /// The fields of a dead entry: the job's own, its id and first enqueue
+    /// time made explicit, and the failure context.
+    fn dead_fields(
+        &self,
+        mut fields: Vec<(Vec<u8>, Vec<u8>)>,
+        entry_id: &str,
+        reason: DeadReason,
+        class: &str,
+        message: &str,
+        deliveries: u64,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        ensure_identity(&mut fields, entry_id);
+        for (k, v) in [
+            (field::REASON, reason.as_str().to_owned()),
+            (field::ERROR_CLASS, class.to_owned()),
+            (field::ERROR, truncate_error(message)),
+            (field::DELIVERIES, deliveries.to_string()),
+            (field::FAILED_AT, now_ms().to_string()),
+            (field::WORKER, self.consumer.to_string()),
+            (field::QUEUE, self.queue.to_string()),
+        ] {
+            fields.push((k.into(), v.into()));
+        }
+        fields
+    }
+}
+
+/// Writes `id` and `enqueued_at` when the entry relied on its entry id for them.
+fn ensure_identity(fields: &mut Vec<(Vec<u8>, Vec<u8>)>, entry_id: &str) {
+    let has = |fields: &Vec<(Vec<u8>, Vec<u8>)>, name: &str| fields.iter().any(|(k, _)| k == name.as_bytes());
+    if !has(fields, field::ID) {
+        fields.push((field::ID.into(), entry_id.into()));
+    }
+    if !has(fields, field::ENQUEUED_AT)
+        && let Some(ms) = jobstream_core::envelope::entry_id_ms(entry_id)
+    {
+        fields.push((field::ENQUEUED_AT.into(), ms.to_string().into()));
+    }
+}
+
+/// The `scheduled` member for the next attempt.
+fn retry_member(envelope: &Envelope, entry_id: &str, err: Option<&JobError>) -> Vec<u8> {
+    let mut next = envelope.clone();
+    next.attempt = envelope.attempt.saturating_add(1);
+    next.id = Some(envelope.job_id(entry_id).to_owned());
+    next.enqueued_at_ms = envelope.enqueued_at(entry_id);
+    if let Some(e) = err {
+        next.last_error_class = Some(e.class().to_owned());
+        next.last_error = Some(truncate_error(e.message()));
+    }
+    fields_to_msgpack(&next.to_fields())
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        truncate_error(s)
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        truncate_error(s)
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

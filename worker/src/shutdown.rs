@@ -1,0 +1,79 @@
+//! The shutdown signal every duty watches, and the OS signals that raise it.
+
+use tokio::sync::watch;
+
+/// Raises shutdown. Cheap to clone; any clone can trigger it.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    tx: std::sync::Arc<watch::Sender<bool>>,
+}
+
+impl ShutdownHandle {
+    /// Starts a graceful shutdown of the worker.
+    pub fn shutdown(&self) {
+        self.tx.send_replace(true);
+    }
+}
+
+/// Watches for shutdown.
+#[derive(Clone, Debug)]
+pub(crate) struct Shutdown {
+    rx: watch::Receiver<bool>,
+}
+
+pub(crate) fn channel() -> (ShutdownHandle, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (
+        ShutdownHandle {
+            tx: std::sync::Arc::new(tx),
+        },
+        Shutdown { rx },
+    )
+}
+
+impl Shutdown {
+    pub(crate) fn is_set(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once shutdown is raised.
+    pub(crate) async fn wait(&mut self) {
+        // An error means every handle is gone: nothing can raise it any
+        // more, so wait forever rather than shut down by accident.
+        if self.rx.wait_for(|v| *v).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Sleeps for `d`, or less if shutdown is raised. True if shut down.
+    pub(crate) async fn sleep(&mut self, d: std::time::Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => self.is_set(),
+            _ = self.wait() => true,
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+                    _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+                }
+            }
+            _ => {
+                tracing::error!("cannot listen for SIGTERM/SIGINT; use the shutdown handle");
+                std::future::pending::<()>().await
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
