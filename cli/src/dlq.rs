@@ -1,0 +1,168 @@
+//! `jobstream dlq list|show|replay|discard`.
+
+use clap::{Args, Subcommand};
+use jobstream_producer::inspect::{DeadFilter, DeadJob, Inspector};
+
+#[derive(Subcommand)]
+pub(crate) enum DlqCommand {
+    /// List dead jobs (oldest first).
+    List {
+        #[command(flatten)]
+        select: Select,
+        /// At most this many (0 = all).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object: {"queue":..,"jobs":[...]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show dead jobs in full, payload included (decoded to JSON).
+    Show {
+        #[command(flatten)]
+        select: Select,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move dead jobs back to the queue (same job id, attempts reset).
+    Replay {
+        #[command(flatten)]
+        select: Select,
+        /// Every dead job of the queue.
+        #[arg(long)]
+        all: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete dead jobs.
+    Discard {
+        #[command(flatten)]
+        select: Select,
+        /// Every dead job of the queue.
+        #[arg(long)]
+        all: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct Select {
+    /// Queue name.
+    #[arg(long)]
+    queue: String,
+    /// Dead entry id or job id (repeatable).
+    #[arg(long = "id")]
+    ids: Vec<String>,
+    /// Only this job type.
+    #[arg(long = "type")]
+    job_type: Option<String>,
+    /// Only this reason (exhausted, permanent, abandoned, malformed, unknown_type).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+impl Select {
+    fn filter(&self, limit: usize) -> DeadFilter {
+        DeadFilter {
+            ids: self.ids.clone(),
+            job_type: self.job_type.clone(),
+            reason: self.reason.clone(),
+            limit,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.job_type.is_none() && self.reason.is_none()
+    }
+}
+
+fn require_selection(select: &Select, all: bool, verb: &str) -> Result<(), String> {
+    if select.is_empty() && !all {
+        return Err(format!(
+            "say which dead jobs to {verb}: --id, --type, --reason, or --all"
+        ));
+    }
+    Ok(())
+}
+
+fn payload_json(job: &DeadJob) -> serde_json::Value {
+    rmp_serde::from_slice::<serde_json::Value>(&job.payload).unwrap_or_else(|_| {
+        serde_json::Value::String(format!("<{} bytes, not JSON-representable>", job.payload.len()))
+    })
+}
+
+pub(crate) async fn run(url: &str, command: DlqCommand) -> Result<(), String> {
+    let inspector = Inspector::connect(url).await.map_err(|e| e.to_string())?;
+    match command {
+        DlqCommand::List { select, limit, json } => {
+            let jobs = inspector
+                .dead_list(&select.queue, &select.filter(limit))
+                .await
+                .map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::json!({ "queue": select.queue, "jobs": jobs }));
+            } else {
+                println!(
+                    "{:<20} {:<24} {:<16} {:<12} {:>7}  error",
+                    "dead_id", "job_id", "type", "reason", "attempt"
+                );
+                for j in &jobs {
+                    println!(
+                        "{:<20} {:<24} {:<16} {:<12} {:>7}  {}: {}",
+                        j.dead_id, j.job_id, j.job_type, j.reason, j.attempt, j.error_class, j.error
+                    );
+                }
+                println!("({} dead jobs)", jobs.len());
+            }
+        }
+        DlqCommand::Show { select, json } => {
+            let jobs = inspector
+                .dead_list(&select.queue, &select.filter(0))
+                .await
+                .map_err(|e| e.to_string())?;
+            let shown: Vec<serde_json::Value> = jobs
+                .iter()
+                .map(|j| {
+                    let mut v = serde_json::to_value(j).unwrap_or_default();
+                    v["payload"] = payload_json(j);
+                    v
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::json!({ "queue": select.queue, "jobs": shown }));
+            } else {
+                for v in &shown {
+                    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+                }
+            }
+        }
+        DlqCommand::Replay { select, all, json } => {
+            require_selection(&select, all, "replay")?;
+            let n = inspector
+                .dead_replay(&select.queue, &select.filter(0))
+                .await
+                .map_err(|e| e.to_string())?;
+            report(json, "replayed", n, &select.queue);
+        }
+        DlqCommand::Discard { select, all, json } => {
+            require_selection(&select, all, "discard")?;
+            let n = inspector
+                .dead_discard(&select.queue, &select.filter(0))
+                .await
+                .map_err(|e| e.to_string())?;
+            report(json, "discarded", n, &select.queue);
+        }
+    }
+    Ok(())
+}
+
+fn report(json: bool, verb: &str, n: u64, queue: &str) {
+    if json {
+        println!("{}", serde_json::json!({ "queue": queue, verb: n }));
+    } else {
+        println!("{verb} {n} dead jobs of {queue:?}");
+    }
+}
