@@ -95,6 +95,17 @@ impl QueueStore {
         }
     }
 
+    /// `XGROUP CREATECONSUMER`: makes a worker visible in the group (and in
+    /// `stats`) before it has received its first job.
+    pub async fn create_consumer(&self, consumer: &str) -> Result<()> {
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("CREATECONSUMER")
+            .arg(self.keys.ready())
+            .arg(&self.group)
+            .arg(consumer);
+        self.query::<Value>("XGROUP CREATECONSUMER", &cmd).await.map(|_| ())
+    }
+
     /// Adds the queue to the `PREFIX:queues` set that tools list.
     pub async fn register(&self) -> Result<()> {
         let mut cmd = redis::cmd("SADD");

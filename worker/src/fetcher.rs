@@ -73,7 +73,11 @@ impl Fetcher {
                 }
                 Err(e) if e.is_no_group() => {
                     tracing::warn!(queue = %self.store.keys().name(), "consumer group is gone (deleted, or Redis lost its data); recreating it");
-                    if let Err(e) = self.store.ensure_group().await {
+                    let recreated = match self.store.ensure_group().await {
+                        Ok(_) => self.store.create_consumer(&self.consumer).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = recreated {
                         tracing::warn!(error = %e, "could not recreate the consumer group");
                         shutdown.sleep(backoff.next_delay()).await;
                     }

@@ -51,7 +51,12 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     let mut backoff = Reconnect::new(&timings);
     loop {
         match store.ensure_group().await {
-            Ok(_) => break,
+            Ok(_) => {
+                if let Err(e) = store.create_consumer(&consumer).await {
+                    tracing::warn!(error = %e, "could not register the consumer");
+                }
+                break;
+            }
             Err(e) => {
                 let wait = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot set up the consumer group; retrying");

@@ -1,0 +1,99 @@
+//! Shared setup for worker end-to-end tests: a real redis-server, short
+//! timings, a worker running on a task, and a record of handler executions.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jobstream_core::{QueueKeys, QueueName, QueueStats, QueueStore, Redis};
+use jobstream_producer::Producer;
+use jobstream_testkit::RedisServer;
+use jobstream_worker::{ShutdownHandle, Timings, WorkerBuilder};
+
+pub fn fast_timings() -> Timings {
+    Timings {
+        block: Duration::from_millis(500),
+        visibility_timeout: Duration::from_millis(1500),
+        lease_refresh: Duration::from_millis(300),
+        reclaim_interval: Duration::from_millis(200),
+        promote_interval: Duration::from_millis(50),
+        shutdown_grace: Duration::from_secs(5),
+        response_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_millis(500),
+        reconnect_min: Duration::from_millis(20),
+        reconnect_max: Duration::from_millis(300),
+        consumer_idle_reap: Duration::from_secs(3600),
+    }
+}
+
+/// Which job ids ran, how often.
+#[derive(Clone, Default)]
+pub struct Runs(Arc<Mutex<HashMap<String, u32>>>);
+
+impl Runs {
+    pub fn record(&self, id: &str) -> u32 {
+        let mut m = self.0.lock().unwrap();
+        let n = m.entry(id.to_owned()).or_default();
+        *n += 1;
+        *n
+    }
+    pub fn distinct(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+    pub fn total(&self) -> u32 {
+        self.0.lock().unwrap().values().sum()
+    }
+    pub fn count(&self, id: &str) -> u32 {
+        self.0.lock().unwrap().get(id).copied().unwrap_or(0)
+    }
+}
+
+pub struct Running {
+    pub handle: ShutdownHandle,
+    pub task: tokio::task::JoinHandle<Result<(), jobstream_worker::Error>>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        self.handle.shutdown();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("worker did not stop within 30 s")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+pub fn start(builder: WorkerBuilder) -> Running {
+    let worker = builder.build().unwrap();
+    let handle = worker.shutdown_handle();
+    let task = tokio::spawn(worker.run_until_stopped());
+    Running { handle, task }
+}
+
+pub fn store(server: &RedisServer, queue: &str) -> QueueStore {
+    let redis = Redis::open(&server.url(), &Timings::default()).unwrap();
+    QueueStore::new(redis, QueueKeys::new("jobstream", &QueueName::new(queue).unwrap()), "workers")
+}
+
+pub async fn stats(server: &RedisServer, queue: &str) -> QueueStats {
+    store(server, queue).stats(jobstream_core::now_ms()).await.unwrap()
+}
+
+/// Polls `check` on the queue's stats until true, or fails after 20 s.
+pub async fn wait_stats(server: &RedisServer, queue: &str, what: &str, check: impl Fn(&QueueStats) -> bool) -> QueueStats {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = stats(server, queue).await;
+        if check(&s) {
+            return s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn producer(server: &RedisServer) -> Producer {
+    Producer::connect(&server.url()).await.unwrap()
+}
