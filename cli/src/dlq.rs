@@ -90,20 +90,30 @@ fn require_selection(select: &Select, all: bool, verb: &str) -> Result<(), Strin
 
 fn payload_json(job: &DeadJob) -> serde_json::Value {
     rmp_serde::from_slice::<serde_json::Value>(&job.payload).unwrap_or_else(|_| {
-        serde_json::Value::String(format!("<{} bytes, not JSON-representable>", job.payload.len()))
+        serde_json::Value::String(format!(
+            "<{} bytes, not JSON-representable>",
+            job.payload.len()
+        ))
     })
 }
 
 pub(crate) async fn run(url: &str, command: DlqCommand) -> Result<(), String> {
     let inspector = Inspector::connect(url).await.map_err(|e| e.to_string())?;
     match command {
-        DlqCommand::List { select, limit, json } => {
+        DlqCommand::List {
+            select,
+            limit,
+            json,
+        } => {
             let jobs = inspector
                 .dead_list(&select.queue, &select.filter(limit))
                 .await
                 .map_err(|e| e.to_string())?;
             if json {
-                println!("{}", serde_json::json!({ "queue": select.queue, "jobs": jobs }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "queue": select.queue, "jobs": jobs })
+                );
             } else {
                 println!(
                     "{:<20} {:<24} {:<16} {:<12} {:>7}  error",
@@ -112,7 +122,13 @@ pub(crate) async fn run(url: &str, command: DlqCommand) -> Result<(), String> {
                 for j in &jobs {
                     println!(
                         "{:<20} {:<24} {:<16} {:<12} {:>7}  {}: {}",
-                        j.dead_id, j.job_id, j.job_type, j.reason, j.attempt, j.error_class, j.error
+                        j.dead_id,
+                        j.job_id,
+                        j.job_type,
+                        j.reason,
+                        j.attempt,
+                        j.error_class,
+                        j.error
                     );
                 }
                 println!("({} dead jobs)", jobs.len());
@@ -132,7 +148,10 @@ pub(crate) async fn run(url: &str, command: DlqCommand) -> Result<(), String> {
                 })
                 .collect();
             if json {
-                println!("{}", serde_json::json!({ "queue": select.queue, "jobs": shown }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "queue": select.queue, "jobs": shown })
+                );
             } else {
                 for v in &shown {
                     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());

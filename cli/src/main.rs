@@ -11,10 +11,19 @@ use jobstream_producer::inspect::{Inspector, QueueStats};
 use jobstream_producer::{Job, Producer};
 
 #[derive(Parser)]
-#[command(name = "jobstream", version, about = "jobstream: enqueue, stats, dead letters")]
+#[command(
+    name = "jobstream",
+    version,
+    about = "jobstream: enqueue, stats, dead letters"
+)]
 struct Cli {
     /// Redis URL.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
     redis_url: String,
     #[command(subcommand)]
     command: Command,
@@ -93,13 +102,20 @@ async fn run(cli: Cli) -> Result<(), String> {
             if let Some(k) = idempotency_key {
                 job = job.idempotency_key(k);
             }
-            let producer = Producer::connect(&cli.redis_url).await.map_err(|e| e.to_string())?;
-            let id = producer.enqueue_job(&queue, job).await.map_err(|e| e.to_string())?;
+            let producer = Producer::connect(&cli.redis_url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let id = producer
+                .enqueue_job(&queue, job)
+                .await
+                .map_err(|e| e.to_string())?;
             println!("{id}");
             Ok(())
         }
         Command::Stats { queue, json } => {
-            let inspector = Inspector::connect(&cli.redis_url).await.map_err(|e| e.to_string())?;
+            let inspector = Inspector::connect(&cli.redis_url)
+                .await
+                .map_err(|e| e.to_string())?;
             let names = match queue {
                 Some(q) => vec![q],
                 None => inspector.queues().await.map_err(|e| e.to_string())?,
@@ -122,12 +138,28 @@ async fn run(cli: Cli) -> Result<(), String> {
 fn print_stats(all: &[QueueStats]) {
     println!(
         "{:<24} {:>9} {:>9} {:>9} {:>7} {:>11} {:>8} {:>9} {:>12}",
-        "queue", "ready", "in_flight", "scheduled", "dead", "processed", "retried", "consumers", "oldest_ms"
+        "queue",
+        "ready",
+        "in_flight",
+        "scheduled",
+        "dead",
+        "processed",
+        "retried",
+        "consumers",
+        "oldest_ms"
     );
     for s in all {
         println!(
             "{:<24} {:>9} {:>9} {:>9} {:>7} {:>11} {:>8} {:>9} {:>12}",
-            s.name, s.ready, s.in_flight, s.scheduled, s.dead, s.processed, s.retried, s.consumers, s.oldest_ready_age_ms
+            s.name,
+            s.ready,
+            s.in_flight,
+            s.scheduled,
+            s.dead,
+            s.processed,
+            s.retried,
+            s.consumers,
+            s.oldest_ready_age_ms
         );
     }
     if all.is_empty() {

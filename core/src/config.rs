@@ -67,7 +67,9 @@ impl Timings {
         if self.lease_refresh.is_zero() || self.lease_refresh * 3 > self.visibility_timeout {
             return bad("lease_refresh must be non-zero and at most a third of visibility_timeout");
         }
-        if self.block.is_zero() || self.promote_interval.is_zero() || self.reclaim_interval.is_zero()
+        if self.block.is_zero()
+            || self.promote_interval.is_zero()
+            || self.reclaim_interval.is_zero()
         {
             return bad("block, promote_interval and reclaim_interval must be non-zero");
         }
@@ -148,7 +150,12 @@ mod tests {
             lease_refresh: Duration::from_secs(20),
             ..Timings::default()
         };
-        assert!(t.validate().unwrap_err().to_string().contains("lease_refresh"));
+        assert!(
+            t.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("lease_refresh")
+        );
     }
 
     #[test]
@@ -180,7 +187,10 @@ mod tests {
             ("ack_batch", l.ack_batch.to_string()),
         ] {
             let row = format!("| `{name}` | `{value}` |");
-            assert!(doc.contains(&row), "docs/configuration.md lacks the row {row}");
+            assert!(
+                doc.contains(&row),
+                "docs/configuration.md lacks the row {row}"
+            );
         }
     }
 }

@@ -83,8 +83,8 @@ impl Redis {
         let blocking_config = redis::AsyncConnectionConfig::new()
             .set_response_timeout(Some(timings.block + timings.response_timeout))
             .set_connection_timeout(Some(timings.connect_timeout));
-        let manager = deadpool_redis::Manager::new_with_config(url, blocking_config)
-            .map_err(config_err)?;
+        let manager =
+            deadpool_redis::Manager::new_with_config(url, blocking_config).map_err(config_err)?;
         let blocking = deadpool_redis::Pool::builder(manager)
             .max_size(16)
             .runtime(deadpool_redis::Runtime::Tokio1)

@@ -158,7 +158,8 @@ impl Envelope {
         if env.attempt == 0 {
             env.attempt = 1;
         }
-        check_msgpack(&env.payload).map_err(|e| malformed(format!("payload is not MessagePack: {e}")))?;
+        check_msgpack(&env.payload)
+            .map_err(|e| malformed(format!("payload is not MessagePack: {e}")))?;
         Ok(env)
     }
 
@@ -297,13 +298,20 @@ mod tests {
     #[test]
     fn malformed_entries_say_why() {
         let p = payload();
-        let cases: Vec<(Vec<(Vec<u8>, Vec<u8>)>, &str)> = vec![
+        type Case = (Vec<(Vec<u8>, Vec<u8>)>, &'static str);
+        let cases: Vec<Case> = vec![
             (f(&[("payload", &p)]), "no \"type\""),
             (f(&[("type", b""), ("payload", &p)]), "no \"type\""),
             (f(&[("type", b"t")]), "no \"payload\""),
-            (f(&[("type", b"t"), ("payload", b"\xc1")]), "not MessagePack"),
+            (
+                f(&[("type", b"t"), ("payload", b"\xc1")]),
+                "not MessagePack",
+            ),
             (f(&[("type", b"t"), ("payload", b"\x01\x02")]), "trailing"),
-            (f(&[("type", b"t"), ("payload", &p), ("attempt", b"x")]), "attempt"),
+            (
+                f(&[("type", b"t"), ("payload", &p), ("attempt", b"x")]),
+                "attempt",
+            ),
             (f(&[("type", b"\xff"), ("payload", &p)]), "UTF-8"),
         ];
         for (fields, expect) in cases {

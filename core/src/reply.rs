@@ -20,7 +20,10 @@ pub(crate) fn bytes(op: &'static str, v: Value) -> Result<Vec<u8>> {
         Value::BulkString(b) => Ok(b),
         Value::SimpleString(s) => Ok(s.into_bytes()),
         Value::Int(i) => Ok(i.to_string().into_bytes()),
-        other => Err(Error::protocol(op, format!("expected a string, got {other:?}"))),
+        other => Err(Error::protocol(
+            op,
+            format!("expected a string, got {other:?}"),
+        )),
     }
 }
 
@@ -35,7 +38,10 @@ pub(crate) fn int(op: &'static str, v: &Value) -> Result<i64> {
             .ok()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| Error::protocol(op, "expected an integer")),
-        other => Err(Error::protocol(op, format!("expected an integer, got {other:?}"))),
+        other => Err(Error::protocol(
+            op,
+            format!("expected an integer, got {other:?}"),
+        )),
     }
 }
 
@@ -43,7 +49,10 @@ pub(crate) fn array(op: &'static str, v: Value) -> Result<Vec<Value>> {
     match v {
         Value::Array(items) | Value::Set(items) => Ok(items),
         Value::Nil => Ok(Vec::new()),
-        other => Err(Error::protocol(op, format!("expected an array, got {other:?}"))),
+        other => Err(Error::protocol(
+            op,
+            format!("expected an array, got {other:?}"),
+        )),
     }
 }
 
@@ -148,10 +157,16 @@ mod tests {
         for v in [
             Value::Int(3),
             Value::Array(vec![Value::Int(1)]),
-            Value::Array(vec![Value::Array(vec![bs("q"), Value::Array(vec![bs("1-0")])])]),
             Value::Array(vec![Value::Array(vec![
                 bs("q"),
-                Value::Array(vec![Value::Array(vec![bs("1-0"), Value::Array(vec![bs("f")])])]),
+                Value::Array(vec![bs("1-0")]),
+            ])]),
+            Value::Array(vec![Value::Array(vec![
+                bs("q"),
+                Value::Array(vec![Value::Array(vec![
+                    bs("1-0"),
+                    Value::Array(vec![bs("f")]),
+                ])]),
             ])]),
         ] {
             assert!(read_reply("t", v).is_err());

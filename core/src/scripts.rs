@@ -97,9 +97,17 @@ mod tests {
             ))
             .unwrap();
             for k in 1..=s.keys {
-                assert!(body.contains(&format!("KEYS[{k}]")), "{} lacks KEYS[{k}]", s.name);
+                assert!(
+                    body.contains(&format!("KEYS[{k}]")),
+                    "{} lacks KEYS[{k}]",
+                    s.name
+                );
             }
-            assert!(!body.contains(&format!("KEYS[{}]", s.keys + 1)), "{}", s.name);
+            assert!(
+                !body.contains(&format!("KEYS[{}]", s.keys + 1)),
+                "{}",
+                s.name
+            );
             assert!(body.contains("Returns:"), "{} header lacks Returns", s.name);
             assert_eq!(s.sha1().len(), 40);
         }

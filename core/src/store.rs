@@ -103,7 +103,9 @@ impl QueueStore {
             .arg(self.keys.ready())
             .arg(&self.group)
             .arg(consumer);
-        self.query::<Value>("XGROUP CREATECONSUMER", &cmd).await.map(|_| ())
+        self.query::<Value>("XGROUP CREATECONSUMER", &cmd)
+            .await
+            .map(|_| ())
     }
 
     /// Adds the queue to the `PREFIX:queues` set that tools list.
@@ -195,7 +197,9 @@ impl QueueStore {
     pub async fn unblock(&self, client_id: i64) -> Result<()> {
         let mut cmd = redis::cmd("CLIENT");
         cmd.arg("UNBLOCK").arg(client_id);
-        self.query::<Value>("CLIENT UNBLOCK", &cmd).await.map(|_| ())
+        self.query::<Value>("CLIENT UNBLOCK", &cmd)
+            .await
+            .map(|_| ())
     }
 
     /// Script `ack-2`: acknowledges and deletes entries still pending on

@@ -51,7 +51,9 @@ impl QueueStore {
         cmd.arg("GROUPS").arg(self.keys().ready());
         let groups = match self.query::<Value>(OP, &cmd).await {
             Ok(v) => reply::array(OP, v)?,
-            Err(Error::Redis { message, .. }) if message.contains("no such key") => return Ok(None),
+            Err(Error::Redis { message, .. }) if message.contains("no such key") => {
+                return Ok(None);
+            }
             Err(e) => return Err(e),
         };
         for g in groups {
@@ -64,7 +66,11 @@ impl QueueStore {
             if name != self.group() {
                 continue;
             }
-            let num = |k: &str| get(k).and_then(|v| reply::int(OP, v).ok()).map(|n| n.max(0) as u64);
+            let num = |k: &str| {
+                get(k)
+                    .and_then(|v| reply::int(OP, v).ok())
+                    .map(|n| n.max(0) as u64)
+            };
             return Ok(Some(GroupInfo {
                 consumers: num("consumers").unwrap_or(0),
                 pending: num("pending").unwrap_or(0),

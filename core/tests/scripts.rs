@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! One test per Lua script against a real redis-server: seed, run, read back.
 
 use std::time::Duration;
@@ -26,7 +27,10 @@ async fn add(store: &QueueStore, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let f = job(i);
-        let refs: Vec<(&[u8], &[u8])> = f.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+        let refs: Vec<(&[u8], &[u8])> = f
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
         ids.push(store.add(&refs).await.unwrap());
     }
     ids
@@ -34,7 +38,10 @@ async fn add(store: &QueueStore, n: usize) -> Vec<String> {
 
 async fn fetch(store: &QueueStore, consumer: &str, n: usize) -> Vec<StreamEntry> {
     let mut conn = store.redis().blocking().await.unwrap();
-    store.read(&mut conn, consumer, n, Duration::from_millis(50)).await.unwrap()
+    store
+        .read(&mut conn, consumer, n, Duration::from_millis(50))
+        .await
+        .unwrap()
 }
 
 fn cli(server: &RedisServer, args: &[&str]) -> String {
@@ -42,7 +49,10 @@ fn cli(server: &RedisServer, args: &[&str]) -> String {
 }
 
 fn field<'a>(e: &'a StreamEntry, name: &str) -> Option<&'a [u8]> {
-    e.fields.iter().find(|(k, _)| k == name.as_bytes()).map(|(_, v)| v.as_slice())
+    e.fields
+        .iter()
+        .find(|(k, _)| k == name.as_bytes())
+        .map(|(_, v)| v.as_slice())
 }
 
 #[tokio::test]
@@ -58,7 +68,12 @@ async fn ack_deletes_owned_entries_counts_them_and_reports_foreign_ones() {
     assert_eq!(lost, vec![theirs[0].id.clone()]);
     assert_eq!(cli(&server, &["XLEN", s.keys().ready()]), "1");
     assert_eq!(cli(&server, &["HGET", s.keys().stats(), "processed"]), "2");
-    assert_eq!(cli(&server, &["XPENDING", s.keys().ready(), "workers"]).lines().next(), Some("1"));
+    assert_eq!(
+        cli(&server, &["XPENDING", s.keys().ready(), "workers"])
+            .lines()
+            .next(),
+        Some("1")
+    );
 }
 
 #[tokio::test]
@@ -68,7 +83,10 @@ async fn retry_moves_an_owned_entry_to_scheduled_atomically() {
     s.ensure_group().await.unwrap();
     add(&s, 1).await;
     let e = fetch(&s, C1, 1).await.remove(0);
-    assert!(!s.retry(C2, &e.id, 123, b"m").await.unwrap(), "not the owner");
+    assert!(
+        !s.retry(C2, &e.id, 123, b"m").await.unwrap(),
+        "not the owner"
+    );
     assert_eq!(cli(&server, &["ZCARD", s.keys().scheduled()]), "0");
     assert!(s.retry(C1, &e.id, 123, b"m").await.unwrap());
     assert_eq!(cli(&server, &["ZSCORE", s.keys().scheduled(), "m"]), "123");
@@ -125,22 +143,42 @@ async fn promote_accepts_members_written_by_other_languages_and_dead_letters_gar
     let s = store(&server);
     // str keys, bin payload, int attempt, bool flag: what msgpack libraries write by default.
     let mut m = vec![0x84];
-    m.extend([0xa4]); m.extend(b"type"); m.extend([0xa1, b't']);
-    m.extend([0xa7]); m.extend(b"payload"); m.extend([0xc4, 0x02, 0x91, 0x01]);
-    m.extend([0xa7]); m.extend(b"attempt"); m.extend([0xcd, 0x01, 0x00]);
-    m.extend([0xa4]); m.extend(b"flag"); m.extend([0xc3]);
-    s.schedule(&[(1, m), (2, b"not msgpack".to_vec()), (3, vec![0x81, 0xa1, b'k'])]).await.unwrap();
+    m.extend([0xa4]);
+    m.extend(b"type");
+    m.extend([0xa1, b't']);
+    m.extend([0xa7]);
+    m.extend(b"payload");
+    m.extend([0xc4, 0x02, 0x91, 0x01]);
+    m.extend([0xa7]);
+    m.extend(b"attempt");
+    m.extend([0xcd, 0x01, 0x00]);
+    m.extend([0xa4]);
+    m.extend(b"flag");
+    m.extend([0xc3]);
+    s.schedule(&[
+        (1, m),
+        (2, b"not msgpack".to_vec()),
+        (3, vec![0x81, 0xa1, b'k']),
+    ])
+    .await
+    .unwrap();
     assert_eq!(s.promote(10, 10, 0).await.unwrap(), (1, None));
     let mut conn = s.redis().blocking().await.unwrap();
     s.ensure_group().await.unwrap();
-    let e = s.read(&mut conn, C1, 10, Duration::from_millis(10)).await.unwrap();
+    let e = s
+        .read(&mut conn, C1, 10, Duration::from_millis(10))
+        .await
+        .unwrap();
     assert_eq!(e.len(), 1);
     assert_eq!(field(&e[0], "payload"), Some(&[0x91, 0x01][..]));
     assert_eq!(field(&e[0], "attempt"), Some(&b"256"[..]));
     assert_eq!(field(&e[0], "flag"), Some(&b"1"[..]));
     let dead = s.dead_entries("-", 10).await.unwrap();
     assert_eq!(dead.len(), 2, "both undecodable members are kept in dead");
-    assert!(dead.iter().all(|d| field(d, "reason") == Some(&b"malformed"[..])));
+    assert!(
+        dead.iter()
+            .all(|d| field(d, "reason") == Some(&b"malformed"[..]))
+    );
     assert_eq!(field(&dead[0], "raw"), Some(&b"not msgpack"[..]));
 }
 
@@ -173,10 +211,16 @@ async fn extend_resets_idle_time_of_owned_entries_and_reports_lost_ones() {
     let lost = s.extend(C1, &[&a.id, &b.id]).await.unwrap();
     assert_eq!(lost, vec![b.id.clone()]);
     // a was refreshed, b was not: only b is idle long enough to reclaim.
-    let (_, claimed) = s.reclaim(C2, Duration::from_millis(100), "0-0", 10, 5, 0, 1).await.unwrap();
+    let (_, claimed) = s
+        .reclaim(C2, Duration::from_millis(100), "0-0", 10, 5, 0, 1)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].entry.id, b.id);
-    let out = cli(&server, &["XPENDING", s.keys().ready(), "workers", "-", "+", "10"]);
+    let out = cli(
+        &server,
+        &["XPENDING", s.keys().ready(), "workers", "-", "+", "10"],
+    );
     assert!(out.contains(C1), "a stays with its owner: {out}");
 }
 
@@ -190,10 +234,16 @@ async fn reclaim_takes_idle_jobs_and_dead_letters_those_delivered_too_often() {
     let poison = &got[0].id;
     // Deliver the first entry 3 more times (crash loop): deliveries = 4.
     for _ in 0..3 {
-        cli(&server, &["XCLAIM", s.keys().ready(), "workers", C1, "0", poison]);
+        cli(
+            &server,
+            &["XCLAIM", s.keys().ready(), "workers", C1, "0", poison],
+        );
     }
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let (cursor, claimed) = s.reclaim(C2, Duration::from_millis(10), "0-0", 10, 4, 0, 42).await.unwrap();
+    let (cursor, claimed) = s
+        .reclaim(C2, Duration::from_millis(10), "0-0", 10, 4, 0, 42)
+        .await
+        .unwrap();
     assert_eq!(cursor, "0-0");
     assert_eq!(claimed.len(), 1, "the healthy job is claimed");
     assert_eq!(claimed[0].entry.id, got[1].id);
@@ -216,9 +266,17 @@ async fn reclaim_drops_pending_entries_whose_job_was_deleted() {
     fetch(&s, C1, 1).await;
     cli(&server, &["XDEL", s.keys().ready(), &ids[0]]);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let (_, claimed) = s.reclaim(C2, Duration::from_millis(5), "0-0", 10, 5, 0, 1).await.unwrap();
+    let (_, claimed) = s
+        .reclaim(C2, Duration::from_millis(5), "0-0", 10, 5, 0, 1)
+        .await
+        .unwrap();
     assert!(claimed.is_empty());
-    assert_eq!(cli(&server, &["XPENDING", s.keys().ready(), "workers"]).lines().next(), Some("0"));
+    assert_eq!(
+        cli(&server, &["XPENDING", s.keys().ready(), "workers"])
+            .lines()
+            .next(),
+        Some("0")
+    );
 }
 
 #[tokio::test]
@@ -229,14 +287,25 @@ async fn replay_moves_dead_jobs_back_once_with_attempts_reset() {
     add(&s, 1).await;
     let e = fetch(&s, C1, 1).await.remove(0);
     let mut fields = e.fields.clone();
-    for (k, v) in [("id", "job-7"), ("attempt", "5"), ("reason", "exhausted"), ("error", "boom"), ("traceparent", "00-a-b-01"), ("x-tenant", "acme")] {
+    for (k, v) in [
+        ("id", "job-7"),
+        ("attempt", "5"),
+        ("reason", "exhausted"),
+        ("error", "boom"),
+        ("traceparent", "00-a-b-01"),
+        ("x-tenant", "acme"),
+    ] {
         fields.push((k.into(), v.into()));
     }
     assert!(s.dead(C1, &e.id, 0, &fields).await.unwrap());
     let dead = s.dead_entries("-", 10).await.unwrap();
     let dead_id = dead[0].id.as_str();
     assert_eq!(s.replay(&[dead_id, dead_id]).await.unwrap(), 1);
-    assert_eq!(s.replay(&[dead_id]).await.unwrap(), 0, "replaying twice never duplicates");
+    assert_eq!(
+        s.replay(&[dead_id]).await.unwrap(),
+        0,
+        "replaying twice never duplicates"
+    );
     let back = fetch(&s, C2, 10).await;
     assert_eq!(back.len(), 1);
     let e = &back[0];
@@ -257,12 +326,34 @@ async fn reap_removes_only_idle_consumers_with_nothing_pending() {
     add(&s, 1).await;
     fetch(&s, "busy", 1).await;
     for name in ["idle", "me"] {
-        cli(&server, &["XGROUP", "CREATECONSUMER", s.keys().ready(), "workers", name]);
+        cli(
+            &server,
+            &[
+                "XGROUP",
+                "CREATECONSUMER",
+                s.keys().ready(),
+                "workers",
+                name,
+            ],
+        );
     }
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(s.reap_consumers(Duration::from_millis(150), "me").await.unwrap(), 1);
-    let out = cli(&server, &["XINFO", "CONSUMERS", s.keys().ready(), "workers"]);
-    let names: Vec<&str> = out.lines().skip_while(|l| *l != "name").skip(1).step_by(6).collect();
+    assert_eq!(
+        s.reap_consumers(Duration::from_millis(150), "me")
+            .await
+            .unwrap(),
+        1
+    );
+    let out = cli(
+        &server,
+        &["XINFO", "CONSUMERS", s.keys().ready(), "workers"],
+    );
+    let names: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "name")
+        .skip(1)
+        .step_by(6)
+        .collect();
     assert_eq!(names, vec!["busy", "me"], "{out}");
 }
 
@@ -287,7 +378,16 @@ async fn stats_match_what_redis_holds() {
     s.schedule(&[(u64::MAX / 2, b"x".to_vec())]).await.unwrap();
     let now = jobstream_core::now_ms();
     let st = s.stats(now + 1000).await.unwrap();
-    assert_eq!((st.ready, st.in_flight, st.scheduled, st.processed, st.consumers), (3, 1, 1, 1, 1));
+    assert_eq!(
+        (
+            st.ready,
+            st.in_flight,
+            st.scheduled,
+            st.processed,
+            st.consumers
+        ),
+        (3, 1, 1, 1, 1)
+    );
     assert!(st.oldest_ready_age_ms >= 1000, "{st:?}");
     let empty = store(&server).stats(now).await.unwrap();
     assert_eq!(empty.ready + empty.in_flight + empty.consumers, 0);

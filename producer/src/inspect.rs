@@ -2,9 +2,9 @@
 //! Away from the hot path; used by the `jobstream` CLI and by operators'
 //! own tooling.
 
+pub use jobstream_core::QueueStats;
 use jobstream_core::envelope::{entry_id_ms, field};
 use jobstream_core::{QueueKeys, QueueName, QueueStore, Redis, Result, StreamEntry};
-pub use jobstream_core::QueueStats;
 use serde::Serialize;
 
 /// Reads and repairs queues.
@@ -77,7 +77,8 @@ impl DeadJob {
                 b"worker" => job.worker = text.clone(),
                 _ => {}
             }
-            job.fields.push((String::from_utf8_lossy(&k).into_owned(), text));
+            job.fields
+                .push((String::from_utf8_lossy(&k).into_owned(), text));
         }
         if job.attempt == 0 {
             job.attempt = 1;
@@ -104,7 +105,11 @@ pub struct DeadFilter {
 
 impl DeadFilter {
     fn matches(&self, job: &DeadJob) -> bool {
-        (self.ids.is_empty() || self.ids.iter().any(|i| *i == job.dead_id || *i == job.job_id))
+        (self.ids.is_empty()
+            || self
+                .ids
+                .iter()
+                .any(|i| *i == job.dead_id || *i == job.job_id))
             && self.job_type.as_ref().is_none_or(|t| *t == job.job_type)
             && self.reason.as_ref().is_none_or(|r| *r == job.reason)
     }

@@ -54,7 +54,9 @@ impl Job {
 
     /// Run no sooner than `at`.
     pub fn run_at(mut self, at: SystemTime) -> Self {
-        let ms = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let ms = at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         self.run_at_ms = Some(ms);
         self
     }

@@ -21,16 +21,16 @@
 //! - `inspect.rs`: [`inspect::Inspector`], queue stats and dead letters
 //!   (list, replay, discard), away from the hot path.
 
-mod job;
 pub mod inspect;
+mod job;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+pub use job::Job;
 use jobstream_core::envelope::{field, fields_to_msgpack};
 pub use jobstream_core::{Error, Limits, QueueName, Result, Timings};
 use jobstream_core::{QueueKeys, QueueStore, Redis};
-pub use job::Job;
 use serde::Serialize;
 
 /// A job's id: the stream entry id for a job enqueued to run now, a
@@ -169,10 +169,15 @@ impl Producer {
         Ok(ids)
     }
 
-    async fn send_chunk(&self, store: &QueueStore, jobs: &[Job], ids: &mut Vec<JobId>) -> Result<()> {
+    async fn send_chunk(
+        &self,
+        store: &QueueStore,
+        jobs: &[Job],
+        ids: &mut Vec<JobId>,
+    ) -> Result<()> {
         let now = job::now_ms();
         let first = ids.len();
-        let mut immediate: Vec<(usize, Vec<(&[u8], &[u8])>)> = Vec::new();
+        let mut immediate: Vec<(usize, Fields<'_>)> = Vec::new();
         let mut delayed: Vec<(u64, Vec<u8>)> = Vec::new();
         ids.resize(first + jobs.len(), String::new());
         for (i, job) in jobs.iter().enumerate() {
@@ -200,8 +205,11 @@ impl Producer {
     }
 }
 
-fn stream_fields(job: &Job) -> Vec<(&[u8], &[u8])> {
-    let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(2 + job.options.len() + job.extra.len());
+/// A job's stream fields, borrowed from the job.
+type Fields<'a> = Vec<(&'a [u8], &'a [u8])>;
+
+fn stream_fields(job: &Job) -> Fields<'_> {
+    let mut fields: Fields<'_> = Vec::with_capacity(2 + job.options.len() + job.extra.len());
     fields.push((field::TYPE.as_bytes(), job.job_type.as_bytes()));
     fields.push((field::PAYLOAD.as_bytes(), &job.payload));
     for (k, v) in &job.options {

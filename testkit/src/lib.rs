@@ -38,12 +38,20 @@ impl RedisServer {
     /// Starts a server with AOF on and `appendfsync always`, so a restart
     /// keeps every acknowledged write.
     pub fn start_durable() -> Self {
-        Self::start_with(&["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+        Self::start_with(&[
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
     }
 
     /// Starts a server with extra `redis-server` arguments.
     pub fn start_with(args: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!("jobstream-redis-{:016x}", rand::random::<u64>()));
+        let dir =
+            std::env::temp_dir().join(format!("jobstream-redis-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut server = Self {
             child: None,
@@ -68,7 +76,9 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}); install it: apt-get install -y redis-server")
+                panic!(
+                    "cannot start redis-server ({e}); install it: apt-get install -y redis-server"
+                )
             });
         self.child = Some(child);
         self.wait_ready();
@@ -77,7 +87,11 @@ impl RedisServer {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if self.cli(&["PING"]).map(|o| o.trim() == "PONG").unwrap_or(false) {
+            if self
+                .cli(&["PING"])
+                .map(|o| o.trim() == "PONG")
+                .unwrap_or(false)
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

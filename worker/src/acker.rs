@@ -40,32 +40,21 @@ impl Acker {
                 _ => {}
             }
         }
-        if !acks.is_empty() {
-            if let Some(lost) = self
-                .write("ack", || self.store.ack(&self.consumer, "processed", &acks))
-                .await
-            {
-                self.report_lost(&lost);
-            }
-        }
-        if !discards.is_empty() {
-            if let Some(lost) = self
-                .write("discard", || self.store.ack(&self.consumer, "discarded", &discards))
-                .await
-            {
-                self.report_lost(&lost);
-            }
-        }
+        self.ack_all("processed", &acks).await;
+        self.ack_all("discarded", &discards).await;
         for o in buf.iter() {
             let id = o.entry_id.as_str();
             let moved = match &o.action {
                 Action::Retry { due_ms, member } => {
-                    self.write("retry", || self.store.retry(&self.consumer, id, *due_ms, member))
-                        .await
+                    self.write("retry", || {
+                        self.store.retry(&self.consumer, id, *due_ms, member)
+                    })
+                    .await
                 }
                 Action::Dead { fields } => {
                     self.write("dead", || {
-                        self.store.dead(&self.consumer, id, self.dead_max_len, fields)
+                        self.store
+                            .dead(&self.consumer, id, self.dead_max_len, fields)
                     })
                     .await
                 }
@@ -75,7 +64,20 @@ impl Acker {
                 self.report_lost(&[id.to_owned()]);
             }
         }
-        self.inflight.remove_many(buf.iter().map(|o| o.entry_id.as_str()));
+        self.inflight
+            .remove_many(buf.iter().map(|o| o.entry_id.as_str()));
+    }
+
+    /// Acks `ids` in calls of at most `batch`, adding them to `counter`.
+    async fn ack_all(&self, counter: &str, ids: &[&str]) {
+        for chunk in ids.chunks(self.batch) {
+            let acked = self
+                .write(counter, || self.store.ack(&self.consumer, counter, chunk))
+                .await;
+            if let Some(lost) = acked {
+                self.report_lost(&lost);
+            }
+        }
     }
 
     fn report_lost(&self, lost: &[String]) {

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
 
 use jobstream_core::{BlockingConn, QueueStore, Reconnect, StreamEntry, Timings};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::processor::Dispatcher;
+use crate::reclaimer::Reclaimer;
 use crate::shutdown::Shutdown;
 
 pub(crate) struct Fetcher {
@@ -20,12 +22,14 @@ pub(crate) struct Fetcher {
     /// `CLIENT ID` of the connection blocked in XREADGROUP (0 when none),
     /// so shutdown can end the read at once with `CLIENT UNBLOCK`.
     pub(crate) reader_id: Arc<AtomicI64>,
+    pub(crate) reclaimer: Reclaimer,
 }
 
 impl Fetcher {
     pub(crate) async fn run(self, mut shutdown: Shutdown) {
         let mut conn: Option<BlockingConn> = None;
         let mut backoff = Reconnect::new(&self.timings);
+        let mut next_reclaim = Instant::now() + self.timings.reclaim_interval;
         while !shutdown.is_set() {
             let first = tokio::select! {
                 p = Arc::clone(&self.slots).acquire_owned() => p,
@@ -37,6 +41,13 @@ impl Fetcher {
                 match Arc::clone(&self.slots).try_acquire_owned() {
                     Ok(p) => permits.push(p),
                     Err(_) => break,
+                }
+            }
+            if Instant::now() >= next_reclaim {
+                next_reclaim = Instant::now() + self.timings.reclaim_interval;
+                permits = self.reclaim(permits).await;
+                if permits.is_empty() {
+                    continue;
                 }
             }
             let c = match conn.as_mut() {
@@ -58,9 +69,15 @@ impl Fetcher {
             if shutdown.is_set() {
                 break;
             }
+            // Wake up in time for the next reclaim pass.
+            let block = self
+                .timings
+                .block
+                .min(next_reclaim.saturating_duration_since(Instant::now()))
+                .max(std::time::Duration::from_millis(1));
             let read = self
                 .store
-                .read(c, &self.consumer, permits.len(), self.timings.block)
+                .read(c, &self.consumer, permits.len(), block)
                 .await;
             match read {
                 Ok(entries) => {
@@ -104,6 +121,21 @@ impl Fetcher {
         Ok(c)
     }
 
+    /// Claims jobs of dead workers with the slots held; returns the slots
+    /// left over.
+    async fn reclaim(&self, mut permits: Vec<OwnedSemaphorePermit>) -> Vec<OwnedSemaphorePermit> {
+        match self.reclaimer.claim(permits.len()).await {
+            Ok(claimed) => {
+                for c in claimed {
+                    let Some(permit) = permits.pop() else { break };
+                    self.dispatcher.dispatch(c.entry, c.deliveries, permit);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reclaiming abandoned jobs failed; will retry"),
+        }
+        permits
+    }
+
     fn start(&self, entries: Vec<StreamEntry>, permits: Vec<OwnedSemaphorePermit>) {
         // Redis never returns more than COUNT = permits.len() entries; any
         // permits left over are released when the iterator is dropped.
@@ -116,8 +148,13 @@ impl Fetcher {
     async fn give_back(&self, entries: Vec<StreamEntry>) {
         let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
         match self.store.requeue(&self.consumer, &ids).await {
-            Ok(n) => tracing::info!(requeued = n, "gave fetched jobs back to the queue on shutdown"),
-            Err(e) => tracing::warn!(error = %e, "could not give fetched jobs back; they return after the visibility timeout"),
+            Ok(n) => tracing::info!(
+                requeued = n,
+                "gave fetched jobs back to the queue on shutdown"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not give fetched jobs back; they return after the visibility timeout")
+            }
         }
     }
 }

@@ -156,7 +156,12 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn insert(&mut self, job_type: &str, handler: Arc<dyn Handler>, options: JobOptions) {
+    pub(crate) fn insert(
+        &mut self,
+        job_type: &str,
+        handler: Arc<dyn Handler>,
+        options: JobOptions,
+    ) {
         self.routes
             .insert(job_type.to_owned(), Route { handler, options });
     }

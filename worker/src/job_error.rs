@@ -76,7 +76,11 @@ impl JobError {
     }
 
     pub(crate) fn panic(message: String) -> Self {
-        Self::new(FailureKind::Retry, "panic", format!("handler panicked: {message}"))
+        Self::new(
+            FailureKind::Retry,
+            "panic",
+            format!("handler panicked: {message}"),
+        )
     }
 
     /// Sets the class, a short label such as `smtp` or `http_503`.

@@ -55,10 +55,10 @@ use std::sync::Arc;
 
 pub use handler::{Handler, JobContext, JobOptions};
 pub use job_error::{FailureKind, JobError, JobResult};
-pub use jobstream_core::{Backoff, Error, Limits, RetryPolicy, Timings};
-pub use shutdown::{ShutdownHandle, signal};
 use jobstream_core::QueueName;
+pub use jobstream_core::{Backoff, Error, Limits, RetryPolicy, Timings};
 use serde::de::DeserializeOwned;
+pub use shutdown::{ShutdownHandle, signal};
 
 use crate::handler::{Registry, TypedFn};
 
@@ -120,12 +120,18 @@ impl WorkerBuilder {
 
     /// Serves `job_type` with a [`Handler`].
     pub fn handler(mut self, job_type: &str, handler: impl Handler) -> Self {
-        self.routes.push((job_type.to_owned(), Arc::new(handler), None));
+        self.routes
+            .push((job_type.to_owned(), Arc::new(handler), None));
         self
     }
 
     /// Serves `job_type` with a [`Handler`] and its own options.
-    pub fn handler_with(mut self, job_type: &str, options: JobOptions, handler: impl Handler) -> Self {
+    pub fn handler_with(
+        mut self,
+        job_type: &str,
+        options: JobOptions,
+        handler: impl Handler,
+    ) -> Self {
         self.routes
             .push((job_type.to_owned(), Arc::new(handler), Some(options)));
         self
@@ -170,7 +176,11 @@ impl WorkerBuilder {
             if job_type.is_empty() {
                 return Err(Error::Config("job type must not be empty".into()));
             }
-            registry.insert(&job_type, handler, options.unwrap_or_else(|| self.defaults.clone()));
+            registry.insert(
+                &job_type,
+                handler,
+                options.unwrap_or_else(|| self.defaults.clone()),
+            );
         }
         if registry.is_empty() {
             return Err(Error::Config("register at least one handler".into()));
@@ -259,6 +269,10 @@ fn consumer_name() -> String {
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         .take(64)
         .collect();
-    let host = if host.is_empty() { "worker".to_owned() } else { host };
+    let host = if host.is_empty() {
+        "worker".to_owned()
+    } else {
+        host
+    };
     format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }

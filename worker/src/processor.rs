@@ -68,21 +68,46 @@ impl Dispatcher {
             Ok(env) => env,
             Err(bad) => {
                 tracing::warn!(queue = %self.queue, entry_id, reason = %bad, "malformed entry moved to dead");
-                let fields = self.dead_fields(raw, &entry_id, DeadReason::Malformed, "malformed", &bad.detail, deliveries);
-                return Outcome { entry_id, action: Action::Dead { fields } };
+                let fields = self.dead_fields(
+                    raw,
+                    &entry_id,
+                    DeadReason::Malformed,
+                    "malformed",
+                    &bad.detail,
+                    deliveries,
+                );
+                return Outcome {
+                    entry_id,
+                    action: Action::Dead { fields },
+                };
             }
         };
         drop(raw);
         let Some(route) = self.registry.get(&envelope.job_type) else {
             tracing::warn!(queue = %self.queue, entry_id, job_type = %envelope.job_type, "no handler for job type; moved to dead");
-            let msg = format!("no handler for job type {:?} on this worker", envelope.job_type);
-            let fields = self.dead_fields(envelope.to_fields(), &entry_id, DeadReason::UnknownType, "unknown_type", &msg, deliveries);
-            return Outcome { entry_id, action: Action::Dead { fields } };
+            let msg = format!(
+                "no handler for job type {:?} on this worker",
+                envelope.job_type
+            );
+            let fields = self.dead_fields(
+                envelope.to_fields(),
+                &entry_id,
+                DeadReason::UnknownType,
+                "unknown_type",
+                &msg,
+                deliveries,
+            );
+            return Outcome {
+                entry_id,
+                action: Action::Dead { fields },
+            };
         };
         let timeout = envelope
             .timeout_ms
             .map_or(route.options.timeout, Duration::from_millis);
-        let max_attempts = envelope.max_attempts.unwrap_or(route.options.retry.max_attempts);
+        let max_attempts = envelope
+            .max_attempts
+            .unwrap_or(route.options.retry.max_attempts);
         let envelope = Arc::new(envelope);
         let ctx = JobContext {
             envelope: Arc::clone(&envelope),
@@ -123,7 +148,14 @@ impl Dispatcher {
                     .as_ref()
                     .err()
                     .map_or(("error", ""), |e| (e.class(), e.message()));
-                let fields = self.dead_fields(envelope.to_fields(), &entry_id, reason, class, msg, deliveries);
+                let fields = self.dead_fields(
+                    envelope.to_fields(),
+                    &entry_id,
+                    reason,
+                    class,
+                    msg,
+                    deliveries,
+                );
                 Action::Dead { fields }
             }
         };
@@ -159,7 +191,9 @@ impl Dispatcher {
 
 /// Writes `id` and `enqueued_at` when the entry relied on its entry id for them.
 fn ensure_identity(fields: &mut Vec<(Vec<u8>, Vec<u8>)>, entry_id: &str) {
-    let has = |fields: &Vec<(Vec<u8>, Vec<u8>)>, name: &str| fields.iter().any(|(k, _)| k == name.as_bytes());
+    let has = |fields: &Vec<(Vec<u8>, Vec<u8>)>, name: &str| {
+        fields.iter().any(|(k, _)| k == name.as_bytes())
+    };
     if !has(fields, field::ID) {
         fields.push((field::ID.into(), entry_id.into()));
     }

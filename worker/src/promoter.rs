@@ -19,7 +19,11 @@ impl Promoter {
         while !shutdown.is_set() {
             let wait = match self
                 .store
-                .promote(now_ms(), self.limits.promote_batch, self.limits.dead_max_len)
+                .promote(
+                    now_ms(),
+                    self.limits.promote_batch,
+                    self.limits.dead_max_len,
+                )
                 .await
             {
                 Ok((moved, _)) if moved as usize >= self.limits.promote_batch => {

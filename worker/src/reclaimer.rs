@@ -1,21 +1,20 @@
 //! Takes over jobs whose worker stopped refreshing their lease (crashed,
 //! killed, cut off) once they have been idle for the visibility timeout, and
 //! now and then removes consumers that are long gone.
+//!
+//! The claim itself runs inside the fetch loop (`fetcher.rs`), with the
+//! handler slots the fetcher already holds: one owner for the slots, and a
+//! claimed job starts exactly like a fetched one.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use jobstream_core::{Limits, QueueStore, Timings, now_ms};
-use tokio::sync::Semaphore;
+use jobstream_core::{ClaimedEntry, Limits, QueueStore, Timings, now_ms};
 
-use crate::processor::Dispatcher;
 use crate::shutdown::Shutdown;
 
 pub(crate) struct Reclaimer {
     pub(crate) store: QueueStore,
     pub(crate) consumer: String,
-    pub(crate) dispatcher: Arc<Dispatcher>,
-    pub(crate) slots: Arc<Semaphore>,
     pub(crate) timings: Timings,
     pub(crate) limits: Limits,
 }
@@ -23,65 +22,54 @@ pub(crate) struct Reclaimer {
 const REAP_EVERY: Duration = Duration::from_secs(60);
 
 impl Reclaimer {
-    pub(crate) async fn run(self, mut shutdown: Shutdown) {
-        let mut last_reap: Option<Instant> = None;
-        loop {
-            if shutdown.sleep(self.timings.reclaim_interval).await {
-                break;
-            }
-            if let Err(e) = self.pass(&shutdown).await {
-                tracing::warn!(error = %e, "reclaiming abandoned jobs failed; will retry");
-            }
-            if last_reap.is_none_or(|t| t.elapsed() >= REAP_EVERY) {
-                last_reap = Some(Instant::now());
-                match self
-                    .store
-                    .reap_consumers(self.timings.consumer_idle_reap, &self.consumer)
-                    .await
-                {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(removed = n, "removed idle consumers with nothing pending"),
-                    Err(e) => tracing::debug!(error = %e, "reaping idle consumers failed"),
-                }
-            }
-        }
-    }
-
-    /// One pass over the pending entries list, bounded by free slots.
-    async fn pass(&self, shutdown: &Shutdown) -> jobstream_core::Result<()> {
+    /// One pass over the pending entries list: claims at most `max` jobs
+    /// idle for the visibility timeout (dead-lettering the ones delivered
+    /// too often, inside the script).
+    pub(crate) async fn claim(&self, max: usize) -> jobstream_core::Result<Vec<ClaimedEntry>> {
         let mut cursor = "0-0".to_owned();
-        loop {
-            let mut permits = Vec::new();
-            while permits.len() < self.limits.reclaim_batch {
-                match Arc::clone(&self.slots).try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
-                }
-            }
-            if permits.is_empty() || shutdown.is_set() {
-                return Ok(());
-            }
+        let mut out = Vec::new();
+        while out.len() < max {
+            let count = (max - out.len()).min(self.limits.reclaim_batch);
             let (next, claimed) = self
                 .store
                 .reclaim(
                     &self.consumer,
                     self.timings.visibility_timeout,
                     &cursor,
-                    permits.len(),
+                    count,
                     self.limits.max_deliveries,
                     self.limits.dead_max_len,
                     now_ms(),
                 )
                 .await?;
-            for (c, permit) in claimed.into_iter().zip(permits) {
+            for c in &claimed {
                 tracing::warn!(queue = %self.store.keys().name(), entry_id = %c.entry.id, deliveries = c.deliveries,
                     "reclaimed a job whose worker stopped refreshing its lease");
-                self.dispatcher.dispatch(c.entry, c.deliveries, permit);
             }
+            out.extend(claimed);
             if next == "0-0" {
-                return Ok(());
+                break;
             }
             cursor = next;
+        }
+        Ok(out)
+    }
+
+    /// Removes long-idle consumers with nothing pending, every minute.
+    pub(crate) async fn run_reaper(self, mut shutdown: Shutdown) {
+        loop {
+            match self
+                .store
+                .reap_consumers(self.timings.consumer_idle_reap, &self.consumer)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "removed idle consumers with nothing pending"),
+                Err(e) => tracing::debug!(error = %e, "reaping idle consumers failed"),
+            }
+            if shutdown.sleep(REAP_EVERY).await {
+                break;
+            }
         }
     }
 }

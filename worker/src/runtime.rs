@@ -1,13 +1,14 @@
 //! Composes the duties of a worker and owns the shutdown order.
 //!
 //! Start: create the consumer group (retrying while Redis is away), then
-//! start the acker, lease, promoter and reclaimer, then the fetcher.
+//! start the acker, lease, promoter and consumer reaper, then the fetcher
+//! (which also reclaims the jobs of dead workers, with the slots it holds).
 //!
 //! Shutdown, in this order, so nothing is lost and nothing waits on the
 //! visibility timeout:
 //! 1. stop fetching: the blocked `XREADGROUP` is ended with `CLIENT UNBLOCK`;
 //!    anything it still returned goes straight back to `ready`;
-//!    the promoter and reclaimer stop too;
+//!    the promoter and reaper stop too;
 //! 2. wait up to `shutdown_grace` for running handlers; the lease keeps
 //!    being refreshed meanwhile;
 //! 3. abort the handlers still running and give their jobs back to `ready`;
@@ -110,17 +111,13 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         }
         .run(shutdown.clone()),
     );
-    let reclaimer = tokio::spawn(
-        Reclaimer {
-            store: store.clone(),
-            consumer: consumer.clone(),
-            dispatcher: Arc::clone(&dispatcher),
-            slots: Arc::clone(&slots),
-            timings: timings.clone(),
-            limits: limits.clone(),
-        }
-        .run(shutdown.clone()),
-    );
+    let reclaimer = || Reclaimer {
+        store: store.clone(),
+        consumer: consumer.clone(),
+        timings: timings.clone(),
+        limits: limits.clone(),
+    };
+    let reaper = tokio::spawn(reclaimer().run_reaper(shutdown.clone()));
     let reader_id = Arc::new(AtomicI64::new(0));
     let mut fetcher = tokio::spawn(
         Fetcher {
@@ -131,6 +128,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
             timings: timings.clone(),
             max_batch: concurrency.min(limits.ack_batch),
             reader_id: Arc::clone(&reader_id),
+            reclaimer: reclaimer(),
         }
         .run(shutdown.clone()),
     );
@@ -149,7 +147,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         let _ = tokio::time::timeout(Duration::from_millis(100), &mut fetcher).await;
     }
     let _ = promoter.await;
-    let _ = reclaimer.await;
+    let _ = reaper.await;
 
     // 2. Wait for running handlers, within the grace period.
     let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
@@ -158,8 +156,11 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     // 3. Abort what is still running and give those jobs back.
     if finished.is_err() {
         let ids = inflight.abort_running();
-        tracing::warn!(aborted = ids.len(), grace_ms = timings.shutdown_grace.as_millis() as u64,
-            "handlers still running after the grace period were aborted; their jobs go back to the queue");
+        tracing::warn!(
+            aborted = ids.len(),
+            grace_ms = timings.shutdown_grace.as_millis() as u64,
+            "handlers still running after the grace period were aborted; their jobs go back to the queue"
+        );
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         for chunk in ids.chunks(500) {
             if let Err(e) = store.requeue(&consumer, chunk).await {

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Handler failures end to end: retries with a stable id, permanent errors,
 //! exhausted attempts, panics, timeouts, discards, retry-after.
 
@@ -25,7 +26,11 @@ enum Behaviour {
 fn fast_retry(max_attempts: u32) -> JobOptions {
     JobOptions {
         timeout: Duration::from_millis(300),
-        retry: RetryPolicy::exponential(max_attempts, Duration::from_millis(20), Duration::from_millis(100)),
+        retry: RetryPolicy::exponential(
+            max_attempts,
+            Duration::from_millis(20),
+            Duration::from_millis(100),
+        ),
     }
 }
 
@@ -36,34 +41,46 @@ fn worker(server: &RedisServer, queue: &str, runs: &Runs, max_attempts: u32) -> 
             .queue(queue)
             .concurrency(4)
             .timings(fast_timings())
-            .handle_with("flaky", fast_retry(max_attempts), move |b: Behaviour, job: JobContext| {
-                let runs = runs.clone();
-                async move {
-                    let n = runs.record(job.id());
-                    assert_eq!(n, job.attempt(), "attempt counts handler runs");
-                    match b {
-                        Behaviour::FailTimes(k) if job.attempt() <= k => Err(JobError::retry("transient").with_class("flaky")),
-                        Behaviour::FailTimes(_) => Ok(()),
-                        Behaviour::Permanent => Err(JobError::permanent("bad input")),
-                        Behaviour::AlwaysFail => Err(std::io::Error::other("still down").into()),
-                        Behaviour::Panic => panic!("handler bug"),
-                        Behaviour::Hang => {
-                            tokio::time::sleep(Duration::from_secs(3600)).await;
-                            Ok(())
+            .handle_with(
+                "flaky",
+                fast_retry(max_attempts),
+                move |b: Behaviour, job: JobContext| {
+                    let runs = runs.clone();
+                    async move {
+                        let n = runs.record(job.id());
+                        assert_eq!(n, job.attempt(), "attempt counts handler runs");
+                        match b {
+                            Behaviour::FailTimes(k) if job.attempt() <= k => {
+                                Err(JobError::retry("transient").with_class("flaky"))
+                            }
+                            Behaviour::FailTimes(_) => Ok(()),
+                            Behaviour::Permanent => Err(JobError::permanent("bad input")),
+                            Behaviour::AlwaysFail => {
+                                Err(std::io::Error::other("still down").into())
+                            }
+                            Behaviour::Panic => panic!("handler bug"),
+                            Behaviour::Hang => {
+                                tokio::time::sleep(Duration::from_secs(3600)).await;
+                                Ok(())
+                            }
+                            Behaviour::Discard => Err(JobError::discard("not wanted")),
+                            Behaviour::RetryAfterMs(ms) if job.attempt() == 1 => Err(
+                                JobError::retry_after(Duration::from_millis(ms), "rate limited"),
+                            ),
+                            Behaviour::RetryAfterMs(_) => Ok(()),
                         }
-                        Behaviour::Discard => Err(JobError::discard("not wanted")),
-                        Behaviour::RetryAfterMs(ms) if job.attempt() == 1 => {
-                            Err(JobError::retry_after(Duration::from_millis(ms), "rate limited"))
-                        }
-                        Behaviour::RetryAfterMs(_) => Ok(()),
                     }
-                }
-            }),
+                },
+            ),
     )
 }
 
 async fn enqueue(server: &RedisServer, queue: &str, b: Behaviour) -> String {
-    producer(server).await.enqueue(queue, "flaky", &b).await.unwrap()
+    producer(server)
+        .await
+        .enqueue(queue, "flaky", &b)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,10 +105,26 @@ async fn a_permanent_error_skips_retries_and_dead_letters_with_context() {
     let id = enqueue(&server, &queue, Behaviour::Permanent).await;
     let s = wait_stats(&server, &queue, "dead", |s| s.dead == 1).await;
     assert_eq!((s.retried, s.processed), (0, 0));
-    let dead = producer(&server).await.inspector().dead_list(&queue, &Default::default()).await.unwrap();
+    let dead = producer(&server)
+        .await
+        .inspector()
+        .dead_list(&queue, &Default::default())
+        .await
+        .unwrap();
     let d = &dead[0];
-    assert_eq!((d.job_id.as_str(), d.job_type.as_str(), d.reason.as_str()), (id.as_str(), "flaky", "permanent"));
-    assert_eq!((d.error_class.as_str(), d.error.as_str(), d.attempt, d.deliveries), ("permanent", "bad input", 1, 1));
+    assert_eq!(
+        (d.job_id.as_str(), d.job_type.as_str(), d.reason.as_str()),
+        (id.as_str(), "flaky", "permanent")
+    );
+    assert_eq!(
+        (
+            d.error_class.as_str(),
+            d.error.as_str(),
+            d.attempt,
+            d.deliveries
+        ),
+        ("permanent", "bad input", 1, 1)
+    );
     assert!(d.failed_at >= d.enqueued_at && d.enqueued_at > 0);
     assert!(!d.worker.is_empty());
     assert_eq!(runs.count(&id), 1);
@@ -107,7 +140,12 @@ async fn exhausted_attempts_dead_letter_with_the_last_error() {
     let id = enqueue(&server, &queue, Behaviour::AlwaysFail).await;
     let s = wait_stats(&server, &queue, "dead", |s| s.dead == 1).await;
     assert_eq!(s.retried, 2);
-    let dead = producer(&server).await.inspector().dead_list(&queue, &Default::default()).await.unwrap();
+    let dead = producer(&server)
+        .await
+        .inspector()
+        .dead_list(&queue, &Default::default())
+        .await
+        .unwrap();
     assert_eq!((dead[0].reason.as_str(), dead[0].attempt), ("exhausted", 3));
     assert!(dead[0].error.contains("still down"));
     assert_eq!(runs.count(&id), 3);
@@ -120,8 +158,14 @@ async fn a_per_job_max_attempts_overrides_the_policy() {
     let queue = unique_queue("override");
     let runs = Runs::default();
     let w = worker(&server, &queue, &runs, 10);
-    let job = Job::new("flaky", &Behaviour::AlwaysFail).unwrap().max_attempts(2);
-    let id = producer(&server).await.enqueue_job(&queue, job).await.unwrap();
+    let job = Job::new("flaky", &Behaviour::AlwaysFail)
+        .unwrap()
+        .max_attempts(2);
+    let id = producer(&server)
+        .await
+        .enqueue_job(&queue, job)
+        .await
+        .unwrap();
     wait_stats(&server, &queue, "dead", |s| s.dead == 1).await;
     assert_eq!(runs.count(&id), 2);
     w.stop().await;
@@ -135,12 +179,20 @@ async fn a_panicking_handler_is_retried_with_class_panic_and_the_worker_survives
     let w = worker(&server, &queue, &runs, 2);
     let id = enqueue(&server, &queue, Behaviour::Panic).await;
     wait_stats(&server, &queue, "dead", |s| s.dead == 1).await;
-    let dead = producer(&server).await.inspector().dead_list(&queue, &Default::default()).await.unwrap();
+    let dead = producer(&server)
+        .await
+        .inspector()
+        .dead_list(&queue, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(dead[0].error_class, "panic");
     assert!(dead[0].error.contains("handler bug"));
     assert_eq!(runs.count(&id), 2);
     enqueue(&server, &queue, Behaviour::FailTimes(0)).await;
-    wait_stats(&server, &queue, "processed after a panic", |s| s.processed == 1).await;
+    wait_stats(&server, &queue, "processed after a panic", |s| {
+        s.processed == 1
+    })
+    .await;
     w.stop().await;
 }
 
@@ -150,11 +202,25 @@ async fn a_handler_over_its_timeout_is_dropped_and_fails_with_class_timeout() {
     let queue = unique_queue("timeout");
     let runs = Runs::default();
     let w = worker(&server, &queue, &runs, 2);
-    let job = Job::new("flaky", &Behaviour::Hang).unwrap().timeout(Duration::from_millis(100));
-    producer(&server).await.enqueue_job(&queue, job).await.unwrap();
+    let job = Job::new("flaky", &Behaviour::Hang)
+        .unwrap()
+        .timeout(Duration::from_millis(100));
+    producer(&server)
+        .await
+        .enqueue_job(&queue, job)
+        .await
+        .unwrap();
     wait_stats(&server, &queue, "dead", |s| s.dead == 1).await;
-    let dead = producer(&server).await.inspector().dead_list(&queue, &Default::default()).await.unwrap();
-    assert_eq!((dead[0].error_class.as_str(), dead[0].reason.as_str()), ("timeout", "exhausted"));
+    let dead = producer(&server)
+        .await
+        .inspector()
+        .dead_list(&queue, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (dead[0].error_class.as_str(), dead[0].reason.as_str()),
+        ("timeout", "exhausted")
+    );
     w.stop().await;
 }
 
@@ -179,6 +245,10 @@ async fn retry_after_waits_the_requested_time() {
     let t = Instant::now();
     enqueue(&server, &queue, Behaviour::RetryAfterMs(700)).await;
     wait_stats(&server, &queue, "processed", |s| s.processed == 1).await;
-    assert!(t.elapsed() >= Duration::from_millis(700), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        t.elapsed()
+    );
     w.stop().await;
 }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! End to end: jobs enqueued by the producer (or by plain XADD) run once,
 //! delayed jobs wait, malformed entries go to dead and the worker carries on.
 
@@ -40,8 +41,23 @@ async fn every_enqueued_job_runs_once_and_is_acknowledged() {
     let queue = unique_queue("pipeline");
     let producer = producer(&server).await;
     let mut ids = Vec::new();
-    ids.push(producer.enqueue(&queue, "send_email", &Email { to: "a@x".into() }).await.unwrap());
-    let jobs: Vec<Job> = (0..500).map(|i| Job::new("send_email", &Email { to: format!("{i}@x") }).unwrap()).collect();
+    ids.push(
+        producer
+            .enqueue(&queue, "send_email", &Email { to: "a@x".into() })
+            .await
+            .unwrap(),
+    );
+    let jobs: Vec<Job> = (0..500)
+        .map(|i| {
+            Job::new(
+                "send_email",
+                &Email {
+                    to: format!("{i}@x"),
+                },
+            )
+            .unwrap()
+        })
+        .collect();
     ids.extend(producer.enqueue_many(&queue, jobs).await.unwrap());
     let runs = Runs::default();
     let worker = email_worker(&server, &queue, &runs, 16);
@@ -50,7 +66,13 @@ async fn every_enqueued_job_runs_once_and_is_acknowledged() {
     assert_eq!(runs.distinct(), 501);
     assert_eq!(runs.total(), 501);
     assert!(ids.iter().all(|id| runs.count(id) == 1));
-    assert_eq!(server.cli(&["XLEN", &format!("jobstream:{{{queue}}}:ready")]).unwrap().trim(), "0");
+    assert_eq!(
+        server
+            .cli(&["XLEN", &format!("jobstream:{{{queue}}}:ready")])
+            .unwrap()
+            .trim(),
+        "0"
+    );
     worker.stop().await;
 }
 
@@ -61,8 +83,19 @@ async fn a_job_added_with_plain_xadd_runs() {
     let payload = rmp_serde::to_vec_named(&Email { to: "py@x".into() }).unwrap();
     let key = format!("jobstream:{{{queue}}}:ready");
     let out = std::process::Command::new("redis-cli")
-        .args(["-p", &server.port().to_string(), "-x", "XADD", &key, "*", "type", "send_email", "payload"])
+        .args([
+            "-p",
+            &server.port().to_string(),
+            "-x",
+            "XADD",
+            &key,
+            "*",
+            "type",
+            "send_email",
+            "payload",
+        ])
         .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
@@ -87,11 +120,19 @@ async fn an_idle_worker_picks_up_a_new_job_without_polling_delay() {
     wait_stats(&server, &queue, "consumer registered", |s| s.consumers == 1).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
-    producer(&server).await.enqueue(&queue, "send_email", &Email { to: "a@x".into() }).await.unwrap();
+    producer(&server)
+        .await
+        .enqueue(&queue, "send_email", &Email { to: "a@x".into() })
+        .await
+        .unwrap();
     wait_stats(&server, &queue, "processed", |s| s.processed == 1).await;
     // Liveness bound only: far below the 500 ms block time, so the blocked
     // read (not a poll loop) delivered the job.
-    assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
     worker.stop().await;
 }
 
@@ -104,14 +145,32 @@ async fn a_delayed_job_waits_for_its_time_then_runs() {
     let producer = producer(&server).await;
     let enqueued = Instant::now();
     let id = producer
-        .enqueue_job(&queue, Job::new("send_email", &Email { to: "later@x".into() }).unwrap().delay(Duration::from_millis(800)))
+        .enqueue_job(
+            &queue,
+            Job::new(
+                "send_email",
+                &Email {
+                    to: "later@x".into(),
+                },
+            )
+            .unwrap()
+            .delay(Duration::from_millis(800)),
+        )
         .await
         .unwrap();
     let s = stats(&server, &queue).await;
     assert_eq!(s.scheduled, 1);
     wait_stats(&server, &queue, "processed", |s| s.processed == 1).await;
-    assert!(enqueued.elapsed() >= Duration::from_millis(800), "ran early: {:?}", enqueued.elapsed());
-    assert_eq!(runs.count(&id), 1, "the delayed job keeps the id the producer returned");
+    assert!(
+        enqueued.elapsed() >= Duration::from_millis(800),
+        "ran early: {:?}",
+        enqueued.elapsed()
+    );
+    assert_eq!(
+        runs.count(&id),
+        1,
+        "the delayed job keeps the id the producer returned"
+    );
     worker.stop().await;
 }
 
@@ -128,22 +187,57 @@ async fn malformed_entries_go_to_dead_with_a_reason_and_the_worker_carries_on() 
     let xadd = |args: &[&str]| {
         let mut all = vec!["-p", p.as_str(), "XADD", key.as_str(), "*"];
         all.extend_from_slice(args);
-        assert!(std::process::Command::new("redis-cli").args(&all).output().unwrap().status.success());
+        assert!(
+            std::process::Command::new("redis-cli")
+                .args(&all)
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
     };
     xadd(&["payload", "x"]); // no type
     xadd(&["type", "send_email", "payload", "\u{1}\u{2}"]); // not one MessagePack value
     xadd(&["type", "send_email"]); // no payload
     xadd(&["type", "no_such_handler", "payload", "1"]); // unknown type (payload: fixint 49)
     let producer = producer(&server).await;
-    producer.enqueue_job(&queue, Job::from_msgpack("send_email", wrong_shape).unwrap()).await.unwrap();
-    producer.enqueue_job(&queue, Job::from_msgpack("send_email", good).unwrap()).await.unwrap();
-    let s = wait_stats(&server, &queue, "5 dead, 1 processed", |s| s.dead == 5 && s.processed == 1).await;
+    producer
+        .enqueue_job(
+            &queue,
+            Job::from_msgpack("send_email", wrong_shape).unwrap(),
+        )
+        .await
+        .unwrap();
+    producer
+        .enqueue_job(&queue, Job::from_msgpack("send_email", good).unwrap())
+        .await
+        .unwrap();
+    let s = wait_stats(&server, &queue, "5 dead, 1 processed", |s| {
+        s.dead == 5 && s.processed == 1
+    })
+    .await;
     assert_eq!((s.ready, s.in_flight), (0, 0));
-    let dead = producer.inspector().dead_list(&queue, &Default::default()).await.unwrap();
+    let dead = producer
+        .inspector()
+        .dead_list(&queue, &Default::default())
+        .await
+        .unwrap();
     let mut reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
     reasons.sort();
-    assert_eq!(reasons, vec!["malformed", "malformed", "malformed", "malformed", "unknown_type"]);
-    assert!(dead.iter().all(|d| !d.error.is_empty() && !d.job_id.is_empty()));
+    assert_eq!(
+        reasons,
+        vec![
+            "malformed",
+            "malformed",
+            "malformed",
+            "malformed",
+            "unknown_type"
+        ]
+    );
+    assert!(
+        dead.iter()
+            .all(|d| !d.error.is_empty() && !d.job_id.is_empty())
+    );
     assert_eq!(runs.total(), 1);
     worker.stop().await;
 }
@@ -163,12 +257,23 @@ async fn invalid_input_gets_a_clear_error_before_anything_is_sent() {
             Err(serde::ser::Error::custom("cannot serialize this"))
         }
     }
-    let err = producer.enqueue("q", "t", &Unserializable).await.unwrap_err();
+    let err = producer
+        .enqueue("q", "t", &Unserializable)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("cannot serialize this"), "{err}");
     assert!(Job::new("", &1).is_err());
     assert!(Job::new("t", &1).unwrap().field("attempt", "3").is_err());
-    assert_eq!(server.cli(&["DBSIZE"]).unwrap().trim(), "0", "nothing was written");
-    let err = Worker::builder(&server.url()).queue("q").build().err().unwrap();
+    assert_eq!(
+        server.cli(&["DBSIZE"]).unwrap().trim(),
+        "0",
+        "nothing was written"
+    );
+    let err = Worker::builder(&server.url())
+        .queue("q")
+        .build()
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("handler"), "{err}");
     let _ = JobError::retry("unused");
 }

@@ -14,7 +14,12 @@ use serde::{Deserialize, Serialize};
 #[command(about = "jobstream quickstart: a send_email worker and a producer")]
 struct Cli {
     /// Redis URL.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
     redis_url: String,
     #[command(subcommand)]
     command: Command,
@@ -152,7 +157,18 @@ async fn main() -> std::process::ExitCode {
             work_ms,
             fail_ratio,
             permanent_ratio,
-        } => produce(&cli.redis_url, &queue, count, delay_ms, work_ms, fail_ratio, permanent_ratio).await,
+        } => {
+            produce(
+                &cli.redis_url,
+                &queue,
+                count,
+                delay_ms,
+                work_ms,
+                fail_ratio,
+                permanent_ratio,
+            )
+            .await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -185,21 +201,30 @@ async fn produce(
                 to: format!("user{i}@example.com"),
                 subject: "hello from jobstream".into(),
                 delay_ms: work_ms,
-                permanent_error: (roll < permanent_ratio).then(|| "simulated SMTP 550: mailbox does not exist".into()),
-                fail_attempts: (roll >= permanent_ratio && roll < permanent_ratio + fail_ratio).then_some(2),
+                permanent_error: (roll < permanent_ratio)
+                    .then(|| "simulated SMTP 550: mailbox does not exist".into()),
+                fail_attempts: (roll >= permanent_ratio && roll < permanent_ratio + fail_ratio)
+                    .then_some(2),
             };
             permanent += usize::from(email.permanent_error.is_some());
             failing += usize::from(email.fail_attempts.is_some());
             let job = Job::new("send_email", &email).map_err(|e| e.to_string())?;
             jobs.push(job.delay(Duration::from_millis(delay_ms)));
         }
-        producer.enqueue_many(queue, jobs).await.map_err(|e| e.to_string())?;
+        producer
+            .enqueue_many(queue, jobs)
+            .await
+            .map_err(|e| e.to_string())?;
         enqueued += n;
     }
     println!(
         "enqueued {count} send_email jobs to {queue:?} in {} ms ({failing} fail twice then succeed, {permanent} fail permanently{})",
         started.elapsed().as_millis(),
-        if delay_ms > 0 { format!(", delayed {delay_ms} ms") } else { String::new() },
+        if delay_ms > 0 {
+            format!(", delayed {delay_ms} ms")
+        } else {
+            String::new()
+        },
     );
     Ok(())
 }

@@ -74,22 +74,37 @@ pub fn start(builder: WorkerBuilder) -> Running {
 
 pub fn store(server: &RedisServer, queue: &str) -> QueueStore {
     let redis = Redis::open(&server.url(), &Timings::default()).unwrap();
-    QueueStore::new(redis, QueueKeys::new("jobstream", &QueueName::new(queue).unwrap()), "workers")
+    QueueStore::new(
+        redis,
+        QueueKeys::new("jobstream", &QueueName::new(queue).unwrap()),
+        "workers",
+    )
 }
 
 pub async fn stats(server: &RedisServer, queue: &str) -> QueueStats {
-    store(server, queue).stats(jobstream_core::now_ms()).await.unwrap()
+    store(server, queue)
+        .stats(jobstream_core::now_ms())
+        .await
+        .unwrap()
 }
 
 /// Polls `check` on the queue's stats until true, or fails after 20 s.
-pub async fn wait_stats(server: &RedisServer, queue: &str, what: &str, check: impl Fn(&QueueStats) -> bool) -> QueueStats {
+pub async fn wait_stats(
+    server: &RedisServer,
+    queue: &str,
+    what: &str,
+    check: impl Fn(&QueueStats) -> bool,
+) -> QueueStats {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let s = stats(server, queue).await;
         if check(&s) {
             return s;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {s:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
