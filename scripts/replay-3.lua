@@ -14,7 +14,7 @@
 ]]
 local dropped = {
   attempt = true, reason = true, error_class = true, error = true,
-  deliveries = true, failed_at = true, worker = true,
+  deliveries = true, failed_at = true, worker = true, queue = true,
   last_error_class = true, last_error = true,
 }
 local replayed = 0

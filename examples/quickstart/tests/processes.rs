@@ -1,0 +1,229 @@
+//! The quickstart and the CLI as real processes: a job written by Python,
+//! SIGTERM under load, SIGKILL of a worker, and `stats --json` against what
+//! Redis holds.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use jobstream_testkit::{RedisServer, unique_queue, wait_until};
+
+const QUICKSTART: &str = env!("CARGO_BIN_EXE_example-quickstart");
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The `jobstream` CLI binary, built by cargo next to this test's binary.
+fn cli_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("jobstream");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "jobstream-cli"])
+            .current_dir(repo_root())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    bin
+}
+
+fn quickstart(server: &RedisServer, args: &[&str]) -> Command {
+    let mut c = Command::new(QUICKSTART);
+    c.args(args).env("REDIS_URL", server.url()).env("RUST_LOG", "info");
+    c
+}
+
+struct WorkerProc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl WorkerProc {
+    fn start(server: &RedisServer, queue: &str, extra: &[&str]) -> Self {
+        let log = std::env::temp_dir().join(format!("{queue}-{:x}.log", rand_u64()));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut args = vec!["worker", "--queue", queue];
+        args.extend_from_slice(extra);
+        let child = quickstart(server, &args)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let w = Self { child, log };
+        assert!(wait_until(Duration::from_secs(20), || w.consumer().is_some()), "worker did not start: {}", w.log_text());
+        w
+    }
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    /// The consumer name the worker logged at start.
+    fn consumer(&self) -> Option<String> {
+        let text = self.log_text();
+        let plain = strip_ansi(&text);
+        let at = plain.find("consumer=")? + "consumer=".len();
+        plain[at..].split_whitespace().next().map(str::to_owned)
+    }
+    fn signal(&self, sig: i32) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY-free: libc::kill is a plain syscall wrapper.
+        assert_eq!(kill(pid, sig), 0);
+    }
+    fn wait(mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().unwrap();
+        let _ = std::fs::remove_file(&self.log);
+        status
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kill(pid: i32, sig: i32) -> i32 {
+    let out = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    if out.success() { 0 } else { -1 }
+}
+
+fn rand_u64() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn stats(server: &RedisServer, queue: &str) -> serde_json::Value {
+    let out = run(Command::new(cli_bin()).args(["stats", "--queue", queue, "--json"]).env("REDIS_URL", server.url()));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["queues"][0].clone()
+}
+
+fn n(v: &serde_json::Value, field: &str) -> u64 {
+    v[field].as_u64().unwrap_or_else(|| panic!("no {field} in {v}"))
+}
+
+fn pending_of(server: &RedisServer, queue: &str, consumer: &str) -> u64 {
+    let key = format!("jobstream:{{{queue}}}:ready");
+    let out = server.cli(&["XPENDING", &key, "workers", "-", "+", "100000", consumer]).unwrap();
+    out.lines().filter(|l| l.contains('-') && l.chars().next().is_some_and(|c| c.is_ascii_digit())).count() as u64
+}
+
+#[test]
+fn a_job_written_by_python_with_plain_redis_commands_is_run() {
+    let ok = Command::new("python3").args(["-c", "import redis, msgpack"]).status().map(|s| s.success()).unwrap_or(false);
+    assert!(ok, "python3 with the redis and msgpack packages is needed: pip install -r examples/python/requirements.txt");
+    let server = RedisServer::start();
+    let queue = unique_queue("python");
+    let script = repo_root().join("examples/python/enqueue.py");
+    let url = server.url();
+    run(Command::new("python3").arg(&script).args(["--url", &url, "--queue", &queue, "--count", "3"]));
+    run(Command::new("python3").arg(&script).args(["--url", &url, "--queue", &queue, "--count", "2", "--delay-ms", "300"]));
+    let w = WorkerProc::start(&server, &queue, &["--concurrency", "4"]);
+    assert!(wait_until(Duration::from_secs(20), || n(&stats(&server, &queue), "processed") == 5), "{}", stats(&server, &queue));
+    let s = stats(&server, &queue);
+    assert_eq!((n(&s, "dead"), n(&s, "ready"), n(&s, "scheduled"), n(&s, "in_flight")), (0, 0, 0, 0), "{s}");
+    w.signal(15);
+    assert!(w.wait().success());
+}
+
+#[test]
+fn sigterm_under_load_leaves_nothing_pending_for_that_worker_and_loses_nothing() {
+    let server = RedisServer::start();
+    let queue = unique_queue("sigterm");
+    run(&mut quickstart(&server, &["produce", "--queue", &queue, "--count", "1500", "--work-ms", "20"]));
+    let a = WorkerProc::start(&server, &queue, &["--concurrency", "10"]);
+    let b = WorkerProc::start(&server, &queue, &["--concurrency", "10"]);
+    let a_name = a.consumer().unwrap();
+    assert!(wait_until(Duration::from_secs(30), || n(&stats(&server, &queue), "processed") >= 100));
+    a.signal(15);
+    let status = a.wait();
+    assert!(status.success(), "graceful exit: {status:?}");
+    assert_eq!(pending_of(&server, &queue, &a_name), 0, "the stopped worker holds nothing");
+    assert!(
+        wait_until(Duration::from_secs(60), || n(&stats(&server, &queue), "processed") == 1500),
+        "{}",
+        stats(&server, &queue)
+    );
+    let s = stats(&server, &queue);
+    assert_eq!((n(&s, "ready"), n(&s, "in_flight"), n(&s, "dead")), (0, 0, 0), "{s}");
+    b.signal(15);
+    assert!(b.wait().success());
+}
+
+#[test]
+fn jobs_of_a_sigkilled_worker_are_run_by_another_after_the_visibility_timeout() {
+    let server = RedisServer::start();
+    let queue = unique_queue("sigkill");
+    run(&mut quickstart(&server, &["produce", "--queue", &queue, "--count", "300", "--work-ms", "50"]));
+    let vis = ["--concurrency", "20", "--visibility-timeout-ms", "1500"];
+    let a = WorkerProc::start(&server, &queue, &vis);
+    assert!(wait_until(Duration::from_secs(30), || n(&stats(&server, &queue), "processed") >= 40));
+    a.signal(9);
+    a.wait();
+    let s = stats(&server, &queue);
+    assert!(n(&s, "in_flight") > 0, "the killed worker left jobs pending: {s}");
+    let b = WorkerProc::start(&server, &queue, &vis);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let s = stats(&server, &queue);
+            n(&s, "processed") == 300 && n(&s, "in_flight") == 0
+        }),
+        "{}",
+        stats(&server, &queue)
+    );
+    assert_eq!(n(&stats(&server, &queue), "dead"), 0);
+    b.signal(15);
+    assert!(b.wait().success());
+}
+
+#[test]
+fn stats_json_matches_what_redis_holds() {
+    let server = RedisServer::start();
+    let queue = unique_queue("stats");
+    run(&mut quickstart(&server, &["produce", "--queue", &queue, "--count", "7"]));
+    run(&mut quickstart(&server, &["produce", "--queue", &queue, "--count", "2", "--delay-ms", "600000"]));
+    let key = |k: &str| format!("jobstream:{{{queue}}}:{k}");
+    server.cli(&["XGROUP", "CREATE", &key("ready"), "workers", "0"]).unwrap();
+    server.cli(&["XREADGROUP", "GROUP", "workers", "c1", "COUNT", "3", "STREAMS", &key("ready"), ">"]).unwrap();
+    server.cli(&["XADD", &key("dead"), "*", "type", "t", "reason", "malformed"]).unwrap();
+    server.cli(&["HSET", &key("stats"), "processed", "11"]).unwrap();
+    let s = stats(&server, &queue);
+    assert_eq!(s["name"], queue.as_str());
+    assert_eq!(n(&s, "ready"), 4);
+    assert_eq!(n(&s, "in_flight"), 3);
+    assert_eq!(n(&s, "scheduled"), 2);
+    assert_eq!(n(&s, "dead"), 1);
+    assert_eq!(n(&s, "processed"), 11);
+    assert_eq!(n(&s, "consumers"), 1);
+    assert!(s["oldest_ready_age_ms"].is_u64());
+    // Without --queue, every registered queue is listed.
+    let out = run(Command::new(cli_bin()).args(["stats", "--json"]).env("REDIS_URL", server.url()));
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(all["queues"].as_array().unwrap().iter().any(|q| q["name"] == queue.as_str()));
+}
