@@ -33,7 +33,9 @@ fn cli_bin() -> PathBuf {
 
 fn quickstart(server: &RedisServer, args: &[&str]) -> Command {
     let mut c = Command::new(QUICKSTART);
-    c.args(args).env("REDIS_URL", server.url()).env("RUST_LOG", "info");
+    c.args(args)
+        .env("REDIS_URL", server.url())
+        .env("RUST_LOG", "info");
     c
 }
 
@@ -54,7 +56,11 @@ impl WorkerProc {
             .spawn()
             .unwrap();
         let w = Self { child, log };
-        assert!(wait_until(Duration::from_secs(20), || w.consumer().is_some()), "worker did not start: {}", w.log_text());
+        assert!(
+            wait_until(Duration::from_secs(20), || w.consumer().is_some()),
+            "worker did not start: {}",
+            w.log_text()
+        );
         w
     }
     fn log_text(&self) -> String {
@@ -87,12 +93,19 @@ impl Drop for WorkerProc {
 }
 
 fn kill(pid: i32, sig: i32) -> i32 {
-    let out = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    let out = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     if out.success() { 0 } else { -1 }
 }
 
 fn rand_u64() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -114,40 +127,86 @@ fn strip_ansi(s: &str) -> String {
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
 fn stats(server: &RedisServer, queue: &str) -> serde_json::Value {
-    let out = run(Command::new(cli_bin()).args(["stats", "--queue", queue, "--json"]).env("REDIS_URL", server.url()));
+    let out = run(Command::new(cli_bin())
+        .args(["stats", "--queue", queue, "--json"])
+        .env("REDIS_URL", server.url()));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["queues"][0].clone()
 }
 
 fn n(v: &serde_json::Value, field: &str) -> u64 {
-    v[field].as_u64().unwrap_or_else(|| panic!("no {field} in {v}"))
+    v[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {field} in {v}"))
 }
 
 fn pending_of(server: &RedisServer, queue: &str, consumer: &str) -> u64 {
     let key = format!("jobstream:{{{queue}}}:ready");
-    let out = server.cli(&["XPENDING", &key, "workers", "-", "+", "100000", consumer]).unwrap();
-    out.lines().filter(|l| l.contains('-') && l.chars().next().is_some_and(|c| c.is_ascii_digit())).count() as u64
+    let out = server
+        .cli(&["XPENDING", &key, "workers", "-", "+", "100000", consumer])
+        .unwrap();
+    out.lines()
+        .filter(|l| l.contains('-') && l.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .count() as u64
 }
 
 #[test]
 fn a_job_written_by_python_with_plain_redis_commands_is_run() {
-    let ok = Command::new("python3").args(["-c", "import redis, msgpack"]).status().map(|s| s.success()).unwrap_or(false);
-    assert!(ok, "python3 with the redis and msgpack packages is needed: pip install -r examples/python/requirements.txt");
+    let ok = Command::new("python3")
+        .args(["-c", "import redis, msgpack"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "python3 with the redis and msgpack packages is needed: pip install -r examples/python/requirements.txt"
+    );
     let server = RedisServer::start();
     let queue = unique_queue("python");
     let script = repo_root().join("examples/python/enqueue.py");
     let url = server.url();
-    run(Command::new("python3").arg(&script).args(["--url", &url, "--queue", &queue, "--count", "3"]));
-    run(Command::new("python3").arg(&script).args(["--url", &url, "--queue", &queue, "--count", "2", "--delay-ms", "300"]));
+    run(Command::new("python3")
+        .arg(&script)
+        .args(["--url", &url, "--queue", &queue, "--count", "3"]));
+    run(Command::new("python3").arg(&script).args([
+        "--url",
+        &url,
+        "--queue",
+        &queue,
+        "--count",
+        "2",
+        "--delay-ms",
+        "300",
+    ]));
     let w = WorkerProc::start(&server, &queue, &["--concurrency", "4"]);
-    assert!(wait_until(Duration::from_secs(20), || n(&stats(&server, &queue), "processed") == 5), "{}", stats(&server, &queue));
+    assert!(
+        wait_until(Duration::from_secs(20), || n(
+            &stats(&server, &queue),
+            "processed"
+        ) == 5),
+        "{}",
+        stats(&server, &queue)
+    );
     let s = stats(&server, &queue);
-    assert_eq!((n(&s, "dead"), n(&s, "ready"), n(&s, "scheduled"), n(&s, "in_flight")), (0, 0, 0, 0), "{s}");
+    assert_eq!(
+        (
+            n(&s, "dead"),
+            n(&s, "ready"),
+            n(&s, "scheduled"),
+            n(&s, "in_flight")
+        ),
+        (0, 0, 0, 0),
+        "{s}"
+    );
     w.signal(15);
     assert!(w.wait().success());
 }
@@ -156,22 +215,47 @@ fn a_job_written_by_python_with_plain_redis_commands_is_run() {
 fn sigterm_under_load_leaves_nothing_pending_for_that_worker_and_loses_nothing() {
     let server = RedisServer::start();
     let queue = unique_queue("sigterm");
-    run(&mut quickstart(&server, &["produce", "--queue", &queue, "--count", "1500", "--work-ms", "20"]));
+    run(&mut quickstart(
+        &server,
+        &[
+            "produce",
+            "--queue",
+            &queue,
+            "--count",
+            "1500",
+            "--work-ms",
+            "20",
+        ],
+    ));
     let a = WorkerProc::start(&server, &queue, &["--concurrency", "10"]);
     let b = WorkerProc::start(&server, &queue, &["--concurrency", "10"]);
     let a_name = a.consumer().unwrap();
-    assert!(wait_until(Duration::from_secs(30), || n(&stats(&server, &queue), "processed") >= 100));
+    assert!(wait_until(Duration::from_secs(30), || n(
+        &stats(&server, &queue),
+        "processed"
+    ) >= 100));
     a.signal(15);
     let status = a.wait();
     assert!(status.success(), "graceful exit: {status:?}");
-    assert_eq!(pending_of(&server, &queue, &a_name), 0, "the stopped worker holds nothing");
+    assert_eq!(
+        pending_of(&server, &queue, &a_name),
+        0,
+        "the stopped worker holds nothing"
+    );
     assert!(
-        wait_until(Duration::from_secs(60), || n(&stats(&server, &queue), "processed") == 1500),
+        wait_until(Duration::from_secs(60), || n(
+            &stats(&server, &queue),
+            "processed"
+        ) == 1500),
         "{}",
         stats(&server, &queue)
     );
     let s = stats(&server, &queue);
-    assert_eq!((n(&s, "ready"), n(&s, "in_flight"), n(&s, "dead")), (0, 0, 0), "{s}");
+    assert_eq!(
+        (n(&s, "ready"), n(&s, "in_flight"), n(&s, "dead")),
+        (0, 0, 0),
+        "{s}"
+    );
     b.signal(15);
     assert!(b.wait().success());
 }
@@ -180,14 +264,31 @@ fn sigterm_under_load_leaves_nothing_pending_for_that_worker_and_loses_nothing()
 fn jobs_of_a_sigkilled_worker_are_run_by_another_after_the_visibility_timeout() {
     let server = RedisServer::start();
     let queue = unique_queue("sigkill");
-    run(&mut quickstart(&server, &["produce", "--queue", &queue, "--count", "300", "--work-ms", "50"]));
+    run(&mut quickstart(
+        &server,
+        &[
+            "produce",
+            "--queue",
+            &queue,
+            "--count",
+            "300",
+            "--work-ms",
+            "50",
+        ],
+    ));
     let vis = ["--concurrency", "20", "--visibility-timeout-ms", "1500"];
     let a = WorkerProc::start(&server, &queue, &vis);
-    assert!(wait_until(Duration::from_secs(30), || n(&stats(&server, &queue), "processed") >= 40));
+    assert!(wait_until(Duration::from_secs(30), || n(
+        &stats(&server, &queue),
+        "processed"
+    ) >= 40));
     a.signal(9);
     a.wait();
     let s = stats(&server, &queue);
-    assert!(n(&s, "in_flight") > 0, "the killed worker left jobs pending: {s}");
+    assert!(
+        n(&s, "in_flight") > 0,
+        "the killed worker left jobs pending: {s}"
+    );
     let b = WorkerProc::start(&server, &queue, &vis);
     assert!(
         wait_until(Duration::from_secs(60), || {
@@ -206,13 +307,53 @@ fn jobs_of_a_sigkilled_worker_are_run_by_another_after_the_visibility_timeout() 
 fn stats_json_matches_what_redis_holds() {
     let server = RedisServer::start();
     let queue = unique_queue("stats");
-    run(&mut quickstart(&server, &["produce", "--queue", &queue, "--count", "7"]));
-    run(&mut quickstart(&server, &["produce", "--queue", &queue, "--count", "2", "--delay-ms", "600000"]));
+    run(&mut quickstart(
+        &server,
+        &["produce", "--queue", &queue, "--count", "7"],
+    ));
+    run(&mut quickstart(
+        &server,
+        &[
+            "produce",
+            "--queue",
+            &queue,
+            "--count",
+            "2",
+            "--delay-ms",
+            "600000",
+        ],
+    ));
     let key = |k: &str| format!("jobstream:{{{queue}}}:{k}");
-    server.cli(&["XGROUP", "CREATE", &key("ready"), "workers", "0"]).unwrap();
-    server.cli(&["XREADGROUP", "GROUP", "workers", "c1", "COUNT", "3", "STREAMS", &key("ready"), ">"]).unwrap();
-    server.cli(&["XADD", &key("dead"), "*", "type", "t", "reason", "malformed"]).unwrap();
-    server.cli(&["HSET", &key("stats"), "processed", "11"]).unwrap();
+    server
+        .cli(&["XGROUP", "CREATE", &key("ready"), "workers", "0"])
+        .unwrap();
+    server
+        .cli(&[
+            "XREADGROUP",
+            "GROUP",
+            "workers",
+            "c1",
+            "COUNT",
+            "3",
+            "STREAMS",
+            &key("ready"),
+            ">",
+        ])
+        .unwrap();
+    server
+        .cli(&[
+            "XADD",
+            &key("dead"),
+            "*",
+            "type",
+            "t",
+            "reason",
+            "malformed",
+        ])
+        .unwrap();
+    server
+        .cli(&["HSET", &key("stats"), "processed", "11"])
+        .unwrap();
     let s = stats(&server, &queue);
     assert_eq!(s["name"], queue.as_str());
     assert_eq!(n(&s, "ready"), 4);
@@ -223,7 +364,15 @@ fn stats_json_matches_what_redis_holds() {
     assert_eq!(n(&s, "consumers"), 1);
     assert!(s["oldest_ready_age_ms"].is_u64());
     // Without --queue, every registered queue is listed.
-    let out = run(Command::new(cli_bin()).args(["stats", "--json"]).env("REDIS_URL", server.url()));
+    let out = run(Command::new(cli_bin())
+        .args(["stats", "--json"])
+        .env("REDIS_URL", server.url()));
     let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(all["queues"].as_array().unwrap().iter().any(|q| q["name"] == queue.as_str()));
+    assert!(
+        all["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["name"] == queue.as_str())
+    );
 }
