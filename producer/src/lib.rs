@@ -26,11 +26,12 @@ mod job;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 pub use job::Job;
 use jobstream_core::envelope::{field, fields_to_msgpack};
 pub use jobstream_core::{Error, Limits, QueueName, Result, Timings};
-use jobstream_core::{QueueKeys, QueueStore, Redis};
+use jobstream_core::{QueueKeys, QueueStore, Reconnect, Redis};
 use serde::Serialize;
 
 /// A job's id: the stream entry id for a job enqueued to run now, a
@@ -47,6 +48,8 @@ pub struct Producer {
     prefix: String,
     limits: Limits,
     registered: std::sync::Arc<Mutex<HashSet<String>>>,
+    retry_for: Duration,
+    timings: Timings,
 }
 
 /// Options for [`Producer::with_options`].
@@ -58,6 +61,11 @@ pub struct ProducerOptions {
     pub limits: Limits,
     /// Timeouts and reconnect backoff.
     pub timings: Timings,
+    /// How long an enqueue keeps retrying while Redis is unreachable
+    /// (reconnecting with backoff) before it returns the error. Zero = fail
+    /// at once. A retry after a lost reply can enqueue a job twice: enqueue
+    /// is at-least-once, like delivery.
+    pub retry_for: Duration,
 }
 
 impl Default for ProducerOptions {
@@ -66,6 +74,7 @@ impl Default for ProducerOptions {
             prefix: jobstream_core::DEFAULT_PREFIX.to_owned(),
             limits: Limits::default(),
             timings: Timings::default(),
+            retry_for: Duration::from_secs(5),
         }
     }
 }
@@ -92,6 +101,8 @@ impl Producer {
             prefix: options.prefix,
             limits: options.limits,
             registered: Default::default(),
+            retry_for: options.retry_for,
+            timings: options.timings,
         })
     }
 
@@ -164,7 +175,21 @@ impl Producer {
         let store = self.store(queue).await?;
         let mut ids = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(PIPELINE_CHUNK) {
-            self.send_chunk(&store, chunk, &mut ids).await?;
+            let first = ids.len();
+            let deadline = Instant::now() + self.retry_for;
+            let mut backoff = Reconnect::new(&self.timings);
+            loop {
+                match self.send_chunk(&store, chunk, &mut ids).await {
+                    Ok(()) => break,
+                    Err(e) if e.is_transient() && Instant::now() < deadline => {
+                        ids.truncate(first);
+                        let wait = backoff.next_delay();
+                        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "enqueue failed; retrying");
+                        tokio::time::sleep(wait).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Ok(ids)
     }
