@@ -9,9 +9,9 @@ pub(crate) enum DlqCommand {
     List {
         #[command(flatten)]
         select: Select,
-        /// At most this many (0 = all).
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
+        /// At most this many (0 = all). Default: all with --json, 50 otherwise.
+        #[arg(long)]
+        limit: Option<usize>,
         /// One JSON object: {"queue":..,"jobs":[...]}.
         #[arg(long)]
         json: bool,
@@ -131,7 +131,11 @@ pub(crate) async fn run(url: &str, command: DlqCommand) -> Result<(), String> {
                         j.error
                     );
                 }
-                println!("({} dead jobs)", jobs.len());
+                if limit > 0 && jobs.len() == limit {
+                    println!("(first {limit} shown; --limit 0 for all)");
+                } else {
+                    println!("({} dead jobs)", jobs.len());
+                }
             }
         }
         DlqCommand::Show { select, json } => {

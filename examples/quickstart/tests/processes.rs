@@ -376,3 +376,79 @@ fn stats_json_matches_what_redis_holds() {
             .any(|q| q["name"] == queue.as_str())
     );
 }
+
+#[test]
+fn the_dlq_commands_list_show_replay_and_discard() {
+    let server = RedisServer::start();
+    let queue = unique_queue("dlq");
+    run(&mut quickstart(
+        &server,
+        &[
+            "produce",
+            "--queue",
+            &queue,
+            "--count",
+            "6",
+            "--permanent-ratio",
+            "1",
+        ],
+    ));
+    let w = WorkerProc::start(&server, &queue, &["--concurrency", "4"]);
+    assert!(wait_until(Duration::from_secs(20), || n(
+        &stats(&server, &queue),
+        "dead"
+    ) == 6));
+    let cli = |args: &[&str]| -> serde_json::Value {
+        let out = run(Command::new(cli_bin())
+            .args(args)
+            .env("REDIS_URL", server.url()));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let list = cli(&["dlq", "list", "--queue", &queue, "--json"]);
+    let jobs = list["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 6);
+    let first = &jobs[0];
+    assert_eq!(first["reason"], "permanent");
+    assert_eq!(first["error_class"], "smtp_rejected");
+    assert!(first.get("payload").is_none(), "list never prints payloads");
+    let job_id = first["job_id"].as_str().unwrap().to_owned();
+    let shown = cli(&["dlq", "show", "--queue", &queue, "--id", &job_id, "--json"]);
+    assert!(
+        shown["jobs"][0]["payload"]["to"]
+            .as_str()
+            .unwrap()
+            .contains('@')
+    );
+    let replayed = cli(&[
+        "dlq", "replay", "--queue", &queue, "--id", &job_id, "--json",
+    ]);
+    assert_eq!(replayed["replayed"], 1);
+    // The replayed job fails permanently again: back in dead, with the same id.
+    assert!(wait_until(Duration::from_secs(20), || {
+        let l = cli(&["dlq", "list", "--queue", &queue, "--id", &job_id, "--json"]);
+        l["jobs"].as_array().is_some_and(|j| j.len() == 1)
+    }));
+    let refused = Command::new(cli_bin())
+        .args(["dlq", "discard", "--queue", &queue])
+        .env("REDIS_URL", server.url())
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "discard without a selection is refused"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--all"));
+    let discarded = cli(&[
+        "dlq",
+        "discard",
+        "--queue",
+        &queue,
+        "--reason",
+        "permanent",
+        "--json",
+    ]);
+    assert_eq!(discarded["discarded"], 6);
+    assert_eq!(n(&stats(&server, &queue), "dead"), 0);
+    w.signal(15);
+    assert!(w.wait().success());
+}
