@@ -105,6 +105,7 @@ pub(crate) async fn run(url: &str, command: DlqCommand) -> Result<(), String> {
             limit,
             json,
         } => {
+            let limit = limit.unwrap_or(if json { 0 } else { 50 });
             let jobs = inspector
                 .dead_list(&select.queue, &select.filter(limit))
                 .await

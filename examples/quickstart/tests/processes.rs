@@ -19,16 +19,18 @@ fn repo_root() -> PathBuf {
 fn cli_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("jobstream");
-    if !bin.exists() {
+    // Built on every run (a no-op when up to date), so a stale binary from
+    // an earlier build is never tested.
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
         let status = Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", "jobstream-cli"])
             .current_dir(repo_root())
             .status()
             .unwrap();
         assert!(status.success());
-    }
-    bin
+    });
+    dir.join("jobstream")
 }
 
 fn quickstart(server: &RedisServer, args: &[&str]) -> Command {
