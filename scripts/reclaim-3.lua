@@ -18,9 +18,11 @@
   ARGV[7]  approximate maximum length of the dead stream; "0" = unbounded
   ARGV[8]  now, unix ms
   ARGV[9]  worker name, recorded in dead entries
+  ARGV[10] queue name, recorded in dead entries
 
-  Returns: { next_cursor, { { entry_id, deliveries, { field, value, ... } }, ... } }
-           "0-0" as next_cursor means the pass is complete.
+  Returns: { next_cursor, { { entry_id, deliveries, { field, value, ... } }, ... }, abandoned }
+           "0-0" as next_cursor means the pass is complete; abandoned is the
+           number of entries moved to dead in this call.
 ]]
 local claim = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
 local cursor = claim[1]
@@ -32,6 +34,7 @@ end
 
 local max_deliveries = tonumber(ARGV[6])
 local out = {}
+local abandoned = 0
 for _, entry in ipairs(claim[2]) do
   local id = entry[1]
   local fields = entry[2]
@@ -44,17 +47,22 @@ for _, entry in ipairs(claim[2]) do
     -- Redis 6.2 reports a deleted entry as nil here; nothing to run.
     redis.call('XACK', KEYS[1], ARGV[1], id)
   elseif deliveries > max_deliveries then
-    local has_id = false
+    local has_id, has_enqueued = false, false
     for j = 1, #fields, 2 do
       if fields[j] == 'id' then has_id = true end
+      if fields[j] == 'enqueued_at' then has_enqueued = true end
     end
     if not has_id then
       fields[#fields + 1] = 'id'
       fields[#fields + 1] = id
     end
+    if not has_enqueued then
+      fields[#fields + 1] = 'enqueued_at'
+      fields[#fields + 1] = string.match(id, '^(%d+)')
+    end
     local context = { 'reason', 'abandoned', 'error_class', 'abandoned',
       'error', 'delivered ' .. deliveries .. ' times without an outcome (worker crashed or was killed)',
-      'deliveries', tostring(deliveries), 'failed_at', ARGV[8], 'worker', ARGV[9] }
+      'deliveries', tostring(deliveries), 'failed_at', ARGV[8], 'worker', ARGV[9], 'queue', ARGV[10] }
     for _, v in ipairs(context) do
       fields[#fields + 1] = v
     end
@@ -66,8 +74,9 @@ for _, entry in ipairs(claim[2]) do
     redis.call('XACK', KEYS[1], ARGV[1], id)
     redis.call('XDEL', KEYS[1], id)
     redis.call('HINCRBY', KEYS[3], 'dead', 1)
+    abandoned = abandoned + 1
   else
     out[#out + 1] = { id, deliveries, fields }
   end
 end
-return { cursor, out }
+return { cursor, out, abandoned }

@@ -97,8 +97,7 @@ fn payload_json(job: &DeadJob) -> serde_json::Value {
     })
 }
 
-pub(crate) async fn run(url: &str, command: DlqCommand) -> Result<(), String> {
-    let inspector = Inspector::connect(url).await.map_err(|e| e.to_string())?;
+pub(crate) async fn run(inspector: Inspector, command: DlqCommand) -> Result<(), String> {
     match command {
         DlqCommand::List {
             select,

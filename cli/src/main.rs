@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use jobstream_producer::inspect::{Inspector, QueueStats};
-use jobstream_producer::{Job, Producer};
+use jobstream_producer::{Job, Producer, ProducerOptions};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +25,22 @@ struct Cli {
         global = true
     )]
     redis_url: String,
+    /// Key prefix.
+    #[arg(
+        long,
+        env = "JOBSTREAM_PREFIX",
+        default_value = "jobstream",
+        global = true
+    )]
+    prefix: String,
+    /// Consumer group the workers use.
+    #[arg(
+        long,
+        env = "JOBSTREAM_GROUP",
+        default_value = "workers",
+        global = true
+    )]
+    group: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -102,9 +118,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             if let Some(k) = idempotency_key {
                 job = job.idempotency_key(k);
             }
-            let producer = Producer::connect(&cli.redis_url)
-                .await
-                .map_err(|e| e.to_string())?;
+            let options = ProducerOptions {
+                prefix: cli.prefix.clone(),
+                ..ProducerOptions::default()
+            };
+            let producer =
+                Producer::with_options(&cli.redis_url, options).map_err(|e| e.to_string())?;
             let id = producer
                 .enqueue_job(&queue, job)
                 .await
@@ -113,9 +132,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Stats { queue, json } => {
-            let inspector = Inspector::connect(&cli.redis_url)
+            let inspector = Inspector::connect(&cli.redis_url, &cli.prefix)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+                .with_group(&cli.group);
             let names = match queue {
                 Some(q) => vec![q],
                 None => inspector.queues().await.map_err(|e| e.to_string())?,
@@ -131,7 +151,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Dlq { command } => dlq::run(&cli.redis_url, command).await,
+        Command::Dlq { command } => {
+            let inspector = Inspector::connect(&cli.redis_url, &cli.prefix)
+                .await
+                .map_err(|e| e.to_string())?
+                .with_group(&cli.group);
+            dlq::run(inspector, command).await
+        }
     }
 }
 

@@ -25,8 +25,7 @@ pub struct Timings {
     /// starts at most this late (sooner when the promoter knows its due time).
     pub promote_interval: Duration,
     /// On shutdown, how long running handlers may take to finish before
-    /// they are abandoned (their jobs then come back after the visibility
-    /// timeout).
+    /// they are aborted (their jobs then go straight back to `ready`).
     pub shutdown_grace: Duration,
     /// A reply from Redis slower than this counts as a connection failure.
     pub response_timeout: Duration,

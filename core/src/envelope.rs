@@ -2,7 +2,8 @@
 //!
 //! In `ready` and `dead` the fields are stream entry fields; in `scheduled`
 //! the member is a MessagePack map of the same fields, so a Lua script can
-//! move it with `cmsgpack` and no round trip. Unknown fields are kept and
+//! move it without a round trip (`promote-4.lua` decodes it with its own
+//! small reader: Redis's bundled cmsgpack cannot read bin types). Unknown fields are kept and
 //! written back unchanged on every move.
 
 /// Field names of wire format v1 (a **contract**: other languages write them).

@@ -39,7 +39,8 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// 10 attempts; 1 s doubling to a 10 min cap (about 25 minutes in all).
+    /// 10 attempts; 1 s doubling to a 10 min cap: about 4 to 8.5 minutes of
+    /// waiting in all (511 s nominal, equal jitter).
     fn default() -> Self {
         Self {
             max_attempts: 10,

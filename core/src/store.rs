@@ -313,7 +313,8 @@ impl QueueStore {
     /// Script `reclaim-3`: claims up to `count` entries idle for at least
     /// `min_idle`, dead-lettering those delivered more than `max_deliveries`
     /// times. Returns the next cursor ("0-0" when the pass is complete) and
-    /// the entries to run.
+    /// the entries to run, and how many entries were dead-lettered as
+    /// abandoned.
     #[allow(clippy::too_many_arguments)]
     pub async fn reclaim(
         &self,
@@ -324,7 +325,7 @@ impl QueueStore {
         max_deliveries: u32,
         dead_max_len: u64,
         now_ms: u64,
-    ) -> Result<(String, Vec<ClaimedEntry>)> {
+    ) -> Result<(String, Vec<ClaimedEntry>, u64)> {
         const OP: &str = "reclaim-3";
         let v: Value = self
             .eval(&scripts::RECLAIM, |inv| {
@@ -339,13 +340,16 @@ impl QueueStore {
                     .arg(max_deliveries)
                     .arg(dead_max_len)
                     .arg(now_ms)
-                    .arg(consumer);
+                    .arg(consumer)
+                    .arg(self.keys.name().as_str());
             })
             .await?;
         let mut parts = reply::array(OP, v)?.into_iter();
-        let (Some(next), Some(claimed)) = (parts.next(), parts.next()) else {
-            return Err(Error::protocol(OP, "expected [cursor, entries]"));
+        let (Some(next), Some(claimed), abandoned) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Error::protocol(OP, "expected [cursor, entries, abandoned]"));
         };
+        let abandoned = abandoned.map_or(Ok(0), |v| reply::int(OP, &v))?.max(0) as u64;
         let mut out = Vec::new();
         for item in reply::array(OP, claimed)? {
             let mut f = reply::array(OP, item)?.into_iter();
@@ -360,7 +364,7 @@ impl QueueStore {
                 },
             });
         }
-        Ok((reply::string(OP, next)?, out))
+        Ok((reply::string(OP, next)?, out, abandoned))
     }
 
     /// Script `reap-1`: removes consumers idle longer than `min_idle` with

@@ -31,6 +31,10 @@ pub struct QueueStats {
     pub discarded: u64,
     /// Jobs moved to dead, in total (the stream may have been trimmed since).
     pub dead_total: u64,
+    /// Dead jobs replayed to `ready`, in total.
+    pub replayed: u64,
+    /// Fetched jobs given back to `ready` unstarted (shutdown), in total.
+    pub requeued: u64,
     /// Consumers in the group.
     pub consumers: u64,
     /// Age of the oldest undelivered job in `ready`, ms (0 when none).
@@ -133,6 +137,8 @@ impl QueueStore {
             retried: counter("retried"),
             discarded: counter("discarded"),
             dead_total: counter("dead"),
+            replayed: counter("replayed"),
+            requeued: counter("requeued"),
             consumers,
             oldest_ready_age_ms: oldest,
         })

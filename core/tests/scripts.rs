@@ -211,7 +211,7 @@ async fn extend_resets_idle_time_of_owned_entries_and_reports_lost_ones() {
     let lost = s.extend(C1, &[&a.id, &b.id]).await.unwrap();
     assert_eq!(lost, vec![b.id.clone()]);
     // a was refreshed, b was not: only b is idle long enough to reclaim.
-    let (_, claimed) = s
+    let (_, claimed, _) = s
         .reclaim(C2, Duration::from_millis(100), "0-0", 10, 5, 0, 1)
         .await
         .unwrap();
@@ -240,11 +240,12 @@ async fn reclaim_takes_idle_jobs_and_dead_letters_those_delivered_too_often() {
         );
     }
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let (cursor, claimed) = s
+    let (cursor, claimed, abandoned) = s
         .reclaim(C2, Duration::from_millis(10), "0-0", 10, 4, 0, 42)
         .await
         .unwrap();
     assert_eq!(cursor, "0-0");
+    assert_eq!(abandoned, 1);
     assert_eq!(claimed.len(), 1, "the healthy job is claimed");
     assert_eq!(claimed[0].entry.id, got[1].id);
     assert_eq!(claimed[0].deliveries, 2);
@@ -254,6 +255,11 @@ async fn reclaim_takes_idle_jobs_and_dead_letters_those_delivered_too_often() {
     assert_eq!(field(&dead[0], "deliveries"), Some(&b"5"[..]));
     assert_eq!(field(&dead[0], "id"), Some(poison.as_bytes()));
     assert_eq!(field(&dead[0], "worker"), Some(C2.as_bytes()));
+    assert_eq!(
+        field(&dead[0], "queue"),
+        Some(s.keys().name().as_str().as_bytes())
+    );
+    assert!(field(&dead[0], "enqueued_at").is_some());
     assert_eq!(cli(&server, &["XLEN", s.keys().ready()]), "1");
 }
 
@@ -266,7 +272,7 @@ async fn reclaim_drops_pending_entries_whose_job_was_deleted() {
     fetch(&s, C1, 1).await;
     cli(&server, &["XDEL", s.keys().ready(), &ids[0]]);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let (_, claimed) = s
+    let (_, claimed, _) = s
         .reclaim(C2, Duration::from_millis(5), "0-0", 10, 5, 0, 1)
         .await
         .unwrap();

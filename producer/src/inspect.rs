@@ -12,6 +12,7 @@ use serde::Serialize;
 pub struct Inspector {
     redis: Redis,
     prefix: String,
+    group: String,
 }
 
 /// A dead-lettered job with its failure context.
@@ -123,14 +124,22 @@ impl Inspector {
         Self {
             redis,
             prefix: prefix.to_owned(),
+            group: jobstream_core::DEFAULT_GROUP.to_owned(),
         }
     }
 
-    /// Connects to `url` (checking that Redis answers).
-    pub async fn connect(url: &str) -> Result<Self> {
+    /// Reads the consumer group `group` instead of `workers`.
+    pub fn with_group(mut self, group: &str) -> Self {
+        group.clone_into(&mut self.group);
+        self
+    }
+
+    /// Connects to `url` (checking that Redis answers), for keys under
+    /// `prefix` (normally `jobstream`).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
         let redis = Redis::open(url, &jobstream_core::Timings::default())?;
         redis.ping().await?;
-        Ok(Self::new(redis, jobstream_core::DEFAULT_PREFIX))
+        Ok(Self::new(redis, prefix))
     }
 
     fn store(&self, queue: &str) -> Result<QueueStore> {
@@ -138,7 +147,7 @@ impl Inspector {
         Ok(QueueStore::new(
             self.redis.clone(),
             QueueKeys::new(&self.prefix, &name),
-            jobstream_core::DEFAULT_GROUP,
+            self.group.as_str(),
         ))
     }
 

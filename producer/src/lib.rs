@@ -172,14 +172,17 @@ impl Producer {
         for job in &jobs {
             self.check_size(job)?;
         }
-        let store = self.store(queue).await?;
         let mut ids = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(PIPELINE_CHUNK) {
             let first = ids.len();
             let deadline = Instant::now() + self.retry_for;
             let mut backoff = Reconnect::new(&self.timings);
             loop {
-                match self.send_chunk(&store, chunk, &mut ids).await {
+                let sent = match self.store(queue).await {
+                    Ok(store) => self.send_chunk(&store, chunk, &mut ids).await,
+                    Err(e) => Err(e),
+                };
+                match sent {
                     Ok(()) => break,
                     Err(e) if e.is_transient() && Instant::now() < deadline => {
                         ids.truncate(first);

@@ -30,7 +30,7 @@ impl Reclaimer {
         let mut out = Vec::new();
         while out.len() < max {
             let count = (max - out.len()).min(self.limits.reclaim_batch);
-            let (next, claimed) = self
+            let (next, claimed, abandoned) = self
                 .store
                 .reclaim(
                     &self.consumer,
@@ -42,6 +42,10 @@ impl Reclaimer {
                     now_ms(),
                 )
                 .await?;
+            if abandoned > 0 {
+                tracing::warn!(queue = %self.store.keys().name(), abandoned, max_deliveries = self.limits.max_deliveries,
+                    "moved jobs delivered too often without an outcome (poison messages that kill their worker) to dead");
+            }
             for c in &claimed {
                 tracing::warn!(queue = %self.store.keys().name(), entry_id = %c.entry.id, deliveries = c.deliveries,
                     "reclaimed a job whose worker stopped refreshing its lease");

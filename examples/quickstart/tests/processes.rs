@@ -273,7 +273,7 @@ fn jobs_of_a_sigkilled_worker_are_run_by_another_after_the_visibility_timeout() 
             "--queue",
             &queue,
             "--count",
-            "300",
+            "2000",
             "--work-ms",
             "50",
         ],
@@ -295,7 +295,7 @@ fn jobs_of_a_sigkilled_worker_are_run_by_another_after_the_visibility_timeout() 
     assert!(
         wait_until(Duration::from_secs(60), || {
             let s = stats(&server, &queue);
-            n(&s, "processed") == 300 && n(&s, "in_flight") == 0
+            n(&s, "processed") == 2000 && n(&s, "in_flight") == 0
         }),
         "{}",
         stats(&server, &queue)
