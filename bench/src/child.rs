@@ -21,8 +21,12 @@ pub struct ChildReport {
 
 pub async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(url).expect("redis url");
-    let cfg = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
-    client.get_multiplexed_async_connection_with_config(&cfg).await.expect("connect")
+    let cfg =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+    client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+        .expect("connect")
 }
 
 fn ready_key(queue: &str) -> String {
@@ -31,12 +35,20 @@ fn ready_key(queue: &str) -> String {
 
 /// Tells the parent the consumer is waiting (for the pickup scenario).
 async fn announce_ready(conn: &mut redis::aio::MultiplexedConnection, queue: &str) {
-    let _: redis::RedisResult<()> = redis::cmd("SET").arg(ready_key(queue)).arg(1).query_async(conn).await;
+    let _: redis::RedisResult<()> = redis::cmd("SET")
+        .arg(ready_key(queue))
+        .arg(1)
+        .query_async(conn)
+        .await;
 }
 
 pub async fn wait_ready(conn: &mut redis::aio::MultiplexedConnection, queue: &str) {
     for _ in 0..1000 {
-        let v: Option<String> = redis::cmd("GET").arg(ready_key(queue)).query_async(conn).await.unwrap_or(None);
+        let v: Option<String> = redis::cmd("GET")
+            .arg(ready_key(queue))
+            .query_async(conn)
+            .await
+            .unwrap_or(None);
         if v.is_some() {
             return;
         }
@@ -44,12 +56,21 @@ pub async fn wait_ready(conn: &mut redis::aio::MultiplexedConnection, queue: &st
     }
 }
 
-pub async fn run(kind: &str, what: &str, url: &str, queue: &str, jobs: usize, concurrency: usize) -> ChildReport {
+pub async fn run(
+    kind: &str,
+    what: &str,
+    url: &str,
+    queue: &str,
+    jobs: usize,
+    concurrency: usize,
+) -> ChildReport {
     let mut report = match (kind, what) {
         ("raw", "drain") => {
             let mut conn = connect(url).await;
             ChildReport {
-                elapsed_s: raw::drain(&mut conn, &format!("raw:{{{queue}}}:ready"), jobs).await.as_secs_f64(),
+                elapsed_s: raw::drain(&mut conn, &format!("raw:{{{queue}}}:ready"), jobs)
+                    .await
+                    .as_secs_f64(),
                 ..Default::default()
             }
         }
@@ -71,7 +92,13 @@ pub async fn run(kind: &str, what: &str, url: &str, queue: &str, jobs: usize, co
     report
 }
 
-async fn jobstream(what: &str, url: &str, queue: &str, jobs: usize, concurrency: usize) -> ChildReport {
+async fn jobstream(
+    what: &str,
+    url: &str,
+    queue: &str,
+    jobs: usize,
+    concurrency: usize,
+) -> ChildReport {
     let done = Arc::new(AtomicU64::new(0));
     let all_done = Arc::new(Notify::new());
     let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(jobs)));
@@ -81,19 +108,26 @@ async fn jobstream(what: &str, url: &str, queue: &str, jobs: usize, concurrency:
     let worker = Worker::builder(url)
         .queue(queue)
         .concurrency(concurrency)
-        .timings(Timings { block: Duration::from_secs(2), ..Timings::default() })
-        .handle_with("bench", JobOptions::default(), move |p: Payload, _job: JobContext| {
-            if pickup {
-                let ms = crate::now_ns().saturating_sub(p.sent_ns) as f64 / 1e6;
-                if let Ok(mut v) = l.lock() {
-                    v.push(ms);
-                }
-            }
-            if d.fetch_add(1, Ordering::Relaxed) + 1 == target {
-                n.notify_one();
-            }
-            std::future::ready(Ok(()))
+        .timings(Timings {
+            block: Duration::from_secs(2),
+            ..Timings::default()
         })
+        .handle_with(
+            "bench",
+            JobOptions::default(),
+            move |p: Payload, _job: JobContext| {
+                if pickup {
+                    let ms = crate::now_ns().saturating_sub(p.sent_ns) as f64 / 1e6;
+                    if let Ok(mut v) = l.lock() {
+                        v.push(ms);
+                    }
+                }
+                if d.fetch_add(1, Ordering::Relaxed) + 1 == target {
+                    n.notify_one();
+                }
+                std::future::ready(Ok(()))
+            },
+        )
         .build()
         .expect("worker");
     let stop = worker.shutdown_handle();
@@ -109,7 +143,12 @@ async fn jobstream(what: &str, url: &str, queue: &str, jobs: usize, concurrency:
     // Done means acknowledged: wait for the acks to land.
     let stats = format!("jobstream:{{{queue}}}:stats");
     loop {
-        let processed: Option<u64> = redis::cmd("HGET").arg(&stats).arg("processed").query_async(&mut conn).await.unwrap_or(None);
+        let processed: Option<u64> = redis::cmd("HGET")
+            .arg(&stats)
+            .arg("processed")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(None);
         if processed.unwrap_or(0) >= target {
             break;
         }
@@ -119,5 +158,9 @@ async fn jobstream(what: &str, url: &str, queue: &str, jobs: usize, concurrency:
     stop.shutdown();
     let _ = running.await;
     let latencies_ms = latencies.lock().map(|v| v.clone()).unwrap_or_default();
-    ChildReport { elapsed_s, rss_mb: 0.0, latencies_ms }
+    ChildReport {
+        elapsed_s,
+        rss_mb: 0.0,
+        latencies_ms,
+    }
 }

@@ -99,13 +99,18 @@ impl Payload {
         rmp_serde::to_vec_named(self).unwrap()
     }
     fn stamped(&self) -> Self {
-        Payload { sent_ns: now_ns(), ..self.clone() }
+        Payload {
+            sent_ns: now_ns(),
+            ..self.clone()
+        }
     }
 }
 
 /// Unix time in ns (the pickup stamp; producer and consumer share the clock).
 pub fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// One scenario's result, as printed with --json.
@@ -172,9 +177,24 @@ fn row(scenario: &str, jobs: usize, js: (Duration, RedisCost), raw: (Duration, R
     }
 }
 
-fn spawn_child(kind: &str, what: &str, url: &str, queue: &str, jobs: usize, concurrency: usize) -> std::process::Child {
+fn spawn_child(
+    kind: &str,
+    what: &str,
+    url: &str,
+    queue: &str,
+    jobs: usize,
+    concurrency: usize,
+) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["child", kind, what, url, queue, &jobs.to_string(), &concurrency.to_string()])
+        .args([
+            "child",
+            kind,
+            what,
+            url,
+            queue,
+            &jobs.to_string(),
+            &concurrency.to_string(),
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn child")
@@ -207,7 +227,9 @@ async fn single_enqueue(ctx: &mut Ctx, n: usize) -> Row {
         .await;
     let key = format!("raw:{{{}}}:ready", ctx.queue("single-raw"));
     let mut conn = ctx.conn.clone();
-    let raw = ctx.cost(raw::single_xadd(&mut conn, &key, n, &payload)).await;
+    let raw = ctx
+        .cost(raw::single_xadd(&mut conn, &key, n, &payload))
+        .await;
     row("single_enqueue", n, js, raw)
 }
 
@@ -222,7 +244,9 @@ async fn bulk_enqueue(ctx: &mut Ctx, n: usize) -> Row {
             let mut left = n;
             while left > 0 {
                 let k = left.min(1000);
-                let jobs: Vec<Job> = (0..k).map(|_| Job::new("bench", &payload).unwrap()).collect();
+                let jobs: Vec<Job> = (0..k)
+                    .map(|_| Job::new("bench", &payload).unwrap())
+                    .collect();
                 producer.enqueue_many(&q, jobs).await.unwrap();
                 left -= k;
             }
@@ -231,7 +255,9 @@ async fn bulk_enqueue(ctx: &mut Ctx, n: usize) -> Row {
         .await;
     let key = format!("raw:{{{}}}:ready", ctx.queue("bulk-raw"));
     let mut conn = ctx.conn.clone();
-    let raw = ctx.cost(raw::bulk_xadd(&mut conn, &key, n, 1000, &payload)).await;
+    let raw = ctx
+        .cost(raw::bulk_xadd(&mut conn, &key, n, 1000, &payload))
+        .await;
     row("bulk_enqueue", n, js, raw)
 }
 
@@ -241,11 +267,22 @@ async fn drain(ctx: &mut Ctx, scenario: &str, n: usize, size: usize, concurrency
     let payload = Payload::sized(size);
     let q = ctx.queue(scenario);
     let mut conn = ctx.conn.clone();
-    raw::bulk_xadd(&mut conn, &format!("jobstream:{{{q}}}:ready"), n, 1000, &payload).await;
+    raw::bulk_xadd(
+        &mut conn,
+        &format!("jobstream:{{{q}}}:ready"),
+        n,
+        1000,
+        &payload,
+    )
+    .await;
     raw::bulk_xadd(&mut conn, &format!("raw:{{{q}}}:ready"), n, 1000, &payload).await;
     let url = ctx.url.clone();
-    let (js, js_cost) = ctx.cost(async { child_report(spawn_child("jobstream", "drain", &url, &q, n, concurrency)) }).await;
-    let (raw, raw_cost) = ctx.cost(async { child_report(spawn_child("raw", "drain", &url, &q, n, concurrency)) }).await;
+    let (js, js_cost) = ctx
+        .cost(async { child_report(spawn_child("jobstream", "drain", &url, &q, n, concurrency)) })
+        .await;
+    let (raw, raw_cost) = ctx
+        .cost(async { child_report(spawn_child("raw", "drain", &url, &q, n, concurrency)) })
+        .await;
     let mut r = row(
         scenario,
         n,
@@ -281,7 +318,16 @@ async fn pickup(ctx: &mut Ctx, n: usize, rate: u64) -> Row {
                     if kind == "jobstream" {
                         producer.enqueue(&q, "bench", &p).await.unwrap();
                     } else {
-                        let _: String = redis::cmd("XADD").arg(&key).arg("*").arg("type").arg("bench").arg("payload").arg(p.bytes()).query_async(&mut conn).await.unwrap();
+                        let _: String = redis::cmd("XADD")
+                            .arg(&key)
+                            .arg("*")
+                            .arg("type")
+                            .arg("bench")
+                            .arg("payload")
+                            .arg(p.bytes())
+                            .query_async(&mut conn)
+                            .await
+                            .unwrap();
                     }
                 }
                 let elapsed = start.elapsed();
@@ -307,14 +353,35 @@ async fn pickup(ctx: &mut Ctx, n: usize, rate: u64) -> Row {
 fn print_table(rows: &[Row]) {
     println!(
         "{:<16} {:>8} {:>11} {:>11} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}",
-        "scenario", "jobs", "jobs/s", "raw jobs/s", "ratio", "p50 ms", "p99 ms", "rss MB", "cpu us/j", "raw us/j", "cmds/j", "raw c/j"
+        "scenario",
+        "jobs",
+        "jobs/s",
+        "raw jobs/s",
+        "ratio",
+        "p50 ms",
+        "p99 ms",
+        "rss MB",
+        "cpu us/j",
+        "raw us/j",
+        "cmds/j",
+        "raw c/j"
     );
     let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
     for r in rows {
         println!(
             "{:<16} {:>8} {:>11.0} {:>11.0} {:>6.2} {:>8} {:>8} {:>8} {:>9.1} {:>9.1} {:>9.2} {:>9.2}",
-            r.scenario, r.jobs, r.jobs_per_s, r.raw_jobs_per_s, r.ratio, opt(r.p50_ms), opt(r.p99_ms), opt(r.worker_rss_mb),
-            r.redis_cpu_us_per_job, r.raw_redis_cpu_us_per_job, r.redis_cmds_per_job, r.raw_redis_cmds_per_job
+            r.scenario,
+            r.jobs,
+            r.jobs_per_s,
+            r.raw_jobs_per_s,
+            r.ratio,
+            opt(r.p50_ms),
+            opt(r.p99_ms),
+            opt(r.worker_rss_mb),
+            r.redis_cpu_us_per_job,
+            r.raw_redis_cpu_us_per_job,
+            r.redis_cmds_per_job,
+            r.raw_redis_cmds_per_job
         );
         if let (Some(p50), Some(p99)) = (r.raw_p50_ms, r.raw_p99_ms) {
             println!("{:<16} raw pickup p50 {p50:.2} ms, p99 {p99:.2} ms", "");
@@ -325,7 +392,15 @@ fn print_table(rows: &[Row]) {
 #[tokio::main]
 async fn main() {
     let mut args = Args::parse();
-    if let Some(ChildCmd::Child { kind, what, url, queue, jobs, concurrency }) = &args.child {
+    if let Some(ChildCmd::Child {
+        kind,
+        what,
+        url,
+        queue,
+        jobs,
+        concurrency,
+    }) = &args.child
+    {
         let report = child::run(kind, what, url, queue, *jobs, *concurrency).await;
         println!("{}", serde_json::to_string(&report).unwrap());
         return;
@@ -337,7 +412,10 @@ async fn main() {
     }
     let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
     let server = args.redis_url.is_none().then(RedisServer::start);
-    let url = args.redis_url.clone().unwrap_or_else(|| server.as_ref().unwrap().url());
+    let url = args
+        .redis_url
+        .clone()
+        .unwrap_or_else(|| server.as_ref().unwrap().url());
     let mut ctx = Ctx {
         conn: child::connect(&url).await,
         producer: Producer::connect(&url).await.expect("producer"),
@@ -359,19 +437,35 @@ async fn main() {
         emit(bulk_enqueue(&mut ctx, args.jobs).await, &mut rows);
     }
     if want("drain") {
-        emit(drain(&mut ctx, "drain", args.jobs, 100, args.concurrency).await, &mut rows);
+        emit(
+            drain(&mut ctx, "drain", args.jobs, 100, args.concurrency).await,
+            &mut rows,
+        );
     }
     if want("pickup_latency") {
-        emit(pickup(&mut ctx, args.pickup_jobs, args.rate).await, &mut rows);
+        emit(
+            pickup(&mut ctx, args.pickup_jobs, args.rate).await,
+            &mut rows,
+        );
     }
     if want("drain_1k") {
-        emit(drain(&mut ctx, "drain_1k", args.jobs, 1024, args.concurrency).await, &mut rows);
+        emit(
+            drain(&mut ctx, "drain_1k", args.jobs, 1024, args.concurrency).await,
+            &mut rows,
+        );
     }
     if want("drain_aof") {
         if args.redis_url.is_some() {
             eprintln!("drain_aof skipped: it needs a server of its own (no --redis-url)");
         } else {
-            let aof = RedisServer::start_with(&["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]);
+            let aof = RedisServer::start_with(&[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+            ]);
             let mut actx = Ctx {
                 conn: child::connect(&aof.url()).await,
                 producer: Producer::connect(&aof.url()).await.expect("producer"),
@@ -379,7 +473,10 @@ async fn main() {
                 run: ctx.run.clone(),
                 n: 0,
             };
-            emit(drain(&mut actx, "drain_aof", args.jobs, 100, args.concurrency).await, &mut rows);
+            emit(
+                drain(&mut actx, "drain_aof", args.jobs, 100, args.concurrency).await,
+                &mut rows,
+            );
         }
     }
     if !args.json {

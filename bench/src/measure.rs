@@ -13,12 +13,19 @@ pub struct RedisCost {
 }
 
 async fn info(conn: &mut MultiplexedConnection, section: &str) -> String {
-    redis::cmd("INFO").arg(section).query_async(conn).await.unwrap_or_default()
+    redis::cmd("INFO")
+        .arg(section)
+        .query_async(conn)
+        .await
+        .unwrap_or_default()
 }
 
 /// Resets `INFO commandstats` and returns the CPU used so far.
 pub async fn start(conn: &mut MultiplexedConnection) -> f64 {
-    let _: Result<(), _> = redis::cmd("CONFIG").arg("RESETSTAT").query_async(conn).await;
+    let _: Result<(), _> = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(conn)
+        .await;
     cpu(conn).await
 }
 
@@ -26,12 +33,18 @@ async fn cpu(conn: &mut MultiplexedConnection) -> f64 {
     let text = info(conn, "cpu").await;
     ["used_cpu_sys:", "used_cpu_user:"]
         .iter()
-        .map(|k| field(&text, k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
+        .map(|k| {
+            field(&text, k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        })
         .sum()
 }
 
 fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
 }
 
 /// Cost since [`start`] returned `cpu_before`.
@@ -42,8 +55,19 @@ pub async fn finish(conn: &mut MultiplexedConnection, cpu_before: f64) -> RedisC
     // calls of the harness itself are left out.
     let calls = stats
         .lines()
-        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:") && !l.starts_with("cmdstat_config"))
-        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .filter(|l| {
+            l.starts_with("cmdstat_")
+                && !l.starts_with("cmdstat_info:")
+                && !l.starts_with("cmdstat_config")
+        })
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .sum();
     RedisCost {
         cpu_s: (cpu_after - cpu_before).max(0.0),

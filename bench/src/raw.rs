@@ -11,12 +11,22 @@ use crate::Payload;
 
 fn xadd(key: &str, payload: &[u8]) -> redis::Cmd {
     let mut cmd = redis::cmd("XADD");
-    cmd.arg(key).arg("*").arg("type").arg("bench").arg("payload").arg(payload);
+    cmd.arg(key)
+        .arg("*")
+        .arg("type")
+        .arg("bench")
+        .arg("payload")
+        .arg(payload);
     cmd
 }
 
 /// `n` sequential awaited XADDs.
-pub async fn single_xadd(conn: &mut MultiplexedConnection, key: &str, n: usize, payload: &Payload) -> Duration {
+pub async fn single_xadd(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    n: usize,
+    payload: &Payload,
+) -> Duration {
     let t = Instant::now();
     for _ in 0..n {
         let _: redis::RedisResult<String> = xadd(key, &payload.bytes()).query_async(conn).await;
@@ -25,7 +35,13 @@ pub async fn single_xadd(conn: &mut MultiplexedConnection, key: &str, n: usize, 
 }
 
 /// `n` XADDs in pipelines of `batch`.
-pub async fn bulk_xadd(conn: &mut MultiplexedConnection, key: &str, n: usize, batch: usize, payload: &Payload) -> Duration {
+pub async fn bulk_xadd(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    n: usize,
+    batch: usize,
+    payload: &Payload,
+) -> Duration {
     let t = Instant::now();
     let bytes = payload.bytes();
     let mut left = n;
@@ -47,11 +63,15 @@ fn entries(v: Value) -> Vec<(String, Vec<u8>)> {
     let Value::Array(streams) = v else { return out };
     for s in streams {
         let Value::Array(mut parts) = s else { continue };
-        let Some(Value::Array(list)) = parts.pop() else { continue };
+        let Some(Value::Array(list)) = parts.pop() else {
+            continue;
+        };
         for e in list {
             let Value::Array(mut kv) = e else { continue };
             let fields = kv.pop();
-            let Some(Value::BulkString(id)) = kv.pop() else { continue };
+            let Some(Value::BulkString(id)) = kv.pop() else {
+                continue;
+            };
             let mut payload = Vec::new();
             if let Some(Value::Array(f)) = fields {
                 let mut it = f.into_iter();
@@ -71,7 +91,13 @@ fn entries(v: Value) -> Vec<(String, Vec<u8>)> {
 
 fn read_cmd(key: &str, count: usize, block_ms: u64) -> redis::Cmd {
     let mut cmd = redis::cmd("XREADGROUP");
-    cmd.arg("GROUP").arg("raw").arg("c1").arg("COUNT").arg(count).arg("BLOCK").arg(block_ms);
+    cmd.arg("GROUP")
+        .arg("raw")
+        .arg("c1")
+        .arg("COUNT")
+        .arg(count)
+        .arg("BLOCK")
+        .arg(block_ms);
     cmd.arg("STREAMS").arg(key).arg(">");
     cmd
 }
@@ -84,8 +110,14 @@ async fn ack_del(conn: &mut MultiplexedConnection, key: &str, ids: &[String]) {
 }
 
 pub async fn create_group(conn: &mut MultiplexedConnection, key: &str) {
-    let _: redis::RedisResult<Value> =
-        redis::cmd("XGROUP").arg("CREATE").arg(key).arg("raw").arg("0").arg("MKSTREAM").query_async(conn).await;
+    let _: redis::RedisResult<Value> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(key)
+        .arg("raw")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
 }
 
 /// XREADGROUP COUNT 100, then one pipeline of XACK + XDEL per batch, until
@@ -95,7 +127,10 @@ pub async fn drain(conn: &mut MultiplexedConnection, key: &str, n: usize) -> Dur
     create_group(conn, key).await;
     let mut done = 0;
     while done < n {
-        let v: Value = read_cmd(key, 100, 1000).query_async(conn).await.unwrap_or(Value::Nil);
+        let v: Value = read_cmd(key, 100, 1000)
+            .query_async(conn)
+            .await
+            .unwrap_or(Value::Nil);
         let batch = entries(v);
         if batch.is_empty() {
             continue;
@@ -112,7 +147,10 @@ pub async fn drain(conn: &mut MultiplexedConnection, key: &str, n: usize) -> Dur
 pub async fn pickup(conn: &mut MultiplexedConnection, key: &str, n: usize) -> Vec<f64> {
     let mut lat = Vec::with_capacity(n);
     while lat.len() < n {
-        let v: Value = read_cmd(key, 100, 1000).query_async(conn).await.unwrap_or(Value::Nil);
+        let v: Value = read_cmd(key, 100, 1000)
+            .query_async(conn)
+            .await
+            .unwrap_or(Value::Nil);
         let batch = entries(v);
         let now = crate::now_ns();
         let mut ids = Vec::with_capacity(batch.len());

@@ -117,6 +117,63 @@ impl Envelope {
     /// `type`, a missing `payload`, a payload that is not one MessagePack
     /// value, and numeric fields that are not numbers.
     pub fn decode(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Self, Malformed> {
+        Self::decode_or_return(fields).map_err(|(bad, _)| bad)
+    }
+
+    /// [`Envelope::decode`], giving the fields back untouched when they are
+    /// malformed (so they can be dead-lettered as they were, without a copy
+    /// of every entry made just in case).
+    #[allow(clippy::type_complexity)]
+    pub fn decode_or_return(
+        fields: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Self, (Malformed, Vec<(Vec<u8>, Vec<u8>)>)> {
+        if let Err(bad) = Self::check(&fields) {
+            return Err((bad, fields));
+        }
+        Self::decode_checked(fields).map_err(|bad| (bad, Vec::new()))
+    }
+
+    /// The checks of [`Envelope::decode`], by reference.
+    fn check(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<(), Malformed> {
+        let mut has_type = false;
+        let mut payload = None;
+        for (name, value) in fields {
+            match name.as_slice() {
+                b"type" => has_type = !value.is_empty() && std::str::from_utf8(value).is_ok(),
+                b"payload" => payload = Some(value),
+                b"id" | b"idempotency_key" | b"traceparent" | b"tracestate"
+                | b"last_error_class" | b"last_error"
+                    if std::str::from_utf8(value).is_err() =>
+                {
+                    return Err(malformed(format!(
+                        "field {:?} is not UTF-8",
+                        String::from_utf8_lossy(name)
+                    )));
+                }
+                b"attempt" | b"max_attempts" => {
+                    number::<u32>(&String::from_utf8_lossy(name), value)?;
+                }
+                b"enqueued_at" | b"timeout_ms" => {
+                    number::<u64>(&String::from_utf8_lossy(name), value)?;
+                }
+                _ => {}
+            }
+        }
+        if !has_type {
+            let bad_utf8 = fields.iter().any(|(k, v)| k == b"type" && !v.is_empty());
+            return Err(malformed(if bad_utf8 {
+                "field \"type\" is not UTF-8"
+            } else {
+                "entry has no \"type\" field"
+            }));
+        }
+        let Some(payload) = payload else {
+            return Err(malformed("entry has no \"payload\" field"));
+        };
+        check_msgpack(payload).map_err(|e| malformed(format!("payload is not MessagePack: {e}")))
+    }
+
+    fn decode_checked(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Self, Malformed> {
         let mut env = Envelope {
             attempt: 1,
             ..Default::default()
@@ -159,8 +216,6 @@ impl Envelope {
         if env.attempt == 0 {
             env.attempt = 1;
         }
-        check_msgpack(&env.payload)
-            .map_err(|e| malformed(format!("payload is not MessagePack: {e}")))?;
         Ok(env)
     }
 

@@ -206,12 +206,17 @@ impl QueueStore {
     /// `consumer`, adding their number to counter `counter`. Returns the ids
     /// that were not pending on `consumer` (lost).
     pub async fn ack(&self, consumer: &str, counter: &str, ids: &[&str]) -> Result<Vec<String>> {
+        let Some((min, max)) = id_range(ids) else {
+            return Ok(Vec::new());
+        };
         self.eval(&scripts::ACK, |inv| {
             inv.key(self.keys.ready())
                 .key(self.keys.stats())
                 .arg(&self.group)
                 .arg(consumer)
                 .arg(counter)
+                .arg(min)
+                .arg(max)
                 .arg(ids);
         })
         .await
@@ -377,5 +382,30 @@ impl QueueStore {
                 .arg(me);
         })
         .await
+    }
+}
+
+/// The smallest and largest stream entry id of `ids`, compared as ids
+/// (`ms-seq`, numerically), not as strings.
+fn id_range<'a>(ids: &[&'a str]) -> Option<(&'a str, &'a str)> {
+    let key = |id: &str| {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
+    };
+    let min = ids.iter().min_by_key(|id| key(id))?;
+    let max = ids.iter().max_by_key(|id| key(id))?;
+    Some((min, max))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn id_range_compares_ids_numerically() {
+        let ids = ["99-10", "100-2", "100-10", "99-9"];
+        assert_eq!(super::id_range(&ids), Some(("99-9", "100-10")));
+        assert_eq!(super::id_range(&[]), None);
     }
 }

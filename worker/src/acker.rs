@@ -25,6 +25,21 @@ impl Acker {
     pub(crate) async fn run(self, mut outcomes: mpsc::Receiver<Outcome>) {
         let mut buf = Vec::with_capacity(self.batch);
         while outcomes.recv_many(&mut buf, self.batch).await > 0 {
+            // Under load more outcomes are a task switch away: a few yields
+            // (no timer, so an idle worker still acks at once) make the
+            // batch, and so the script call, larger.
+            for _ in 0..4 {
+                if buf.len() >= self.batch {
+                    break;
+                }
+                tokio::task::yield_now().await;
+                while buf.len() < self.batch {
+                    match outcomes.try_recv() {
+                        Ok(o) => buf.push(o),
+                        Err(_) => break,
+                    }
+                }
+            }
             self.flush(&mut buf).await;
             buf.clear();
         }

@@ -63,10 +63,9 @@ impl Dispatcher {
 
     async fn run(&self, entry: StreamEntry, deliveries: u64) -> Outcome {
         let entry_id = entry.id;
-        let raw = entry.fields.clone();
-        let envelope = match Envelope::decode(entry.fields) {
+        let envelope = match Envelope::decode_or_return(entry.fields) {
             Ok(env) => env,
-            Err(bad) => {
+            Err((bad, raw)) => {
                 tracing::warn!(queue = %self.queue, entry_id, reason = %bad, "malformed entry moved to dead");
                 let fields = self.dead_fields(
                     raw,
@@ -82,7 +81,6 @@ impl Dispatcher {
                 };
             }
         };
-        drop(raw);
         let Some(route) = self.registry.get(&envelope.job_type) else {
             tracing::warn!(queue = %self.queue, entry_id, job_type = %envelope.job_type, "no handler for job type; moved to dead");
             let msg = format!(
