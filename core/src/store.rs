@@ -25,7 +25,7 @@ pub struct ClaimedEntry {
 #[derive(Debug, Clone)]
 pub struct QueueStore {
     redis: Redis,
-    keys: QueueKeys,
+    keys: std::sync::Arc<QueueKeys>,
     group: String,
 }
 
@@ -34,7 +34,7 @@ impl QueueStore {
     pub fn new(redis: Redis, keys: QueueKeys, group: impl Into<String>) -> Self {
         Self {
             redis,
-            keys,
+            keys: std::sync::Arc::new(keys),
             group: group.into(),
         }
     }

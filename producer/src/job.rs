@@ -22,8 +22,13 @@ impl Job {
     /// keep their field names, so producers in other languages see the same
     /// shape).
     pub fn new<T: Serialize + ?Sized>(job_type: &str, payload: &T) -> Result<Self> {
-        let payload = rmp_serde::to_vec_named(payload).map_err(|e| Error::Encode(e.to_string()))?;
-        Self::from_msgpack(job_type, payload)
+        // Most payloads are small: one allocation instead of a few regrowths.
+        let mut buf = Vec::with_capacity(128);
+        rmp_serde::encode::write_named(&mut buf, payload)
+            .map_err(|e| Error::Encode(e.to_string()))?;
+        let payload = buf;
+        // Encoded here, so it is well-formed: no need to check it again.
+        Self::unchecked(job_type, payload)
     }
 
     /// A job whose payload is already MessagePack bytes (it is checked).
@@ -35,6 +40,13 @@ impl Job {
             what: "payload",
             detail,
         })?;
+        Self::unchecked(job_type, payload)
+    }
+
+    fn unchecked(job_type: &str, payload: Vec<u8>) -> Result<Self> {
+        if job_type.is_empty() {
+            return Err(Error::InvalidJob("job type is empty".into()));
+        }
         Ok(Self {
             job_type: job_type.to_owned(),
             payload,

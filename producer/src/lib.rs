@@ -24,7 +24,7 @@
 pub mod inspect;
 mod job;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,7 @@ pub struct Producer {
     redis: Redis,
     prefix: String,
     limits: Limits,
-    registered: std::sync::Arc<Mutex<HashSet<String>>>,
+    stores: std::sync::Arc<Mutex<HashMap<String, QueueStore>>>,
     retry_for: Duration,
     timings: Timings,
 }
@@ -100,7 +100,7 @@ impl Producer {
             redis: Redis::open(url, &options.timings)?,
             prefix: options.prefix,
             limits: options.limits,
-            registered: Default::default(),
+            stores: Default::default(),
             retry_for: options.retry_for,
             timings: options.timings,
         })
@@ -116,23 +116,22 @@ impl Producer {
         inspect::Inspector::new(self.redis.clone(), &self.prefix)
     }
 
+    /// The store of `queue`, built and registered in `PREFIX:queues` on
+    /// first use, then cached: the hot path allocates no key names.
     async fn store(&self, queue: &str) -> Result<QueueStore> {
+        let cached = self.stores.lock().ok().and_then(|m| m.get(queue).cloned());
+        if let Some(store) = cached {
+            return Ok(store);
+        }
         let name = QueueName::new(queue)?;
         let store = QueueStore::new(
             self.redis.clone(),
             QueueKeys::new(&self.prefix, &name),
             jobstream_core::DEFAULT_GROUP,
         );
-        let known = self
-            .registered
-            .lock()
-            .map(|set| set.contains(queue))
-            .unwrap_or(false);
-        if !known {
-            store.register().await?;
-            if let Ok(mut set) = self.registered.lock() {
-                set.insert(queue.to_owned());
-            }
+        store.register().await?;
+        if let Ok(mut m) = self.stores.lock() {
+            m.insert(queue.to_owned(), store.clone());
         }
         Ok(store)
     }
