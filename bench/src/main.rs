@@ -211,54 +211,89 @@ fn child_report(c: std::process::Child) -> child::ChildReport {
     }
 }
 
+/// Rounds each enqueue scenario is split into, alternating jobstream and
+/// raw, so drift on a noisy machine (another process, CPU frequency) hits
+/// both sides alike.
+const ROUNDS: usize = 4;
+
+fn add(a: (Duration, RedisCost), b: (Duration, RedisCost)) -> (Duration, RedisCost) {
+    (
+        a.0 + b.0,
+        RedisCost {
+            cpu_s: a.1.cpu_s + b.1.cpu_s,
+            calls: a.1.calls + b.1.calls,
+        },
+    )
+}
+
 async fn single_enqueue(ctx: &mut Ctx, n: usize) -> Row {
     let payload = Payload::sized(100);
     let q = ctx.queue("single");
+    let key = format!("raw:{{{}}}:ready", ctx.queue("single-raw"));
     let producer = ctx.producer.clone();
     producer.enqueue(&q, "bench", &payload).await.unwrap(); // registers the queue outside the timing
-    let js = ctx
-        .cost(async {
-            let t = Instant::now();
-            for _ in 0..n {
-                producer.enqueue(&q, "bench", &payload).await.unwrap();
-            }
-            t.elapsed()
-        })
-        .await;
-    let key = format!("raw:{{{}}}:ready", ctx.queue("single-raw"));
     let mut conn = ctx.conn.clone();
-    let raw = ctx
-        .cost(raw::single_xadd(&mut conn, &key, n, &payload))
-        .await;
-    row("single_enqueue", n, js, raw)
+    let (mut js, mut raw) = (
+        (Duration::ZERO, RedisCost::default()),
+        (Duration::ZERO, RedisCost::default()),
+    );
+    let per_round = n / ROUNDS;
+    for _ in 0..ROUNDS {
+        let round = ctx
+            .cost(async {
+                let t = Instant::now();
+                for _ in 0..per_round {
+                    producer.enqueue(&q, "bench", &payload).await.unwrap();
+                }
+                t.elapsed()
+            })
+            .await;
+        js = add(js, round);
+        raw = add(
+            raw,
+            ctx.cost(raw::single_xadd(&mut conn, &key, per_round, &payload))
+                .await,
+        );
+    }
+    row("single_enqueue", per_round * ROUNDS, js, raw)
 }
 
 async fn bulk_enqueue(ctx: &mut Ctx, n: usize) -> Row {
     let payload = Payload::sized(100);
     let q = ctx.queue("bulk");
+    let key = format!("raw:{{{}}}:ready", ctx.queue("bulk-raw"));
     let producer = ctx.producer.clone();
     producer.enqueue(&q, "bench", &payload).await.unwrap();
-    let js = ctx
-        .cost(async {
-            let t = Instant::now();
-            let mut left = n;
-            while left > 0 {
-                let k = left.min(1000);
-                let jobs: Vec<Job> = (0..k)
-                    .map(|_| Job::new("bench", &payload).unwrap())
-                    .collect();
-                producer.enqueue_many(&q, jobs).await.unwrap();
-                left -= k;
-            }
-            t.elapsed()
-        })
-        .await;
-    let key = format!("raw:{{{}}}:ready", ctx.queue("bulk-raw"));
     let mut conn = ctx.conn.clone();
-    let raw = ctx
-        .cost(raw::bulk_xadd(&mut conn, &key, n, 1000, &payload))
-        .await;
-    row("bulk_enqueue", n, js, raw)
+    let (mut js, mut raw) = (
+        (Duration::ZERO, RedisCost::default()),
+        (Duration::ZERO, RedisCost::default()),
+    );
+    let per_round = n / ROUNDS;
+    for _ in 0..ROUNDS {
+        let round = ctx
+            .cost(async {
+                let t = Instant::now();
+                let mut left = per_round;
+                while left > 0 {
+                    let k = left.min(1000);
+                    let jobs: Vec<Job> = (0..k)
+                        .map(|_| Job::new("bench", &payload).unwrap())
+                        .collect();
+                    producer.enqueue_many(&q, jobs).await.unwrap();
+                    left -= k;
+                }
+                t.elapsed()
+            })
+            .await;
+        js = add(js, round);
+        raw = add(
+            raw,
+            ctx.cost(raw::bulk_xadd(&mut conn, &key, per_round, 1000, &payload))
+                .await,
+        );
+    }
+    row("bulk_enqueue", per_round * ROUNDS, js, raw)
 }
 
 /// Pre-fills both queues with the same entries, then drains each with its

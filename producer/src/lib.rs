@@ -220,7 +220,10 @@ impl Producer {
         if !delayed.is_empty() {
             store.schedule(&delayed).await?;
         }
-        if !immediate.is_empty() {
+        if let [(i, fields)] = immediate.as_slice() {
+            // One job: a plain XADD, no pipeline around it.
+            ids[first + i] = store.add(fields).await?;
+        } else if !immediate.is_empty() {
             let entry_ids = store
                 .add_many(immediate.iter().map(|(_, f)| f.as_slice()))
                 .await?;
