@@ -297,35 +297,68 @@ async fn bulk_enqueue(ctx: &mut Ctx, n: usize) -> Row {
 }
 
 /// Pre-fills both queues with the same entries, then drains each with its
-/// consumer in a child process.
+/// consumer in a child process; in two alternating rounds (jobstream, raw,
+/// jobstream, raw) so drift on a noisy machine hits both sides alike.
 async fn drain(ctx: &mut Ctx, scenario: &str, n: usize, size: usize, concurrency: usize) -> Row {
     let payload = Payload::sized(size);
-    let q = ctx.queue(scenario);
-    let mut conn = ctx.conn.clone();
-    raw::bulk_xadd(
-        &mut conn,
-        &format!("jobstream:{{{q}}}:ready"),
-        n,
-        1000,
-        &payload,
-    )
-    .await;
-    raw::bulk_xadd(&mut conn, &format!("raw:{{{q}}}:ready"), n, 1000, &payload).await;
     let url = ctx.url.clone();
-    let (js, js_cost) = ctx
-        .cost(async { child_report(spawn_child("jobstream", "drain", &url, &q, n, concurrency)) })
-        .await;
-    let (raw, raw_cost) = ctx
-        .cost(async { child_report(spawn_child("raw", "drain", &url, &q, n, concurrency)) })
-        .await;
-    let mut r = row(
-        scenario,
-        n,
-        (Duration::from_secs_f64(js.elapsed_s), js_cost),
-        (Duration::from_secs_f64(raw.elapsed_s), raw_cost),
+    let per_round = n / 2;
+    let (mut js, mut raw) = (
+        (Duration::ZERO, RedisCost::default()),
+        (Duration::ZERO, RedisCost::default()),
     );
-    r.worker_rss_mb = Some(js.rss_mb);
-    r.raw_rss_mb = Some(raw.rss_mb);
+    let (mut js_rss, mut raw_rss) = (0.0f64, 0.0f64);
+    for _ in 0..2 {
+        let q = ctx.queue(scenario);
+        let mut conn = ctx.conn.clone();
+        raw::bulk_xadd(
+            &mut conn,
+            &format!("jobstream:{{{q}}}:ready"),
+            per_round,
+            1000,
+            &payload,
+        )
+        .await;
+        raw::bulk_xadd(
+            &mut conn,
+            &format!("raw:{{{q}}}:ready"),
+            per_round,
+            1000,
+            &payload,
+        )
+        .await;
+        let (j, j_cost) = ctx
+            .cost(async {
+                child_report(spawn_child(
+                    "jobstream",
+                    "drain",
+                    &url,
+                    &q,
+                    per_round,
+                    concurrency,
+                ))
+            })
+            .await;
+        let (r, r_cost) = ctx
+            .cost(async {
+                child_report(spawn_child(
+                    "raw",
+                    "drain",
+                    &url,
+                    &q,
+                    per_round,
+                    concurrency,
+                ))
+            })
+            .await;
+        js = add(js, (Duration::from_secs_f64(j.elapsed_s), j_cost));
+        raw = add(raw, (Duration::from_secs_f64(r.elapsed_s), r_cost));
+        js_rss = js_rss.max(j.rss_mb);
+        raw_rss = raw_rss.max(r.rss_mb);
+    }
+    let mut r = row(scenario, per_round * 2, js, raw);
+    r.worker_rss_mb = Some(js_rss);
+    r.raw_rss_mb = Some(raw_rss);
     r
 }
 
