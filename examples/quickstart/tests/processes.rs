@@ -48,6 +48,9 @@ struct WorkerProc {
 
 impl WorkerProc {
     fn start(server: &RedisServer, queue: &str, extra: &[&str]) -> Self {
+        // Build the CLI before any worker runs, so no test's timing includes
+        // a cargo build.
+        cli_bin();
         let log = std::env::temp_dir().join(format!("{queue}-{:x}.log", rand_u64()));
         let file = std::fs::File::create(&log).unwrap();
         let mut args = vec!["worker", "--queue", queue];
@@ -280,10 +283,14 @@ fn jobs_of_a_sigkilled_worker_are_run_by_another_after_the_visibility_timeout() 
     ));
     let vis = ["--concurrency", "20", "--visibility-timeout-ms", "1500"];
     let a = WorkerProc::start(&server, &queue, &vis);
-    assert!(wait_until(Duration::from_secs(30), || n(
-        &stats(&server, &queue),
-        "processed"
-    ) >= 40));
+    // Polled with redis-cli (cheaper than the CLI) so the kill lands mid-run.
+    let stats_key = format!("jobstream:{{{queue}}}:stats");
+    assert!(wait_until(Duration::from_secs(30), || {
+        server
+            .cli(&["HGET", &stats_key, "processed"])
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|p| p >= 40)
+    }));
     a.signal(9);
     a.wait();
     let s = stats(&server, &queue);
