@@ -192,10 +192,9 @@ impl Inspector {
     /// enqueued once.
     pub async fn dead_replay(&self, queue: &str, filter: &DeadFilter) -> Result<u64> {
         let store = self.store(queue)?;
-        let jobs = self.dead_list(queue, filter).await?;
         let mut n = 0;
-        for chunk in jobs.chunks(PAGE) {
-            let ids: Vec<&str> = chunk.iter().map(|j| j.dead_id.as_str()).collect();
+        for ids in self.dead_id_pages(queue, filter).await? {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
             n += store.replay(&ids).await?;
         }
         Ok(n)
@@ -204,13 +203,22 @@ impl Inspector {
     /// Deletes the matching dead jobs. Returns how many were deleted.
     pub async fn dead_discard(&self, queue: &str, filter: &DeadFilter) -> Result<u64> {
         let store = self.store(queue)?;
-        let jobs = self.dead_list(queue, filter).await?;
         let mut n = 0;
-        for chunk in jobs.chunks(PAGE) {
-            let ids: Vec<&str> = chunk.iter().map(|j| j.dead_id.as_str()).collect();
+        for ids in self.dead_id_pages(queue, filter).await? {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
             n += store.discard_dead(&ids).await?;
         }
         Ok(n)
+    }
+
+    /// Dead entry ids matching `filter`, in pages of at most [`PAGE`] (the
+    /// scripts' bound on ids per call).
+    async fn dead_id_pages(&self, queue: &str, filter: &DeadFilter) -> Result<Vec<Vec<String>>> {
+        let jobs = self.dead_list(queue, filter).await?;
+        Ok(jobs
+            .chunks(PAGE)
+            .map(|c| c.iter().map(|j| j.dead_id.clone()).collect())
+            .collect())
     }
 }
 
