@@ -266,3 +266,33 @@ async fn a_redis_restart_loses_no_job_and_the_worker_reconnects() {
     assert!(missing.is_empty(), "lost jobs: {missing:?}");
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_of_seconds_is_ridden_out_by_workers_and_producers() {
+    let mut server = RedisServer::start_durable();
+    let queue = unique_queue("outage");
+    let runs = Runs::default();
+    let w = start(sleeper(&server, &queue, &runs, fast_timings()));
+    // Jobs that are running when Redis goes away: their acks must wait.
+    let mut ids = enqueue_sleeps(&server, &queue, 800, 4).await;
+    wait_stats(&server, &queue, "running", |s| s.in_flight == 4).await;
+    let p = producer(&server).await;
+    server.kill();
+    // A producer that enqueues while Redis is down retries until it is back.
+    let q = queue.clone();
+    let late = tokio::spawn(async move { p.enqueue(&q, "sleep", &1u64).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.restart();
+    ids.push(
+        late.await
+            .unwrap()
+            .expect("the enqueue made during the outage went through"),
+    );
+    let s = wait_stats(&server, &queue, "all 5 settled", |s| {
+        s.processed >= 5 && s.in_flight == 0 && s.ready == 0
+    })
+    .await;
+    assert_eq!(s.dead, 0);
+    assert!(ids.iter().all(|id| runs.count(id) >= 1), "every job ran");
+    w.stop().await;
+}
