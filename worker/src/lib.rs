@@ -276,3 +276,8 @@ fn consumer_name() -> String {
     };
     format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
+
+/// The README's code example, compiled as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
