@@ -296,3 +296,22 @@ async fn a_redis_outage_of_seconds_is_ridden_out_by_workers_and_producers() {
     assert!(ids.iter().all(|id| runs.count(id) >= 1), "every job ran");
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_while_redis_is_down_waits_and_then_serves() {
+    let mut server = RedisServer::start();
+    let queue = unique_queue("late-redis");
+    let runs = Runs::default();
+    server.kill();
+    let w = start(sleeper(&server, &queue, &runs, fast_timings()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !w.task.is_finished(),
+        "the worker does not exit while Redis is away"
+    );
+    server.restart();
+    let id = enqueue_sleeps(&server, &queue, 1, 1).await.remove(0);
+    wait_stats(&server, &queue, "processed", |s| s.processed == 1).await;
+    assert_eq!(runs.count(&id), 1);
+    w.stop().await;
+}
