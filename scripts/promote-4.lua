@@ -96,6 +96,7 @@ for _, member in ipairs(due) do
       redis.call('XADD', KEYS[2], '*', unpack(fields))
       moved = moved + 1
     else
+      -- 'raw' is a reserved field name (field::RAW in core/src/envelope.rs).
       dead({ 'raw', member, 'reason', 'malformed',
              'error_class', 'malformed',
              'error', 'scheduled member is not a MessagePack map of scalar fields',

@@ -46,6 +46,8 @@ pub mod field {
     pub const WORKER: &str = "worker";
     /// Dead entries: the queue the job came from.
     pub const QUEUE: &str = "queue";
+    /// Dead entries: an undecodable `scheduled` member, whole.
+    pub const RAW: &str = "raw";
 }
 
 /// Longest error message kept in `last_error` and `error` fields.

@@ -138,6 +138,7 @@ const RESERVED: &[&str] = &[
     field::FAILED_AT,
     field::WORKER,
     field::QUEUE,
+    field::RAW,
 ];
 
 pub(crate) fn now_ms() -> u64 {
