@@ -48,6 +48,15 @@ fn cli(server: &RedisServer, args: &[&str]) -> String {
     server.cli(args).unwrap().trim().to_owned()
 }
 
+/// Entries pending in the group, from the XPENDING summary.
+fn pending_count(server: &RedisServer, s: &QueueStore) -> String {
+    cli(server, &["XPENDING", s.keys().ready(), "workers"])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn field<'a>(e: &'a StreamEntry, name: &str) -> Option<&'a [u8]> {
     e.fields
         .iter()
@@ -68,12 +77,7 @@ async fn ack_deletes_owned_entries_counts_them_and_reports_foreign_ones() {
     assert_eq!(lost, vec![theirs[0].id.clone()]);
     assert_eq!(cli(&server, &["XLEN", s.keys().ready()]), "1");
     assert_eq!(cli(&server, &["HGET", s.keys().stats(), "processed"]), "2");
-    assert_eq!(
-        cli(&server, &["XPENDING", s.keys().ready(), "workers"])
-            .lines()
-            .next(),
-        Some("1")
-    );
+    assert_eq!(pending_count(&server, &s), "1");
 }
 
 #[tokio::test]
@@ -277,12 +281,7 @@ async fn reclaim_drops_pending_entries_whose_job_was_deleted() {
         .await
         .unwrap();
     assert!(claimed.is_empty());
-    assert_eq!(
-        cli(&server, &["XPENDING", s.keys().ready(), "workers"])
-            .lines()
-            .next(),
-        Some("0")
-    );
+    assert_eq!(pending_count(&server, &s), "0");
 }
 
 #[tokio::test]

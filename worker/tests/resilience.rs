@@ -43,6 +43,26 @@ async fn enqueue_sleeps(server: &RedisServer, queue: &str, ms: u64, n: usize) ->
     ids
 }
 
+/// Creates the group and lets a consumer named `ghost` fetch one job and
+/// never settle it, as a worker that died would.
+fn ghost_fetches_one(server: &RedisServer, ready: &str) {
+    server
+        .cli(&["XGROUP", "CREATE", ready, "workers", "0"])
+        .unwrap();
+    let args = [
+        "XREADGROUP",
+        "GROUP",
+        "workers",
+        "ghost",
+        "COUNT",
+        "1",
+        "STREAMS",
+        ready,
+        ">",
+    ];
+    server.cli(&args).unwrap();
+}
+
 fn pending_of(server: &RedisServer, queue: &str) -> String {
     server
         .cli(&[
@@ -166,23 +186,8 @@ async fn jobs_of_a_dead_consumer_are_reclaimed_after_the_visibility_timeout() {
     let runs = Runs::default();
     let ready = format!("jobstream:{{{queue}}}:ready");
     let id = enqueue_sleeps(&server, &queue, 1, 1).await.remove(0);
-    server
-        .cli(&["XGROUP", "CREATE", &ready, "workers", "0"])
-        .unwrap();
     // A consumer that fetches the job and dies without a word.
-    server
-        .cli(&[
-            "XREADGROUP",
-            "GROUP",
-            "workers",
-            "ghost",
-            "COUNT",
-            "1",
-            "STREAMS",
-            &ready,
-            ">",
-        ])
-        .unwrap();
+    ghost_fetches_one(&server, &ready);
     let w = start(sleeper(&server, &queue, &runs, fast_timings()));
     wait_stats(&server, &queue, "reclaimed and processed", |s| {
         s.processed == 1
@@ -199,22 +204,8 @@ async fn a_job_that_keeps_killing_its_worker_is_dead_lettered_as_abandoned() {
     let runs = Runs::default();
     let ready = format!("jobstream:{{{queue}}}:ready");
     let id = enqueue_sleeps(&server, &queue, 1, 1).await.remove(0);
-    server
-        .cli(&["XGROUP", "CREATE", &ready, "workers", "0"])
-        .unwrap();
-    server
-        .cli(&[
-            "XREADGROUP",
-            "GROUP",
-            "workers",
-            "ghost",
-            "COUNT",
-            "1",
-            "STREAMS",
-            &ready,
-            ">",
-        ])
-        .unwrap();
+    // A consumer that fetches the job and dies without a word.
+    ghost_fetches_one(&server, &ready);
     for _ in 0..2 {
         // Two more deliveries, as if two more workers died running it.
         server
