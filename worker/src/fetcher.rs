@@ -147,6 +147,14 @@ impl Fetcher {
         match self.reclaimer.claim(permits.len()).await {
             Ok(claimed) => {
                 for c in claimed {
+                    // Our own job, still running: its lease lapsed (Redis was
+                    // away longer than the visibility timeout) and the claim
+                    // gave it back to us. Running it a second time here would
+                    // help no one; the claim has renewed the lease.
+                    if self.dispatcher.inflight.contains(&c.entry.id) {
+                        tracing::info!(entry_id = %c.entry.id, "reclaimed a job this worker is still running; not starting it twice");
+                        continue;
+                    }
                     let Some(permit) = permits.pop() else { break };
                     self.dispatcher.dispatch(c.entry, c.deliveries, permit);
                 }

@@ -39,6 +39,10 @@ impl Inflight {
         }
     }
 
+    pub(crate) fn contains(&self, entry_id: &str) -> bool {
+        self.lock().contains_key(entry_id)
+    }
+
     pub(crate) fn ids(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
     }

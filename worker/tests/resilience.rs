@@ -306,3 +306,36 @@ async fn a_worker_started_while_redis_is_down_waits_and_then_serves() {
     assert_eq!(runs.count(&id), 1);
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_reclaims_its_own_running_job_does_not_run_it_twice() {
+    let server = RedisServer::start();
+    let queue = unique_queue("self-reclaim");
+    let runs = Runs::default();
+    let w = start(sleeper(&server, &queue, &runs, fast_timings()));
+    let id = enqueue_sleeps(&server, &queue, 2000, 1).await.remove(0);
+    wait_stats(&server, &queue, "running", |s| s.in_flight == 1).await;
+    // Make the running job look abandoned (idle for a minute), as it would
+    // after Redis was away longer than the visibility timeout.
+    let ready = format!("jobstream:{{{queue}}}:ready");
+    let args = [
+        "XCLAIM",
+        &ready,
+        "workers",
+        &w.consumer,
+        "0",
+        &id,
+        "IDLE",
+        "60000",
+        "JUSTID",
+    ];
+    server.cli(&args).unwrap();
+    wait_stats(&server, &queue, "processed", |s| {
+        s.processed == 1 && s.in_flight == 0
+    })
+    .await;
+    // A second run, had one started after the claim, would finish by now.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(runs.count(&id), 1, "the job ran once");
+    w.stop().await;
+}

@@ -50,6 +50,7 @@ impl Runs {
 }
 
 pub struct Running {
+    pub consumer: String,
     pub handle: ShutdownHandle,
     pub task: tokio::task::JoinHandle<Result<(), jobstream_worker::Error>>,
 }
@@ -68,8 +69,13 @@ impl Running {
 pub fn start(builder: WorkerBuilder) -> Running {
     let worker = builder.build().unwrap();
     let handle = worker.shutdown_handle();
+    let consumer = worker.consumer_name().to_owned();
     let task = tokio::spawn(worker.run_until_stopped());
-    Running { handle, task }
+    Running {
+        consumer,
+        handle,
+        task,
+    }
 }
 
 pub fn store(server: &RedisServer, queue: &str) -> QueueStore {
