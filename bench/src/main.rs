@@ -327,30 +327,8 @@ async fn drain(ctx: &mut Ctx, scenario: &str, n: usize, size: usize, concurrency
             &payload,
         )
         .await;
-        let (j, j_cost) = ctx
-            .cost(async {
-                child_report(spawn_child(
-                    "jobstream",
-                    "drain",
-                    &url,
-                    &q,
-                    per_round,
-                    concurrency,
-                ))
-            })
-            .await;
-        let (r, r_cost) = ctx
-            .cost(async {
-                child_report(spawn_child(
-                    "raw",
-                    "drain",
-                    &url,
-                    &q,
-                    per_round,
-                    concurrency,
-                ))
-            })
-            .await;
+        let (j, j_cost) = drain_child(ctx, "jobstream", &url, &q, per_round, concurrency).await;
+        let (r, r_cost) = drain_child(ctx, "raw", &url, &q, per_round, concurrency).await;
         js = add(js, (Duration::from_secs_f64(j.elapsed_s), j_cost));
         raw = add(raw, (Duration::from_secs_f64(r.elapsed_s), r_cost));
         js_rss = js_rss.max(j.rss_mb);
@@ -360,6 +338,19 @@ async fn drain(ctx: &mut Ctx, scenario: &str, n: usize, size: usize, concurrency
     r.worker_rss_mb = Some(js_rss);
     r.raw_rss_mb = Some(raw_rss);
     r
+}
+
+/// One drain by `kind`'s consumer in a child process, with its Redis cost.
+async fn drain_child(
+    ctx: &mut Ctx,
+    kind: &str,
+    url: &str,
+    queue: &str,
+    jobs: usize,
+    concurrency: usize,
+) -> (child::ChildReport, RedisCost) {
+    ctx.cost(async { child_report(spawn_child(kind, "drain", url, queue, jobs, concurrency)) })
+        .await
 }
 
 /// An idle consumer waits; jobs arrive at `rate`; each records the time from

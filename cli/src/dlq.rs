@@ -25,27 +25,22 @@ pub(crate) enum DlqCommand {
         json: bool,
     },
     /// Move dead jobs back to the queue (same job id, attempts reset).
-    Replay {
-        #[command(flatten)]
-        select: Select,
-        /// Every dead job of the queue.
-        #[arg(long)]
-        all: bool,
-        /// JSON output.
-        #[arg(long)]
-        json: bool,
-    },
+    Replay(Bulk),
     /// Delete dead jobs.
-    Discard {
-        #[command(flatten)]
-        select: Select,
-        /// Every dead job of the queue.
-        #[arg(long)]
-        all: bool,
-        /// JSON output.
-        #[arg(long)]
-        json: bool,
-    },
+    Discard(Bulk),
+}
+
+/// What `replay` and `discard` act on.
+#[derive(Args)]
+pub(crate) struct Bulk {
+    #[command(flatten)]
+    select: Select,
+    /// Every dead job of the queue.
+    #[arg(long)]
+    all: bool,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -162,7 +157,7 @@ pub(crate) async fn run(inspector: Inspector, command: DlqCommand) -> Result<(),
                 }
             }
         }
-        DlqCommand::Replay { select, all, json } => {
+        DlqCommand::Replay(Bulk { select, all, json }) => {
             require_selection(&select, all, "replay")?;
             let n = inspector
                 .dead_replay(&select.queue, &select.filter(0))
@@ -170,7 +165,7 @@ pub(crate) async fn run(inspector: Inspector, command: DlqCommand) -> Result<(),
                 .map_err(|e| e.to_string())?;
             report(json, "replayed", n, &select.queue);
         }
-        DlqCommand::Discard { select, all, json } => {
+        DlqCommand::Discard(Bulk { select, all, json }) => {
             require_selection(&select, all, "discard")?;
             let n = inspector
                 .dead_discard(&select.queue, &select.filter(0))

@@ -3,7 +3,7 @@
 //! own tooling.
 
 pub use jobstream_core::QueueStats;
-use jobstream_core::envelope::{entry_id_ms, field};
+use jobstream_core::envelope::entry_id_ms;
 use jobstream_core::{QueueKeys, QueueName, QueueStore, Redis, Result, StreamEntry};
 use serde::Serialize;
 
@@ -221,6 +221,3 @@ impl Inspector {
             .collect())
     }
 }
-
-/// The wire-format name of the field holding the dead reason.
-pub const REASON_FIELD: &str = field::REASON;

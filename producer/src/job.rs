@@ -59,7 +59,7 @@ impl Job {
     /// Run no sooner than `delay` from now.
     pub fn delay(mut self, delay: Duration) -> Self {
         if !delay.is_zero() {
-            self.run_at_ms = Some(now_ms() + delay.as_millis() as u64);
+            self.run_at_ms = Some(jobstream_core::now_ms() + delay.as_millis() as u64);
         }
         self
     }
@@ -140,7 +140,3 @@ const RESERVED: &[&str] = &[
     field::QUEUE,
     field::RAW,
 ];
-
-pub(crate) fn now_ms() -> u64 {
-    jobstream_core::now_ms()
-}

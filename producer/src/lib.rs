@@ -202,7 +202,7 @@ impl Producer {
         jobs: &[Job],
         ids: &mut Vec<JobId>,
     ) -> Result<()> {
-        let now = job::now_ms();
+        let now = jobstream_core::now_ms();
         let first = ids.len();
         let mut immediate: Vec<(usize, Fields<'_>)> = Vec::new();
         let mut delayed: Vec<(u64, Vec<u8>)> = Vec::new();
