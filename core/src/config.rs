@@ -27,6 +27,12 @@ pub struct Timings {
     /// On shutdown, how long running handlers may take to finish before
     /// they are aborted (their jobs then go straight back to `ready`).
     pub shutdown_grace: Duration,
+    /// On shutdown, how long after the grace period the worker may spend
+    /// giving aborted jobs back and writing the outcomes it holds. Then it
+    /// exits whatever Redis does: outcomes not written leave their jobs
+    /// pending, and another worker reclaims them after the visibility
+    /// timeout. A shutdown takes at most `shutdown_grace + shutdown_flush`.
+    pub shutdown_flush: Duration,
     /// A reply from Redis slower than this counts as a connection failure.
     pub response_timeout: Duration,
     /// Connecting to Redis gives up after this long (then backs off and
@@ -50,6 +56,7 @@ impl Default for Timings {
             reclaim_interval: Duration::from_secs(5),
             promote_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(30),
+            shutdown_flush: Duration::from_secs(5),
             response_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
             reconnect_min: Duration::from_millis(100),
@@ -74,6 +81,9 @@ impl Timings {
         }
         if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
             return bad("reconnect_min must be non-zero and at most reconnect_max");
+        }
+        if self.shutdown_flush < Duration::from_millis(100) {
+            return bad("shutdown_flush must be at least 100ms");
         }
         if self.response_timeout.is_zero() || self.connect_timeout.is_zero() {
             return bad("response_timeout and connect_timeout must be non-zero");
@@ -173,6 +183,7 @@ mod tests {
             ("reclaim_interval", format!("{:?}", t.reclaim_interval)),
             ("promote_interval", format!("{:?}", t.promote_interval)),
             ("shutdown_grace", format!("{:?}", t.shutdown_grace)),
+            ("shutdown_flush", format!("{:?}", t.shutdown_flush)),
             ("response_timeout", format!("{:?}", t.response_timeout)),
             ("connect_timeout", format!("{:?}", t.connect_timeout)),
             ("reconnect_min", format!("{:?}", t.reconnect_min)),

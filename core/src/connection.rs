@@ -8,7 +8,7 @@
 //!   time, so an idle read is not mistaken for a dead server.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -25,7 +25,20 @@ struct Inner {
     shared: ConnectionManager,
     blocking: deadpool_redis::Pool,
     display_url: String,
+    clock: std::sync::Mutex<Option<ClockSync>>,
 }
+
+/// The server's clock as last read with `TIME`, and when (on this host's
+/// monotonic clock, which no wall-clock change moves).
+#[derive(Debug, Clone, Copy)]
+struct ClockSync {
+    server_ms: u64,
+    at: Instant,
+}
+
+/// How long a reading of the server clock is extended with the local
+/// monotonic clock before it is read again.
+const CLOCK_RESYNC: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,6 +110,7 @@ impl Redis {
                 shared,
                 blocking,
                 display_url,
+                clock: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -112,12 +126,110 @@ impl Redis {
 
     /// A dedicated connection for blocking reads.
     pub async fn blocking(&self) -> Result<BlockingConn> {
-        let conn = self.inner.blocking.get().await.map_err(|e| Error::Redis {
-            op: "connect",
-            kind: RedisFailure::Connection,
-            message: e.to_string(),
+        let conn = self.inner.blocking.get().await.map_err(|e| match e {
+            // What Redis said while the connection was set up (a wrong
+            // password, a bad database index) keeps its kind.
+            deadpool_redis::PoolError::Backend(e) => Error::redis("connect", e),
+            e => Error::Redis {
+                op: "connect",
+                kind: RedisFailure::Connection,
+                message: e.to_string(),
+            },
         })?;
         Ok(BlockingConn { conn })
+    }
+
+    /// Checks that `url` is a Redis URL this client can use, without
+    /// connecting and without a runtime.
+    pub fn check_url(url: &str) -> Result<()> {
+        redis::Client::open(url)
+            .map(|_| ())
+            .map_err(|e| Error::Config(format!("invalid Redis URL {}: {e}", redact_url(url))))
+    }
+
+    /// The **server's** clock, unix ms: every time decision (due times,
+    /// promotion, failure times) uses it, so a worker or producer whose own
+    /// clock is off neither runs delayed jobs early nor shortens backoff.
+    ///
+    /// Reads `TIME` at most once a minute and extends the last reading with
+    /// this host's monotonic clock in between (half the round trip is
+    /// added to the reading). When a re-read fails, the extended reading is
+    /// used; only the very first read can fail.
+    pub async fn server_now_ms(&self) -> Result<u64> {
+        let last = *self.inner.clock.lock().unwrap_or_else(|p| p.into_inner());
+        match last {
+            Some(sync) if sync.at.elapsed() < CLOCK_RESYNC => Ok(extend(sync)),
+            Some(sync) => match self.read_clock().await {
+                Ok(fresh) => Ok(extend(fresh)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not re-read the server clock; extending the last reading");
+                    Ok(extend(sync))
+                }
+            },
+            None => self.read_clock().await.map(extend),
+        }
+    }
+
+    async fn read_clock(&self) -> Result<ClockSync> {
+        let mut conn = self.shared();
+        let start = Instant::now();
+        let (secs, micros): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| Error::redis("TIME", e))?;
+        let rtt = start.elapsed();
+        let sync = ClockSync {
+            server_ms: secs.saturating_mul(1000).saturating_add(micros / 1000),
+            at: start + rtt / 2,
+        };
+        *self.inner.clock.lock().unwrap_or_else(|p| p.into_inner()) = Some(sync);
+        Ok(sync)
+    }
+
+    /// Checks with `COMMAND INFO` that the server has every command in
+    /// `names` (probing, never comparing version strings). A missing one is
+    /// a fatal [`RedisFailure::Unsupported`] error naming it. A server that
+    /// refuses `COMMAND` itself (an ACL without it) is not an error: the
+    /// probe is skipped, and a missing command shows when first used.
+    pub async fn require_commands(&self, names: &[&str]) -> Result<()> {
+        let mut conn = self.shared();
+        let reply: redis::Value = match redis::cmd("COMMAND")
+            .arg("INFO")
+            .arg(names)
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                let e = Error::redis("COMMAND INFO", e);
+                if e.redis_failure() == Some(RedisFailure::NoPermission) {
+                    tracing::debug!(
+                        "COMMAND INFO is not allowed for this user; skipping the command probe"
+                    );
+                    return Ok(());
+                }
+                return Err(e);
+            }
+        };
+        let infos = crate::reply::array("COMMAND INFO", reply)?;
+        let missing: Vec<&str> = names
+            .iter()
+            .zip(infos.iter().map(|v| matches!(v, redis::Value::Nil)))
+            .filter(|(_, nil)| *nil)
+            .map(|(n, _)| *n)
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Redis {
+                op: "COMMAND INFO",
+                kind: RedisFailure::Unsupported,
+                message: format!(
+                    "the server lacks {} (too old, or renamed away with rename-command)",
+                    missing.join(", ")
+                ),
+            })
+        }
     }
 
     /// `PING`, to check the server answers.
@@ -129,6 +241,11 @@ impl Redis {
             .map(|_| ())
             .map_err(|e| Error::redis("PING", e))
     }
+}
+
+fn extend(sync: ClockSync) -> u64 {
+    let elapsed = u64::try_from(sync.at.elapsed().as_millis()).unwrap_or(u64::MAX);
+    sync.server_ms.saturating_add(elapsed)
 }
 
 /// Exponential backoff for reconnect loops: `min`, doubling to `max`.

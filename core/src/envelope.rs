@@ -46,29 +46,69 @@ pub mod field {
     pub const WORKER: &str = "worker";
     /// Dead entries: the queue the job came from.
     pub const QUEUE: &str = "queue";
-    /// Dead entries: an undecodable `scheduled` member, whole.
+    /// Dead entries: an undecodable `scheduled` member, whole; or the
+    /// fields of an entry that could not be written field by field (too
+    /// wide, or carrying dead-entry names), as a MessagePack map in their
+    /// order, duplicates kept.
     pub const RAW: &str = "raw";
+
+    /// The entry id of the attempt before this one (set by the worker on
+    /// retry). Makes every retry's `scheduled` member unique, so two
+    /// identical jobs retried at once stay two jobs.
+    pub const PREV_ENTRY: &str = "prev_entry";
 }
 
 /// Longest error message kept in `last_error` and `error` fields.
 pub const MAX_ERROR_LEN: usize = 512;
 
-/// A job decoded from its fields.
+/// Most fields a job may have (a field is a name and a value). Redis's Lua
+/// cannot pass many more to one command, so a wider entry could not be
+/// moved by a script: it is dead-lettered as `malformed` with all its
+/// fields packed into `raw` (see docs/wire-format.md).
+pub const MAX_FIELDS: usize = 1000;
+
+/// Largest `max_attempts` honoured; larger values are lowered to it.
+pub const MAX_ATTEMPTS_CAP: u32 = 1000;
+
+/// Largest `timeout_ms` honoured (24 h); larger values are lowered to it.
+pub const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
+
+/// The names of the failure context a dead entry adds after the job's
+/// fields. A job that already carries one of them (or `raw`) is
+/// dead-lettered with its fields packed into `raw`, so context and job
+/// never mix.
+pub const DEAD_CONTEXT: &[&str] = &[
+    field::REASON,
+    field::ERROR_CLASS,
+    field::ERROR,
+    field::DELIVERIES,
+    field::FAILED_AT,
+    field::WORKER,
+    field::QUEUE,
+    field::RAW,
+];
+
+/// A job decoded from its fields. The fields stay exactly as they were
+/// read (order, duplicates of unknown names, bytes): the decoded values
+/// are a view of them, so a dead letter or a retry writes back what the
+/// producer wrote, with only the fields jobstream owns changed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Envelope {
+    fields: Vec<(Vec<u8>, Vec<u8>)>,
+    payload_at: usize,
     /// Handler name.
     pub job_type: String,
-    /// MessagePack payload.
-    pub payload: Vec<u8>,
     /// Job id, if the entry carries one.
     pub id: Option<String>,
     /// Handler attempt, 1-based.
     pub attempt: u32,
     /// First enqueue time, unix ms, if the entry carries it.
     pub enqueued_at_ms: Option<u64>,
-    /// Per-job maximum attempts.
+    /// Per-job maximum attempts, at most [`MAX_ATTEMPTS_CAP`] (and at
+    /// least 1).
     pub max_attempts: Option<u32>,
-    /// Per-job timeout, ms.
+    /// Per-job timeout, ms, at most [`MAX_TIMEOUT_MS`]; `0` in the entry
+    /// means the handler's own timeout.
     pub timeout_ms: Option<u64>,
     /// Caller's business key.
     pub idempotency_key: Option<String>,
@@ -80,8 +120,6 @@ pub struct Envelope {
     pub last_error_class: Option<String>,
     /// Message of the last failed attempt.
     pub last_error: Option<String>,
-    /// Fields this version does not know, kept in order.
-    pub extra: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Why an entry could not be decoded into a job.
@@ -103,8 +141,10 @@ fn malformed(detail: impl Into<String>) -> Malformed {
     }
 }
 
-fn text(name: &str, value: Vec<u8>) -> Result<String, Malformed> {
-    String::from_utf8(value).map_err(|_| malformed(format!("field {name:?} is not UTF-8")))
+fn text(name: &str, value: &[u8]) -> Result<String, Malformed> {
+    std::str::from_utf8(value)
+        .map(str::to_owned)
+        .map_err(|_| malformed(format!("field {name:?} is not UTF-8")))
 }
 
 fn number<T: std::str::FromStr>(name: &str, value: &[u8]) -> Result<T, Malformed> {
@@ -114,111 +154,112 @@ fn number<T: std::str::FromStr>(name: &str, value: &[u8]) -> Result<T, Malformed
         .ok_or_else(|| malformed(format!("field {name:?} is not a whole number")))
 }
 
+/// A decoded entry: the job, or why it is malformed with its fields
+/// handed back untouched.
+pub type Decoded = Result<Envelope, (Malformed, Vec<(Vec<u8>, Vec<u8>)>)>;
+
 impl Envelope {
-    /// Decodes the fields of a stream entry. Fails on a missing or empty
-    /// `type`, a missing `payload`, a payload that is not one MessagePack
-    /// value, and numeric fields that are not numbers.
-    pub fn decode(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Self, Malformed> {
-        Self::decode_or_return(fields).map_err(|(bad, _)| bad)
-    }
-
-    /// [`Envelope::decode`], giving the fields back untouched when they are
-    /// malformed (so they can be dead-lettered as they were, without a copy
-    /// of every entry made just in case).
-    #[allow(clippy::type_complexity)]
-    pub fn decode_or_return(
-        fields: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<Self, (Malformed, Vec<(Vec<u8>, Vec<u8>)>)> {
-        if let Err(bad) = Self::check(&fields) {
-            return Err((bad, fields));
+    /// Decodes the fields of a stream entry. Fails on more than
+    /// [`MAX_FIELDS`] fields, a missing or empty `type`, a missing
+    /// `payload`, a payload that is not one MessagePack value, numeric
+    /// fields that are not numbers, text fields that are not UTF-8, and
+    /// any wire-format field that appears twice. On failure the fields
+    /// come back exactly as they were, for the dead letter.
+    pub fn decode(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Decoded {
+        match Self::view(&fields) {
+            Ok(mut env) => {
+                env.fields = fields;
+                Ok(env)
+            }
+            Err(bad) => Err((bad, fields)),
         }
-        Self::decode_checked(fields).map_err(|bad| (bad, Vec::new()))
     }
 
-    /// The checks of [`Envelope::decode`], by reference.
-    fn check(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<(), Malformed> {
-        let mut has_type = false;
-        let mut payload = None;
-        for (name, value) in fields {
-            match name.as_slice() {
-                b"type" => has_type = !value.is_empty() && std::str::from_utf8(value).is_ok(),
-                b"payload" => payload = Some(value),
-                b"id" | b"idempotency_key" | b"traceparent" | b"tracestate"
-                | b"last_error_class" | b"last_error"
-                    if std::str::from_utf8(value).is_err() =>
-                {
-                    return Err(malformed(format!(
-                        "field {:?} is not UTF-8",
-                        String::from_utf8_lossy(name)
-                    )));
+    /// Decodes by reference: every value is checked and copied except the
+    /// payload, which stays in the fields (found again by its index).
+    fn view(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Self, Malformed> {
+        if fields.len() > MAX_FIELDS {
+            return Err(malformed(format!(
+                "entry has {} fields; at most {MAX_FIELDS} are allowed",
+                fields.len()
+            )));
+        }
+        let mut env = Envelope::default();
+        let mut seen: u32 = 0;
+        let mut payload_at = None;
+        for (i, (name, value)) in fields.iter().enumerate() {
+            let (bit, label) = match name.as_slice() {
+                b"type" => (0, field::TYPE),
+                b"payload" => (1, field::PAYLOAD),
+                b"id" => (2, field::ID),
+                b"attempt" => (3, field::ATTEMPT),
+                b"enqueued_at" => (4, field::ENQUEUED_AT),
+                b"max_attempts" => (5, field::MAX_ATTEMPTS),
+                b"timeout_ms" => (6, field::TIMEOUT_MS),
+                b"idempotency_key" => (7, field::IDEMPOTENCY_KEY),
+                b"traceparent" => (8, field::TRACEPARENT),
+                b"tracestate" => (9, field::TRACESTATE),
+                b"last_error_class" => (10, field::LAST_ERROR_CLASS),
+                b"last_error" => (11, field::LAST_ERROR),
+                b"prev_entry" => (12, field::PREV_ENTRY),
+                _ => continue,
+            };
+            if seen & (1 << bit) != 0 {
+                return Err(malformed(format!("field {label:?} appears more than once")));
+            }
+            seen |= 1 << bit;
+            match bit {
+                0 => env.job_type = text(label, value)?,
+                1 => payload_at = Some(i),
+                2 => env.id = Some(text(label, value)?),
+                3 => env.attempt = number(label, value)?,
+                4 => env.enqueued_at_ms = Some(number(label, value)?),
+                5 => {
+                    let n: u32 = number(label, value)?;
+                    env.max_attempts = Some(n.clamp(1, MAX_ATTEMPTS_CAP));
                 }
-                b"attempt" | b"max_attempts" => {
-                    number::<u32>(&String::from_utf8_lossy(name), value)?;
+                6 => {
+                    let ms: u64 = number(label, value)?;
+                    env.timeout_ms = (ms > 0).then_some(ms.min(MAX_TIMEOUT_MS));
                 }
-                b"enqueued_at" | b"timeout_ms" => {
-                    number::<u64>(&String::from_utf8_lossy(name), value)?;
+                7 => env.idempotency_key = Some(text(label, value)?),
+                8 => env.traceparent = Some(text(label, value)?),
+                9 => env.tracestate = Some(text(label, value)?),
+                10 => env.last_error_class = Some(text(label, value)?),
+                11 => env.last_error = Some(text(label, value)?),
+                _ => {
+                    text(label, value)?;
                 }
-                _ => {}
             }
         }
-        if !has_type {
-            let bad_utf8 = fields.iter().any(|(k, v)| k == b"type" && !v.is_empty());
-            return Err(malformed(if bad_utf8 {
-                "field \"type\" is not UTF-8"
-            } else {
-                "entry has no \"type\" field"
-            }));
+        if env.job_type.is_empty() {
+            return Err(malformed("entry has no \"type\" field (or an empty one)"));
         }
-        let Some(payload) = payload else {
+        let Some(payload_at) = payload_at else {
             return Err(malformed("entry has no \"payload\" field"));
         };
-        check_msgpack(payload).map_err(|e| malformed(format!("payload is not MessagePack: {e}")))
-    }
-
-    fn decode_checked(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Self, Malformed> {
-        let mut env = Envelope {
-            attempt: 1,
-            ..Default::default()
-        };
-        let mut has_type = false;
-        let mut has_payload = false;
-        for (name, value) in fields {
-            match name.as_slice() {
-                b"type" => {
-                    env.job_type = text(field::TYPE, value)?;
-                    has_type = true;
-                }
-                b"payload" => {
-                    env.payload = value;
-                    has_payload = true;
-                }
-                b"id" => env.id = Some(text(field::ID, value)?),
-                b"attempt" => env.attempt = number(field::ATTEMPT, &value)?,
-                b"enqueued_at" => env.enqueued_at_ms = Some(number(field::ENQUEUED_AT, &value)?),
-                b"max_attempts" => env.max_attempts = Some(number(field::MAX_ATTEMPTS, &value)?),
-                b"timeout_ms" => env.timeout_ms = Some(number(field::TIMEOUT_MS, &value)?),
-                b"idempotency_key" => {
-                    env.idempotency_key = Some(text(field::IDEMPOTENCY_KEY, value)?)
-                }
-                b"traceparent" => env.traceparent = Some(text(field::TRACEPARENT, value)?),
-                b"tracestate" => env.tracestate = Some(text(field::TRACESTATE, value)?),
-                b"last_error_class" => {
-                    env.last_error_class = Some(text(field::LAST_ERROR_CLASS, value)?)
-                }
-                b"last_error" => env.last_error = Some(text(field::LAST_ERROR, value)?),
-                _ => env.extra.push((name, value)),
-            }
-        }
-        if !has_type || env.job_type.is_empty() {
-            return Err(malformed("entry has no \"type\" field"));
-        }
-        if !has_payload {
-            return Err(malformed("entry has no \"payload\" field"));
-        }
-        if env.attempt == 0 {
-            env.attempt = 1;
-        }
+        check_msgpack(&fields[payload_at].1)
+            .map_err(|e| malformed(format!("payload is not MessagePack: {e}")))?;
+        env.payload_at = payload_at;
+        env.attempt = env.attempt.max(1);
         Ok(env)
+    }
+
+    /// The MessagePack payload.
+    pub fn payload(&self) -> &[u8] {
+        self.fields
+            .get(self.payload_at)
+            .map_or(&[][..], |(_, v)| v.as_slice())
+    }
+
+    /// The fields exactly as they were read.
+    pub fn fields(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        &self.fields
+    }
+
+    /// The fields exactly as they were read, by value.
+    pub fn into_fields(self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.fields
     }
 
     /// The job id: the `id` field, else the stream entry id it was read from.
@@ -231,32 +272,32 @@ impl Envelope {
         self.enqueued_at_ms.or_else(|| entry_id_ms(entry_id))
     }
 
-    /// All fields, known ones first, then unknown ones in their order.
-    /// Optional fields that are unset are left out.
-    pub fn to_fields(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(8 + self.extra.len());
-        let mut put = |name: &str, value: Vec<u8>| out.push((name.as_bytes().to_vec(), value));
-        put(field::TYPE, self.job_type.as_bytes().to_vec());
-        put(field::PAYLOAD, self.payload.clone());
-        let opt = |v: &Option<String>| v.as_ref().map(|s| s.as_bytes().to_vec());
-        let num = |v: Option<u64>| v.map(|n| n.to_string().into_bytes());
-        for (name, value) in [
-            (field::ID, opt(&self.id)),
-            (field::ATTEMPT, Some(self.attempt.to_string().into_bytes())),
-            (field::ENQUEUED_AT, num(self.enqueued_at_ms)),
-            (field::MAX_ATTEMPTS, num(self.max_attempts.map(u64::from))),
-            (field::TIMEOUT_MS, num(self.timeout_ms)),
-            (field::IDEMPOTENCY_KEY, opt(&self.idempotency_key)),
-            (field::TRACEPARENT, opt(&self.traceparent)),
-            (field::TRACESTATE, opt(&self.tracestate)),
-            (field::LAST_ERROR_CLASS, opt(&self.last_error_class)),
-            (field::LAST_ERROR, opt(&self.last_error)),
-        ] {
-            if let Some(v) = value {
-                put(name, v);
-            }
+    /// The fields of the next attempt, after attempt `self.attempt` (read
+    /// from entry `entry_id`) failed with `error_class`/`error`: the same
+    /// fields in the same order, with `attempt` increased, `id` and
+    /// `enqueued_at` made explicit, `last_error_class`, `last_error` and
+    /// `prev_entry` set. Fields are replaced where they are, added at the
+    /// end when missing.
+    pub fn next_attempt(
+        &self,
+        entry_id: &str,
+        error_class: &str,
+        error: &str,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = self.fields.clone();
+        let mut set =
+            |name: &str, value: String| match out.iter_mut().find(|(k, _)| k == name.as_bytes()) {
+                Some((_, v)) => *v = value.into_bytes(),
+                None => out.push((name.as_bytes().to_vec(), value.into_bytes())),
+            };
+        set(field::ID, self.job_id(entry_id).to_owned());
+        set(field::ATTEMPT, self.attempt.saturating_add(1).to_string());
+        if let Some(ms) = self.enqueued_at(entry_id) {
+            set(field::ENQUEUED_AT, ms.to_string());
         }
-        out.extend(self.extra.iter().cloned());
+        set(field::LAST_ERROR_CLASS, error_class.to_owned());
+        set(field::LAST_ERROR, truncate_error(error));
+        set(field::PREV_ENTRY, entry_id.to_owned());
         out
     }
 }
@@ -328,6 +369,7 @@ mod tests {
     #[test]
     fn minimal_entry_decodes_with_defaults() {
         let env = Envelope::decode(f(&[("type", b"send_email"), ("payload", &payload())])).unwrap();
+        assert_eq!(env.max_attempts, None);
         assert_eq!(env.job_type, "send_email");
         assert_eq!(env.attempt, 1);
         assert_eq!(env.job_id("1700000000000-3"), "1700000000000-3");
@@ -335,47 +377,92 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_survive_a_round_trip_in_order() {
+    fn fields_are_kept_exactly_and_retries_change_only_what_jobstream_owns() {
         let p = payload();
         let fields = f(&[
             ("x-tenant", b"acme"),
             ("type", b"t"),
             ("payload", &p),
-            ("id", b"job-1"),
-            ("attempt", b"3"),
+            ("attempt", b" 3"),
             ("traceparent", b"00-abc-def-01"),
             ("z", b"\xff\x00"),
+            ("z", b"dup"),
         ]);
-        let env = Envelope::decode(fields).unwrap();
+        let env = Envelope::decode(fields.clone()).unwrap();
         assert_eq!(env.attempt, 3);
-        assert_eq!(env.extra, f(&[("x-tenant", b"acme"), ("z", b"\xff\x00")]));
-        let again = Envelope::decode(env.to_fields()).unwrap();
-        assert_eq!(again, env);
+        assert_eq!(env.payload(), p.as_slice());
+        assert_eq!(env.fields(), fields.as_slice());
+        let next = env.next_attempt("1700000000000-4", "retry", "boom");
+        let want = f(&[
+            ("x-tenant", b"acme"),
+            ("type", b"t"),
+            ("payload", &p),
+            ("attempt", b"4"),
+            ("traceparent", b"00-abc-def-01"),
+            ("z", b"\xff\x00"),
+            ("z", b"dup"),
+            ("id", b"1700000000000-4"),
+            ("enqueued_at", b"1700000000000"),
+            ("last_error_class", b"retry"),
+            ("last_error", b"boom"),
+            ("prev_entry", b"1700000000000-4"),
+        ]);
+        assert_eq!(next, want);
+        assert_eq!(env.into_fields(), fields);
     }
 
     #[test]
-    fn malformed_entries_say_why() {
+    fn malformed_entries_come_back_untouched_whatever_the_defect() {
         let p = payload();
-        type Case = (Vec<(Vec<u8>, Vec<u8>)>, &'static str);
-        let cases: Vec<Case> = vec![
-            (f(&[("payload", &p)]), "no \"type\""),
-            (f(&[("type", b""), ("payload", &p)]), "no \"type\""),
-            (f(&[("type", b"t")]), "no \"payload\""),
-            (
-                f(&[("type", b"t"), ("payload", b"\xc1")]),
-                "not MessagePack",
-            ),
-            (f(&[("type", b"t"), ("payload", b"\x01\x02")]), "trailing"),
-            (
-                f(&[("type", b"t"), ("payload", &p), ("attempt", b"x")]),
-                "attempt",
-            ),
-            (f(&[("type", b"\xff"), ("payload", &p)]), "UTF-8"),
+        // Two `type` fields, the first not UTF-8: the case that once lost
+        // every field of the dead entry.
+        let cases = [
+            f(&[("type", b"\xff"), ("type", b"t"), ("payload", &p)]),
+            f(&[("type", b"t"), ("type", b"\xff"), ("payload", &p)]),
+            f(&[("type", b"t"), ("payload", &p), ("payload", &p)]),
+            f(&[("type", b"t"), ("payload", &p), ("id", b"\xfe")]),
+            f(&[("type", b"t"), ("payload", &p), ("prev_entry", b"\xfe")]),
+            f(&[
+                ("type", b"t"),
+                ("payload", &p),
+                ("attempt", b"1"),
+                ("attempt", b"1"),
+            ]),
         ];
-        for (fields, expect) in cases {
-            let err = Envelope::decode(fields).unwrap_err();
-            assert!(err.detail.contains(expect), "{err} should mention {expect}");
+        for fields in cases {
+            let (_, back) = Envelope::decode(fields.clone()).unwrap_err();
+            assert_eq!(back, fields);
         }
+        let wide: Vec<_> = (0..=MAX_FIELDS)
+            .map(|i| (format!("f{i}").into_bytes(), b"v".to_vec()))
+            .chain(f(&[("type", b"t"), ("payload", &p)]))
+            .collect();
+        let (bad, back) = Envelope::decode(wide.clone()).unwrap_err();
+        assert!(bad.detail.contains("at most 1000"), "{bad}");
+        assert_eq!(back, wide);
+    }
+
+    #[test]
+    fn producer_overrides_are_capped() {
+        let p = payload();
+        let env = Envelope::decode(f(&[
+            ("type", b"t"),
+            ("payload", &p),
+            ("max_attempts", b"4000000000"),
+            ("timeout_ms", b"18446744073709551615"),
+        ]))
+        .unwrap();
+        assert_eq!(env.max_attempts, Some(MAX_ATTEMPTS_CAP));
+        assert_eq!(env.timeout_ms, Some(MAX_TIMEOUT_MS));
+        let env = Envelope::decode(f(&[
+            ("type", b"t"),
+            ("payload", &p),
+            ("max_attempts", b"0"),
+            ("timeout_ms", b"0"),
+        ]))
+        .unwrap();
+        assert_eq!(env.max_attempts, Some(1));
+        assert_eq!(env.timeout_ms, None);
     }
 
     #[test]

@@ -1,23 +1,145 @@
 //! Infrastructure errors: everything that can go wrong between jobstream and
 //! Redis, or with what a caller hands in. What a *handler* returns is a
 //! different type (`jobstream_worker::JobError`).
+//!
+//! Redis errors are classified **by kind** (the error code Redis sends, or
+//! the client's own error kind), never by luck: see [`RedisFailure`] and the
+//! failure matrix in docs/failure-handling.md.
 
 /// What kind of Redis failure happened, so callers can decide to retry
 /// without matching on messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisFailure {
-    /// The connection could not be made, broke, or timed out. Retrying
-    /// after a backoff is the right reaction.
+    /// The connection could not be made, broke, or timed out. Transient.
     Connection,
     /// The consumer group does not exist (deleted, or Redis restarted
     /// without persistence). The worker recreates it.
     NoGroup,
-    /// Redis is loading its data set after a restart. Retry shortly.
+    /// `LOADING`: Redis is loading its data set after a restart. Transient.
     Loading,
-    /// Any other error reply from Redis (wrong type, script error, ...).
+    /// `OOM`: `maxmemory` is reached under `noeviction`; writes are refused
+    /// until memory is freed. Transient: nothing was written.
+    OutOfMemory,
+    /// `BUSY`: a script (or function) has run past the busy threshold and
+    /// the server answers nothing else until it ends. Transient.
+    Busy,
+    /// `READONLY`: the server is a replica (a failover is under way, or the
+    /// URL points at a replica). Transient.
+    ReadOnly,
+    /// `MASTERDOWN`: a replica that lost its primary and serves no stale
+    /// data. Transient.
+    MasterDown,
+    /// `TRYAGAIN` / `CLUSTERDOWN`: a cluster slot is moving or the cluster is
+    /// down. Transient.
+    TryAgain,
+    /// `WRONGPASS` / `NOAUTH` / a failed `AUTH`: the credentials are wrong or
+    /// missing. Fatal: retrying cannot help.
+    Auth,
+    /// `NOPERM`: the ACL user may not run a command or touch a key. Fatal.
+    NoPermission,
+    /// `WRONGTYPE`: a queue key holds another type (something else wrote
+    /// it). Fatal.
+    WrongType,
+    /// The server lacks a command jobstream needs (too old, or the command
+    /// was renamed away), or refused the connection's setup (for example a
+    /// database index out of range). Fatal.
+    Unsupported,
+    /// Any other error reply from Redis.
     Server,
     /// The reply had a shape jobstream did not expect.
     Protocol,
+}
+
+impl RedisFailure {
+    /// True for failures that go away on their own: retry after a backoff.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            RedisFailure::Connection
+                | RedisFailure::Loading
+                | RedisFailure::OutOfMemory
+                | RedisFailure::Busy
+                | RedisFailure::ReadOnly
+                | RedisFailure::MasterDown
+                | RedisFailure::TryAgain
+        )
+    }
+
+    /// True for failures of configuration: the credentials, the ACL, the
+    /// server or the data in it must be fixed by someone; retrying cannot
+    /// help.
+    pub fn is_fatal(self) -> bool {
+        matches!(
+            self,
+            RedisFailure::Auth
+                | RedisFailure::NoPermission
+                | RedisFailure::WrongType
+                | RedisFailure::Unsupported
+        )
+    }
+
+    /// What to do about a fatal failure, for the one message an operator sees.
+    pub fn fix(self) -> &'static str {
+        match self {
+            RedisFailure::Auth => {
+                "check the user name and password in the Redis URL (redis://user:password@host:port/db)"
+            }
+            RedisFailure::NoPermission => {
+                "grant the ACL user the stream, sorted-set, hash, set and scripting commands on the jobstream keys (see docs/configuration.md)"
+            }
+            RedisFailure::WrongType => {
+                "a jobstream key holds another type: something else writes to it; use another prefix or remove the foreign key"
+            }
+            RedisFailure::Unsupported => {
+                "use Redis 7.0 or later (or Valkey 7.2 or later) with every stream and scripting command enabled, and a database index the server has"
+            }
+            RedisFailure::OutOfMemory => {
+                "raise maxmemory or free memory on the Redis server; jobstream keys must not be evicted"
+            }
+            _ => "check that the Redis server is up and reachable",
+        }
+    }
+
+    /// Classifies an error by the code Redis sent (`OOM`, `NOPERM`, …). The
+    /// code is the first word of the error line; inside a script's error,
+    /// older servers wrap it as `... -CODE message`.
+    pub fn from_code(code: &str, message: &str) -> Option<Self> {
+        let by_code = |code: &str| {
+            Some(match code {
+                "NOGROUP" => RedisFailure::NoGroup,
+                "LOADING" => RedisFailure::Loading,
+                "OOM" => RedisFailure::OutOfMemory,
+                "BUSY" => RedisFailure::Busy,
+                "READONLY" => RedisFailure::ReadOnly,
+                "MASTERDOWN" => RedisFailure::MasterDown,
+                "TRYAGAIN" | "CLUSTERDOWN" => RedisFailure::TryAgain,
+                "WRONGPASS" | "NOAUTH" => RedisFailure::Auth,
+                "NOPERM" => RedisFailure::NoPermission,
+                "WRONGTYPE" => RedisFailure::WrongType,
+                _ => return None,
+            })
+        };
+        if let Some(kind) = by_code(code) {
+            return Some(kind);
+        }
+        // Errors raised inside a script on older servers:
+        // "ERR Error running script (...): ... -OOM command not allowed ...".
+        if let Some(inner) = message
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix('-'))
+            .find_map(by_code)
+        {
+            return Some(inner);
+        }
+        let lower = message.to_ascii_lowercase();
+        if lower.contains("unknown command")
+            || lower.contains("refused to switch database")
+            || lower.contains("db index is out of range")
+        {
+            return Some(RedisFailure::Unsupported);
+        }
+        None
+    }
 }
 
 /// An infrastructure error.
@@ -66,19 +188,61 @@ pub enum Error {
         /// The client's message.
         message: String,
     },
+    /// Redis answered, but cannot be used as configured: wrong credentials,
+    /// an ACL that forbids a command, a foreign key in the way, a server
+    /// without a needed command. Retrying cannot help; the message says
+    /// what to fix. Never carries the password.
+    #[error("cannot use Redis at {server}: {detail}. Fix: {fix}")]
+    Unusable {
+        /// The server's URL without credentials.
+        server: String,
+        /// The kind of failure.
+        kind: RedisFailure,
+        /// What Redis said.
+        detail: String,
+        /// What to change.
+        fix: &'static str,
+    },
 }
 
 impl Error {
     /// True when retrying the same call later may succeed: connection
     /// trouble or a server that is still loading.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Error::Redis {
-                kind: RedisFailure::Connection | RedisFailure::Loading,
-                ..
-            }
-        )
+        matches!(self, Error::Redis { kind, .. } if kind.is_transient())
+    }
+
+    /// True when retrying cannot help: bad credentials, ACL, a foreign key
+    /// of the wrong type, an unsupported server, or a bad setting.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            Error::Redis { kind, .. } => kind.is_fatal(),
+            Error::Unusable { .. } | Error::Config(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The failure kind of a Redis error.
+    pub fn redis_failure(&self) -> Option<RedisFailure> {
+        match self {
+            Error::Redis { kind, .. } | Error::Unusable { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// A fatal Redis error turned into [`Error::Unusable`], naming the
+    /// server (`server` must be the URL without credentials) and the fix.
+    /// Other errors are returned unchanged.
+    pub fn for_server(self, server: &str) -> Self {
+        match self {
+            Error::Redis { op, kind, message } if kind.is_fatal() => Error::Unusable {
+                server: server.to_owned(),
+                kind,
+                detail: format!("{op}: {message}"),
+                fix: kind.fix(),
+            },
+            other => other,
+        }
     }
 
     /// True when the consumer group is missing.
@@ -93,10 +257,13 @@ impl Error {
     }
 
     pub(crate) fn redis(op: &'static str, err: redis::RedisError) -> Self {
-        let kind = if err.code() == Some("NOGROUP") {
-            RedisFailure::NoGroup
-        } else if err.code() == Some("LOADING") {
-            RedisFailure::Loading
+        let message = err.to_string();
+        let kind = if let Some(kind) = RedisFailure::from_code(err.code().unwrap_or(""), &message) {
+            kind
+        } else if err.kind() == redis::ErrorKind::AuthenticationFailed {
+            RedisFailure::Auth
+        } else if err.kind() == redis::ErrorKind::InvalidClientConfig {
+            RedisFailure::Unsupported
         } else if err.is_io_error()
             || err.is_timeout()
             || err.is_connection_dropped()
@@ -111,11 +278,7 @@ impl Error {
         } else {
             RedisFailure::Server
         };
-        Error::Redis {
-            op,
-            kind,
-            message: err.to_string(),
-        }
+        Error::Redis { op, kind, message }
     }
 
     pub(crate) fn protocol(op: &'static str, message: impl Into<String>) -> Self {

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jobstream_core::envelope::field;
+use jobstream_core::envelope::{MAX_ATTEMPTS_CAP, MAX_FIELDS, MAX_TIMEOUT_MS, field};
 use jobstream_core::{Error, Result};
 use serde::Serialize;
 
@@ -12,7 +12,7 @@ use serde::Serialize;
 pub struct Job {
     pub(crate) job_type: String,
     pub(crate) payload: Vec<u8>,
-    pub(crate) run_at_ms: Option<u64>,
+    pub(crate) when: Option<When>,
     pub(crate) options: Vec<(&'static str, String)>,
     pub(crate) extra: Vec<(String, Vec<u8>)>,
 }
@@ -50,37 +50,43 @@ impl Job {
         Ok(Self {
             job_type: job_type.to_owned(),
             payload,
-            run_at_ms: None,
+            when: None,
             options: Vec::new(),
             extra: Vec::new(),
         })
     }
 
-    /// Run no sooner than `delay` from now.
+    /// Run no sooner than `delay` from when it is enqueued, by the Redis
+    /// server's clock (this host's clock may be off).
     pub fn delay(mut self, delay: Duration) -> Self {
-        if !delay.is_zero() {
-            self.run_at_ms = Some(jobstream_core::now_ms() + delay.as_millis() as u64);
-        }
+        self.when = (!delay.is_zero()).then_some(When::After(delay));
         self
     }
 
-    /// Run no sooner than `at`.
+    /// Run no sooner than `at` (compared with the Redis server's clock).
     pub fn run_at(mut self, at: SystemTime) -> Self {
         let ms = at
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.run_at_ms = Some(ms);
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.when = Some(When::At(ms));
         self
     }
 
-    /// Override the handler's maximum attempts for this job.
+    /// Override the handler's maximum attempts for this job; at most
+    /// [`MAX_ATTEMPTS_CAP`] (larger values are lowered to it) and at
+    /// least 1.
     pub fn max_attempts(self, n: u32) -> Self {
+        let n = n.clamp(1, MAX_ATTEMPTS_CAP);
         self.option(field::MAX_ATTEMPTS, n.to_string())
     }
 
-    /// Override the handler's timeout for this job.
+    /// Override the handler's timeout for this job; at most 24 h
+    /// ([`MAX_TIMEOUT_MS`]), at least 1 ms.
     pub fn timeout(self, timeout: Duration) -> Self {
-        self.option(field::TIMEOUT_MS, timeout.as_millis().to_string())
+        let ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_TIMEOUT_MS);
+        self.option(field::TIMEOUT_MS, ms.to_string())
     }
 
     /// A stable business key the handler can use to make its effect
@@ -95,11 +101,19 @@ impl Job {
     }
 
     /// An extra field, carried through retries and into `dead` unchanged.
-    /// Names of wire-format fields are refused.
+    /// Names of wire-format fields are refused, and so is a field beyond
+    /// the wire format's limit ([`MAX_FIELDS`] in all, a few of which
+    /// jobstream keeps for itself).
     pub fn field(mut self, name: &str, value: impl Into<Vec<u8>>) -> Result<Self> {
         if RESERVED.contains(&name) || name.is_empty() {
             return Err(Error::InvalidJob(format!(
                 "field name {name:?} is reserved by the wire format"
+            )));
+        }
+        if self.extra.len() + RESERVED.len() >= MAX_FIELDS {
+            return Err(Error::InvalidJob(format!(
+                "a job has at most {} extra fields",
+                MAX_FIELDS - RESERVED.len()
             )));
         }
         self.extra.push((name.to_owned(), value.into()));
@@ -115,6 +129,27 @@ impl Job {
         self.options.retain(|(n, _)| *n != name);
         self.options.push((name, value));
         self
+    }
+}
+
+/// When a delayed job is due.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum When {
+    /// This long after it is enqueued, by the server's clock.
+    After(Duration),
+    /// At this unix ms.
+    At(u64),
+}
+
+impl When {
+    /// The due time, given the server's "now".
+    pub(crate) fn due_ms(self, server_now_ms: u64) -> u64 {
+        match self {
+            When::After(d) => {
+                server_now_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }
+            When::At(ms) => ms,
+        }
     }
 }
 
@@ -139,4 +174,5 @@ const RESERVED: &[&str] = &[
     field::WORKER,
     field::QUEUE,
     field::RAW,
+    field::PREV_ENTRY,
 ];

@@ -202,16 +202,21 @@ impl Producer {
         jobs: &[Job],
         ids: &mut Vec<JobId>,
     ) -> Result<()> {
-        let now = jobstream_core::now_ms();
+        // Due times come from the server's clock (read once a minute at
+        // most); jobs to run now never ask for it.
+        let now = match jobs.iter().any(|j| j.when.is_some()) {
+            true => Some(self.redis.server_now_ms().await?),
+            false => None,
+        };
         let first = ids.len();
         let mut immediate: Vec<(usize, Fields<'_>)> = Vec::new();
         let mut delayed: Vec<(u64, Vec<u8>)> = Vec::new();
         ids.resize(first + jobs.len(), String::new());
         for (i, job) in jobs.iter().enumerate() {
-            match job.run_at_ms {
-                Some(due) if due > now => {
+            match (job.when, now) {
+                (Some(when), Some(now)) if when.due_ms(now) > now => {
                     let id = generate_id(now);
-                    delayed.push((due, scheduled_member(job, &id, now)));
+                    delayed.push((when.due_ms(now), scheduled_member(job, &id, now)));
                     ids[first + i] = id;
                 }
                 _ => immediate.push((i, stream_fields(job))),

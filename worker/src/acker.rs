@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use jobstream_core::{Error, QueueStore, Reconnect, Timings};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::inflight::Inflight;
 use crate::processor::{Action, Outcome};
@@ -18,6 +18,26 @@ pub(crate) struct Acker {
     pub(crate) timings: Timings,
     pub(crate) batch: usize,
     pub(crate) dead_max_len: u64,
+    /// Set when shutdown starts: the moment the acker stops trying to write
+    /// (`shutdown_grace + shutdown_flush` after it began). Until then a
+    /// transient failure is retried for as long as it lasts: the lease of
+    /// a job whose outcome waits keeps being refreshed, so no other worker
+    /// runs the same attempt again.
+    pub(crate) give_up_at: watch::Receiver<Option<Instant>>,
+}
+
+/// Resolves once `give_up_at` is set and has passed.
+async fn passed(mut give_up_at: watch::Receiver<Option<Instant>>) {
+    loop {
+        let at = *give_up_at.borrow_and_update();
+        if let Some(at) = at {
+            tokio::time::sleep_until(at.into()).await;
+            return;
+        }
+        if give_up_at.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 impl Acker {
@@ -105,24 +125,35 @@ impl Acker {
         }
     }
 
-    /// Runs `op` until it succeeds, retrying transient failures with backoff
-    /// for as long as the job's lease would last. Gives up (None) after that,
-    /// or at once on a non-transient error: the job then stays pending and is
+    /// Runs `op` until it succeeds. A transient failure (connection, OOM,
+    /// BUSY, LOADING, a failover) is retried with backoff for as long as it
+    /// lasts; meanwhile the job stays in flight and its lease is refreshed,
+    /// so it is not run again. Gives up (None) on a fatal error, or once
+    /// shutdown's flush time is over: the job then stays pending and is
     /// reclaimed, which keeps the at-least-once promise.
     async fn write<T, F, Fut>(&self, what: &str, mut op: F) -> Option<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
-        let deadline = Instant::now() + self.timings.visibility_timeout;
         let mut backoff = Reconnect::new(&self.timings);
         loop {
-            match op().await {
+            let attempt = tokio::select! {
+                r = op() => r,
+                _ = passed(self.give_up_at.clone()) => {
+                    tracing::warn!("shutdown flush time is over; the {what} outcome is not written and its job stays pending for reclaim");
+                    return None;
+                }
+            };
+            match attempt {
                 Ok(v) => return Some(v),
-                Err(e) if e.is_transient() && Instant::now() < deadline => {
-                    let wait = backoff.next_delay();
+                Err(e) if e.is_transient() => {
+                    let wait = backoff.next_delay().min(Duration::from_secs(5));
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "could not write {what} outcome; retrying");
-                    tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = passed(self.give_up_at.clone()) => {}
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "giving up writing {what} outcome; the job stays pending and will be reclaimed");

@@ -26,7 +26,9 @@ pub(crate) struct Fetcher {
 }
 
 impl Fetcher {
-    pub(crate) async fn run(self, mut shutdown: Shutdown) {
+    /// Runs until shutdown; returns the error when Redis refuses the
+    /// configuration (fatal: retrying cannot help), which stops the worker.
+    pub(crate) async fn run(self, mut shutdown: Shutdown) -> Option<jobstream_core::Error> {
         let mut conn: Option<BlockingConn> = None;
         let mut backoff = Reconnect::new(&self.timings);
         let mut next_reclaim = Instant::now() + self.timings.reclaim_interval;
@@ -54,6 +56,10 @@ impl Fetcher {
                     Ok(c) => {
                         backoff.reset();
                         conn.insert(c)
+                    }
+                    Err(e) if e.is_fatal() => {
+                        tracing::error!(error = %e, "cannot connect to fetch jobs and retrying cannot help; stopping the worker");
+                        return Some(e);
                     }
                     Err(e) => {
                         let wait = backoff.next_delay();
@@ -98,6 +104,11 @@ impl Fetcher {
                         shutdown.sleep(backoff.next_delay()).await;
                     }
                 }
+                Err(e) if e.is_fatal() => {
+                    tracing::error!(error = %e, "fetching jobs failed and retrying cannot help; stopping the worker");
+                    self.reader_id.store(0, Ordering::SeqCst);
+                    return Some(e);
+                }
                 Err(e) => {
                     let wait = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "fetching jobs failed; reconnecting");
@@ -111,6 +122,7 @@ impl Fetcher {
             }
         }
         self.reader_id.store(0, Ordering::SeqCst);
+        None
     }
 
     /// Adds every free slot to `permits`, up to the batch size. With a

@@ -68,21 +68,22 @@ impl JobContext {
     pub fn last_error(&self) -> Option<&str> {
         self.envelope.last_error.as_deref()
     }
-    /// An extra (non wire-format) field.
+    /// A field of the job by name, as the producer wrote it (the first
+    /// occurrence); meant for extra (non wire-format) fields.
     pub fn field(&self, name: &str) -> Option<&[u8]> {
         self.envelope
-            .extra
+            .fields()
             .iter()
             .find(|(k, _)| k == name.as_bytes())
             .map(|(_, v)| v.as_slice())
     }
     /// The raw MessagePack payload.
     pub fn payload_bytes(&self) -> &[u8] {
-        &self.envelope.payload
+        self.envelope.payload()
     }
     /// The payload decoded into `T`; a mismatch is a malformed job.
     pub fn payload<T: DeserializeOwned>(&self) -> Result<T, JobError> {
-        rmp_serde::from_slice(&self.envelope.payload)
+        rmp_serde::from_slice(self.envelope.payload())
             .map_err(|e| JobError::malformed(format!("payload does not decode: {e}")))
     }
 }

@@ -49,6 +49,7 @@ mod promoter;
 mod reclaimer;
 mod runtime;
 mod shutdown;
+mod startup;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -185,10 +186,12 @@ impl WorkerBuilder {
         if registry.is_empty() {
             return Err(Error::Config("register at least one handler".into()));
         }
-        let redis = jobstream_core::Redis::open(&self.url, &self.timings)?;
+        // Only checked here: connections are made by `run`, so `build`
+        // needs no Tokio runtime.
+        jobstream_core::Redis::check_url(&self.url)?;
         let (handle, shutdown) = shutdown::channel();
         Ok(Worker {
-            redis,
+            url: self.url,
             queue,
             group: self.group,
             prefix: self.prefix,
@@ -205,7 +208,7 @@ impl WorkerBuilder {
 
 /// A worker process's runtime for one queue.
 pub struct Worker {
-    redis: jobstream_core::Redis,
+    url: String,
     queue: QueueName,
     group: String,
     prefix: String,
@@ -245,14 +248,27 @@ impl Worker {
     }
 
     /// Runs until SIGTERM or SIGINT (or the shutdown handle), then shuts
-    /// down gracefully.
+    /// down gracefully: within `shutdown_grace` + `shutdown_flush`, even
+    /// with Redis unreachable. A second SIGTERM or SIGINT stops at once;
+    /// unfinished jobs stay pending and are reclaimed after the visibility
+    /// timeout, so nothing is lost.
+    ///
+    /// Returns an error when Redis cannot be used as configured (wrong
+    /// password, ACL, unsupported server, a foreign key in the way): the
+    /// message names the server and the fix. Exit non-zero on it.
     pub async fn run(self) -> Result<(), Error> {
-        let handle = self.handle.clone();
-        tokio::spawn(async move {
-            signal().await;
-            handle.shutdown();
-        });
-        self.run_until_stopped().await
+        let graceful = self.handle.clone();
+        let (immediate, mut now) = shutdown::channel();
+        let signals = tokio::spawn(shutdown::watch_signals(graceful, immediate));
+        let result = tokio::select! {
+            r = self.run_until_stopped() => r,
+            _ = now.wait() => {
+                tracing::warn!("second signal: stopping now; unfinished jobs stay pending and are reclaimed after the visibility timeout");
+                Ok(())
+            }
+        };
+        signals.abort();
+        result
     }
 
     /// Runs until the shutdown handle is used (no signal handling).

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use jobstream_core::envelope::{Envelope, field, fields_to_msgpack, truncate_error};
-use jobstream_core::{StreamEntry, now_ms};
+use jobstream_core::envelope::{
+    DEAD_CONTEXT, Envelope, MAX_FIELDS, entry_id_ms, field, fields_to_msgpack, truncate_error,
+};
+use jobstream_core::{Redis, StreamEntry};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::handler::{JobContext, Registry};
@@ -37,6 +39,9 @@ pub(crate) struct Dispatcher {
     pub(crate) consumer: Arc<str>,
     pub(crate) outcomes: mpsc::Sender<Outcome>,
     pub(crate) inflight: Inflight,
+    /// For the server's clock: due times and failure times never come from
+    /// this host's clock.
+    pub(crate) redis: Redis,
 }
 
 impl Dispatcher {
@@ -63,18 +68,20 @@ impl Dispatcher {
 
     async fn run(&self, entry: StreamEntry, deliveries: u64) -> Outcome {
         let entry_id = entry.id;
-        let envelope = match Envelope::decode_or_return(entry.fields) {
+        let envelope = match Envelope::decode(entry.fields) {
             Ok(env) => env,
             Err((bad, raw)) => {
                 tracing::warn!(queue = %self.queue, entry_id, reason = %bad, "malformed entry moved to dead");
-                let fields = self.dead_fields(
-                    raw,
-                    &entry_id,
-                    DeadReason::Malformed,
-                    "malformed",
-                    &bad.detail,
-                    deliveries,
-                );
+                let fields = self
+                    .dead_fields(
+                        raw,
+                        &entry_id,
+                        DeadReason::Malformed,
+                        "malformed",
+                        &bad.detail,
+                        deliveries,
+                    )
+                    .await;
                 return Outcome {
                     entry_id,
                     action: Action::Dead { fields },
@@ -87,14 +94,16 @@ impl Dispatcher {
                 "no handler for job type {:?} on this worker",
                 envelope.job_type
             );
-            let fields = self.dead_fields(
-                envelope.to_fields(),
-                &entry_id,
-                DeadReason::UnknownType,
-                "unknown_type",
-                &msg,
-                deliveries,
-            );
+            let fields = self
+                .dead_fields(
+                    envelope.into_fields(),
+                    &entry_id,
+                    DeadReason::UnknownType,
+                    "unknown_type",
+                    &msg,
+                    deliveries,
+                )
+                .await;
             return Outcome {
                 entry_id,
                 action: Action::Dead { fields },
@@ -134,50 +143,76 @@ impl Dispatcher {
                 error_class = e.class(), error = %truncate_error(e.message()), elapsed_ms = started.elapsed().as_millis() as u64,
                 outcome = ?d, "job failed");
         }
+        let (class, msg) = result
+            .as_ref()
+            .err()
+            .map_or(("error", ""), |e| (e.class(), e.message()));
         let action = match d {
             Disposition::Ack => Action::Ack,
             Disposition::Discard => Action::Discard,
-            Disposition::Retry { delay } => Action::Retry {
-                due_ms: now_ms() + delay.as_millis() as u64,
-                member: retry_member(&envelope, &entry_id, result.as_ref().err()),
-            },
+            Disposition::Retry { delay } => {
+                let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                Action::Retry {
+                    due_ms: self.server_now().await.saturating_add(delay_ms),
+                    member: fields_to_msgpack(&envelope.next_attempt(&entry_id, class, msg)),
+                }
+            }
             Disposition::Dead { reason } => {
-                let (class, msg) = result
-                    .as_ref()
-                    .err()
-                    .map_or(("error", ""), |e| (e.class(), e.message()));
-                let fields = self.dead_fields(
-                    envelope.to_fields(),
-                    &entry_id,
-                    reason,
-                    class,
-                    msg,
-                    deliveries,
-                );
+                // The handler's task is done with the envelope: take the
+                // fields without a copy when no one else holds it.
+                let fields = Arc::try_unwrap(envelope)
+                    .map_or_else(|shared| shared.fields().to_vec(), Envelope::into_fields);
+                let fields = self
+                    .dead_fields(fields, &entry_id, reason, class, msg, deliveries)
+                    .await;
                 Action::Dead { fields }
             }
         };
         Outcome { entry_id, action }
     }
 
-    /// The fields of a dead entry: the job's own, its id and first enqueue
-    /// time made explicit, and the failure context.
-    fn dead_fields(
+    async fn server_now(&self) -> u64 {
+        // Read at start-up, then extended with the monotonic clock: this
+        // fails only if the clock was never read, and then the local
+        // clock is the best there is.
+        self.redis
+            .server_now_ms()
+            .await
+            .unwrap_or_else(|_| jobstream_core::now_ms())
+    }
+
+    /// The fields of a dead entry: the job's own fields exactly as they
+    /// were read, its id and first enqueue time made explicit, then the
+    /// failure context. A job too wide for a script to write field by
+    /// field, or one that carries a failure-context name itself, is packed
+    /// whole into `raw` (a MessagePack map, order and duplicates kept), so
+    /// nothing of it is lost and context and job never mix.
+    async fn dead_fields(
         &self,
-        mut fields: Vec<(Vec<u8>, Vec<u8>)>,
+        fields: Vec<(Vec<u8>, Vec<u8>)>,
         entry_id: &str,
         reason: DeadReason,
         class: &str,
         message: &str,
         deliveries: u64,
     ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let pack = fields.len() > MAX_FIELDS
+            || fields
+                .iter()
+                .any(|(k, _)| DEAD_CONTEXT.iter().any(|c| k == c.as_bytes()));
+        let mut fields = if pack {
+            vec![(field::RAW.into(), fields_to_msgpack(&fields))]
+        } else {
+            fields
+        };
         ensure_identity(&mut fields, entry_id);
+        let failed_at = self.server_now().await;
         for (k, v) in [
             (field::REASON, reason.as_str().to_owned()),
             (field::ERROR_CLASS, class.to_owned()),
             (field::ERROR, truncate_error(message)),
             (field::DELIVERIES, deliveries.to_string()),
-            (field::FAILED_AT, now_ms().to_string()),
+            (field::FAILED_AT, failed_at.to_string()),
             (field::WORKER, self.consumer.to_string()),
             (field::QUEUE, self.queue.to_string()),
         ] {
@@ -196,23 +231,10 @@ fn ensure_identity(fields: &mut Vec<(Vec<u8>, Vec<u8>)>, entry_id: &str) {
         fields.push((field::ID.into(), entry_id.into()));
     }
     if !has(fields, field::ENQUEUED_AT)
-        && let Some(ms) = jobstream_core::envelope::entry_id_ms(entry_id)
+        && let Some(ms) = entry_id_ms(entry_id)
     {
         fields.push((field::ENQUEUED_AT.into(), ms.to_string().into()));
     }
-}
-
-/// The `scheduled` member for the next attempt.
-fn retry_member(envelope: &Envelope, entry_id: &str, err: Option<&JobError>) -> Vec<u8> {
-    let mut next = envelope.clone();
-    next.attempt = envelope.attempt.saturating_add(1);
-    next.id = Some(envelope.job_id(entry_id).to_owned());
-    next.enqueued_at_ms = envelope.enqueued_at(entry_id);
-    if let Some(e) = err {
-        next.last_error_class = Some(e.class().to_owned());
-        next.last_error = Some(truncate_error(e.message()));
-    }
-    fields_to_msgpack(&next.to_fields())
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

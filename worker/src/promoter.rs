@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use jobstream_core::{Limits, QueueStore, Reconnect, Timings, now_ms};
+use jobstream_core::{Limits, QueueStore, Reconnect, Timings};
 
 use crate::shutdown::Shutdown;
 
@@ -17,22 +17,23 @@ impl Promoter {
     pub(crate) async fn run(self, mut shutdown: Shutdown) {
         let mut backoff = Reconnect::new(&self.timings);
         while !shutdown.is_set() {
-            let wait = match self
-                .store
-                .promote(
-                    now_ms(),
-                    self.limits.promote_batch,
-                    self.limits.dead_max_len,
-                )
-                .await
-            {
-                Ok((moved, _)) if moved as usize >= self.limits.promote_batch => {
+            // "Due" is judged by the server's clock, never this host's.
+            let promoted = match self.store.redis().server_now_ms().await {
+                Ok(now) => self
+                    .store
+                    .promote(now, self.limits.promote_batch, self.limits.dead_max_len)
+                    .await
+                    .map(|r| (r, now)),
+                Err(e) => Err(e),
+            };
+            let wait = match promoted {
+                Ok(((moved, _), _)) if moved as usize >= self.limits.promote_batch => {
                     backoff.reset();
                     continue;
                 }
-                Ok((_, next_due)) => {
+                Ok(((_, next_due), now)) => {
                     backoff.reset();
-                    self.until(next_due)
+                    self.until(next_due, now)
                 }
                 Err(e) => {
                     let wait = backoff.next_delay();
@@ -46,10 +47,10 @@ impl Promoter {
 
     /// Sleep until the next known due time, but no longer than the promote
     /// interval (a job scheduled meanwhile may be due sooner).
-    fn until(&self, next_due: Option<u64>) -> Duration {
+    fn until(&self, next_due: Option<u64>, now: u64) -> Duration {
         let interval = self.timings.promote_interval;
         match next_due {
-            Some(due) => Duration::from_millis(due.saturating_sub(now_ms()))
+            Some(due) => Duration::from_millis(due.saturating_sub(now))
                 .clamp(Duration::from_millis(1), interval),
             None => interval,
         }

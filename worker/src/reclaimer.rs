@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use jobstream_core::{ClaimedEntry, Limits, QueueStore, Timings, now_ms};
+use jobstream_core::{ClaimedEntry, Limits, QueueStore, Timings};
 
 use crate::shutdown::Shutdown;
 
@@ -26,6 +26,8 @@ impl Reclaimer {
     /// idle for the visibility timeout (dead-lettering the ones delivered
     /// too often, inside the script).
     pub(crate) async fn claim(&self, max: usize) -> jobstream_core::Result<Vec<ClaimedEntry>> {
+        // Idle times are the server's own; `now` only stamps `failed_at`.
+        let now = self.store.redis().server_now_ms().await?;
         let mut cursor = "0-0".to_owned();
         let mut out = Vec::new();
         while out.len() < max {
@@ -39,7 +41,7 @@ impl Reclaimer {
                     count,
                     self.limits.max_deliveries,
                     self.limits.dead_max_len,
-                    now_ms(),
+                    now,
                 )
                 .await?;
             if abandoned > 0 {

@@ -16,10 +16,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use jobstream_core::{QueueKeys, QueueStore, Reconnect};
-use tokio::sync::{Semaphore, mpsc};
+use jobstream_core::{QueueKeys, QueueStore, Redis};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::Worker;
 use crate::acker::Acker;
@@ -29,11 +30,11 @@ use crate::lease::Lease;
 use crate::processor::Dispatcher;
 use crate::promoter::Promoter;
 use crate::reclaimer::Reclaimer;
-use crate::shutdown;
+use crate::{shutdown, startup};
 
 pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     let Worker {
-        redis,
+        url,
         queue,
         group,
         prefix,
@@ -42,30 +43,16 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         limits,
         registry,
         consumer,
-        handle: _handle,
+        handle,
         mut shutdown,
     } = worker;
+    let redis = Redis::open(&url, &timings)?;
     let store = QueueStore::new(redis.clone(), QueueKeys::new(&prefix, &queue), group);
     tracing::info!(queue = %queue, consumer = %consumer, concurrency, redis = %redis.display_url(),
         job_types = ?registry.types(), "worker starting");
 
-    let mut backoff = Reconnect::new(&timings);
-    loop {
-        match store.ensure_group().await {
-            Ok(_) => {
-                if let Err(e) = store.create_consumer(&consumer).await {
-                    tracing::warn!(error = %e, "could not register the consumer");
-                }
-                break;
-            }
-            Err(e) => {
-                let wait = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot set up the consumer group; retrying");
-                if shutdown.sleep(wait).await {
-                    return Ok(());
-                }
-            }
-        }
+    if !startup::prepare(&store, &consumer, &timings, &mut shutdown).await? {
+        return Ok(());
     }
     if let Err(e) = store.register().await {
         tracing::warn!(error = %e, "could not add the queue to the registry of known queues");
@@ -80,8 +67,10 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         consumer: Arc::from(consumer.as_str()),
         outcomes: outcome_tx,
         inflight: inflight.clone(),
+        redis: redis.clone(),
     });
     let (stop_lease, lease_stop) = shutdown::channel();
+    let (give_up_tx, give_up_at) = watch::channel(None);
 
     let acker = tokio::spawn(
         Acker {
@@ -91,6 +80,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
             timings: timings.clone(),
             batch: limits.ack_batch,
             dead_max_len: limits.dead_max_len,
+            give_up_at,
         }
         .run(outcome_rx),
     );
@@ -133,25 +123,39 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         .run(shutdown.clone()),
     );
 
-    // 1. Stop fetching.
-    tokio::select! {
-        _ = shutdown.wait() => {}
-        _ = &mut fetcher => {}
-    }
-    tracing::info!(queue = %queue, running = inflight.len(), "shutting down: no new jobs are fetched");
-    while !fetcher.is_finished() {
+    // 1. Stop fetching. The fetcher also ends by itself on a fatal error
+    //    (a password changed, an ACL or a key type broken under us).
+    let mut fatal = tokio::select! {
+        _ = shutdown.wait() => None,
+        r = &mut fetcher => r.ok().flatten(),
+    };
+    handle.shutdown();
+    let began = Instant::now();
+    let grace_end = began + timings.shutdown_grace;
+    let give_up = grace_end + timings.shutdown_flush;
+    give_up_tx.send_replace(Some(give_up));
+    tracing::info!(queue = %queue, running = inflight.len(), grace_ms = timings.shutdown_grace.as_millis() as u64,
+        flush_ms = timings.shutdown_flush.as_millis() as u64, "shutting down: no new jobs are fetched");
+    // End the blocked read with CLIENT UNBLOCK; with Redis unreachable,
+    // stop waiting for it at the end of the grace period (at least one
+    // short try): entries it may have been handed stay pending for reclaim.
+    let unblock_until = grace_end.max(began + Duration::from_millis(300));
+    while !fetcher.is_finished() && Instant::now() < unblock_until {
         let id = reader_id.load(Ordering::SeqCst);
         if id != 0 {
-            let _ = store.unblock(id).await;
+            let _ = tokio::time::timeout(Duration::from_millis(200), store.unblock(id)).await;
         }
-        let _ = tokio::time::timeout(Duration::from_millis(100), &mut fetcher).await;
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(100), &mut fetcher).await {
+            fatal = fatal.or(r.ok().flatten());
+        }
     }
-    let _ = promoter.await;
-    let _ = reaper.await;
+    fetcher.abort();
+    finish_by(promoter, give_up).await;
+    finish_by(reaper, give_up).await;
 
     // 2. Wait for running handlers, within the grace period.
     let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
-    let finished = tokio::time::timeout(timings.shutdown_grace, slots.acquire_many(all)).await;
+    let finished = tokio::time::timeout_at(grace_end.into(), slots.acquire_many(all)).await;
 
     // 3. Abort what is still running and give those jobs back.
     if finished.is_err() {
@@ -163,17 +167,40 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         );
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         for chunk in ids.chunks(500) {
-            if let Err(e) = store.requeue(&consumer, chunk).await {
-                tracing::warn!(error = %e, "could not give aborted jobs back; they return after the visibility timeout");
+            match tokio::time::timeout_at(give_up.into(), store.requeue(&consumer, chunk)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not give aborted jobs back; they return after the visibility timeout")
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "no time left to give aborted jobs back; they return after the visibility timeout"
+                    );
+                    break;
+                }
             }
         }
     }
 
-    // 4. Flush outcomes, then stop the lease.
+    // 4. Flush outcomes (the acker stops trying at `give_up`), then stop
+    //    the lease.
     drop(dispatcher);
-    let _ = acker.await;
+    finish_by(acker, give_up + Duration::from_millis(50)).await;
     stop_lease.shutdown();
-    let _ = lease.await;
-    tracing::info!(queue = %queue, consumer = %consumer, "worker stopped");
-    Ok(())
+    finish_by(lease, give_up + Duration::from_millis(50)).await;
+    tracing::info!(queue = %queue, consumer = %consumer, shutdown_ms = began.elapsed().as_millis() as u64, "worker stopped");
+    match fatal {
+        Some(e) => Err(e.for_server(redis.display_url())),
+        None => Ok(()),
+    }
+}
+
+/// Waits for `task` until `deadline`, then aborts it.
+async fn finish_by<T>(mut task: JoinHandle<T>, deadline: Instant) {
+    if tokio::time::timeout_at(deadline.into(), &mut task)
+        .await
+        .is_err()
+    {
+        task.abort();
+    }
 }

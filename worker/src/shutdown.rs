@@ -54,6 +54,37 @@ impl Shutdown {
     }
 }
 
+/// Raises `graceful` on the first SIGTERM or SIGINT and `immediate` on the
+/// second. The listeners are made once, so a second signal that arrives
+/// while the first is being handled is not missed.
+pub(crate) async fn watch_signals(graceful: ShutdownHandle, immediate: ShutdownHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot listen for SIGTERM/SIGINT; use the shutdown handle");
+            return;
+        };
+        for handle in [graceful, immediate] {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+            handle.shutdown();
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        for handle in [graceful, immediate] {
+            let _ = tokio::signal::ctrl_c().await;
+            handle.shutdown();
+        }
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 pub async fn signal() {
     #[cfg(unix)]

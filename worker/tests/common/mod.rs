@@ -19,6 +19,7 @@ pub fn fast_timings() -> Timings {
         reclaim_interval: Duration::from_millis(200),
         promote_interval: Duration::from_millis(50),
         shutdown_grace: Duration::from_secs(5),
+        shutdown_flush: Duration::from_secs(2),
         response_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_millis(500),
         reconnect_min: Duration::from_millis(20),

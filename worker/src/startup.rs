@@ -1,0 +1,66 @@
+//! Startup: wait for Redis, then check that it can be used as configured,
+//! before any job is fetched. A server that is down or loading is waited
+//! for; a wrong password, an ACL that forbids what jobstream needs, a
+//! foreign key in the way or a server without a needed command stops the
+//! worker at once with one message that names the server and the fix.
+
+use jobstream_core::{Error, QueueStore, Reconnect, Timings};
+
+use crate::shutdown::Shutdown;
+
+/// Commands every worker sends. Probed with `COMMAND INFO`, so a server
+/// that is too old, or that renamed one away, is refused at start rather
+/// than failing on the first reclaim.
+const REQUIRED: &[&str] = &[
+    "XADD",
+    "XREADGROUP",
+    "XACK",
+    "XDEL",
+    "XPENDING",
+    "XCLAIM",
+    "XAUTOCLAIM",
+    "XGROUP",
+    "XINFO",
+    "ZADD",
+    "ZRANGEBYSCORE",
+    "EVALSHA",
+    "TIME",
+];
+
+/// Returns Ok(true) when ready to serve, Ok(false) when shutdown was raised
+/// while waiting for Redis, Err on a configuration Redis refuses.
+pub(crate) async fn prepare(
+    store: &QueueStore,
+    consumer: &str,
+    timings: &Timings,
+    shutdown: &mut Shutdown,
+) -> Result<bool, Error> {
+    let mut backoff = Reconnect::new(timings);
+    loop {
+        match check(store, consumer).await {
+            Ok(()) => return Ok(true),
+            Err(e) if e.is_fatal() => {
+                return Err(e.for_server(store.redis().display_url()));
+            }
+            Err(e) => {
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, redis = %store.redis().display_url(),
+                    retry_in_ms = wait.as_millis() as u64, "Redis is not ready; waiting");
+                if shutdown.sleep(wait).await {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
+
+async fn check(store: &QueueStore, consumer: &str) -> Result<(), Error> {
+    // Reachable, credentials accepted, database selected, clock read.
+    store.redis().server_now_ms().await?;
+    store.redis().require_commands(REQUIRED).await?;
+    store.ensure_group().await?;
+    store.create_consumer(consumer).await?;
+    // Scripting is allowed for this user (and the script is loaded).
+    store.extend(consumer, &[]).await?;
+    Ok(())
+}
