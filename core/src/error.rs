@@ -122,12 +122,16 @@ impl RedisFailure {
         if let Some(kind) = by_code(code) {
             return Some(kind);
         }
-        // Errors raised inside a script on older servers:
-        // "ERR Error running script (...): ... -OOM command not allowed ...".
-        if let Some(inner) = message
-            .split_whitespace()
-            .filter_map(|w| w.strip_prefix('-'))
-            .find_map(by_code)
+        // The code is not first when the client wraps the reply (a
+        // pipeline: `Pipeline failures: [(Index 0, error: "BUSY": ...)]`)
+        // or an older server wraps a script's error (`ERR Error running
+        // script ...: -OOM command not allowed ...`): look for a code as a
+        // whole upper-case word.
+        if matches!(code, "" | "ERR")
+            && let Some(inner) = message
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|w| w.len() >= 3 && w.bytes().all(|b| b.is_ascii_uppercase()))
+                .find_map(by_code)
         {
             return Some(inner);
         }
@@ -286,6 +290,100 @@ impl Error {
             op,
             kind: RedisFailure::Protocol,
             message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RedisFailure::{self, *};
+
+    #[test]
+    fn every_error_class_is_classified_by_its_code() {
+        let cases: &[(&str, &str, Option<RedisFailure>)] = &[
+            (
+                "OOM",
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                Some(OutOfMemory),
+            ),
+            ("BUSY", "BUSY Redis is busy running a script.", Some(Busy)),
+            (
+                "LOADING",
+                "LOADING Redis is loading the dataset in memory",
+                Some(Loading),
+            ),
+            (
+                "READONLY",
+                "READONLY You can't write against a read only replica.",
+                Some(ReadOnly),
+            ),
+            (
+                "MASTERDOWN",
+                "MASTERDOWN Link with MASTER is down",
+                Some(MasterDown),
+            ),
+            (
+                "TRYAGAIN",
+                "TRYAGAIN Multiple keys request during rehashing of slot",
+                Some(TryAgain),
+            ),
+            (
+                "CLUSTERDOWN",
+                "CLUSTERDOWN The cluster is down",
+                Some(TryAgain),
+            ),
+            (
+                "WRONGPASS",
+                "WRONGPASS invalid username-password pair",
+                Some(Auth),
+            ),
+            ("NOAUTH", "NOAUTH Authentication required.", Some(Auth)),
+            (
+                "NOPERM",
+                "NOPERM this user has no permissions",
+                Some(NoPermission),
+            ),
+            (
+                "WRONGTYPE",
+                "WRONGTYPE Operation against a key",
+                Some(WrongType),
+            ),
+            ("NOGROUP", "NOGROUP No such key", Some(NoGroup)),
+            ("ERR", "ERR unknown command 'XAUTOCLAIM'", Some(Unsupported)),
+            ("ERR", "ERR DB index is out of range", Some(Unsupported)),
+            (
+                "ERR",
+                "ERR Error running script (call to f_1): @user_script:1: -OOM command not allowed",
+                Some(OutOfMemory),
+            ),
+            (
+                "",
+                "Pipeline failures: [(Index 0, error: \"BUSY\": Redis is busy)]",
+                Some(Busy),
+            ),
+            ("ERR", "ERR syntax error", None),
+            ("ERR", "ERR the busy bee said OOMPH", None),
+        ];
+        for (code, message, want) in cases {
+            assert_eq!(
+                RedisFailure::from_code(code, message),
+                *want,
+                "{code} {message}"
+            );
+        }
+        for kind in [
+            Connection,
+            Loading,
+            OutOfMemory,
+            Busy,
+            ReadOnly,
+            MasterDown,
+            TryAgain,
+        ] {
+            assert!(kind.is_transient() && !kind.is_fatal(), "{kind:?}");
+        }
+        for kind in [Auth, NoPermission, WrongType, Unsupported] {
+            assert!(kind.is_fatal() && !kind.is_transient(), "{kind:?}");
         }
     }
 }

@@ -129,6 +129,30 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// Freezes the server with SIGSTOP: connections stay open and nothing
+    /// answers (a partition, or a stalled host), unlike a kill, which
+    /// refuses connections.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a server frozen by [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let ok = Command::new("kill")
+                .arg(sig)
+                .arg(c.id().to_string())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "kill {sig} redis-server failed");
+        }
+    }
+
     /// Kills the server with SIGKILL.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -140,6 +164,10 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // Thaw first, so a paused server is never left stopped behind.
+        if self.child.is_some() {
+            self.signal("-CONT");
+        }
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -1,0 +1,392 @@
+//! Redis errors by class, against a real server: transient ones (OOM, BUSY,
+//! READONLY, MASTERDOWN, unreachable) are ridden out with no extra run of
+//! an attempt; fatal ones (wrong password, NOPERM, WRONGTYPE, an
+//! unsupported server, a bad database) stop the worker at once with one
+//! message that names the server and the fix.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use jobstream_testkit::{RedisServer, unique_queue};
+use jobstream_worker::{JobContext, JobError, Timings, Worker};
+use serde_json::Value;
+
+/// A gate the handlers wait at, so the test decides when outcomes are
+/// written (while Redis refuses them).
+#[derive(Clone, Default)]
+struct Gate(Arc<AtomicBool>);
+
+impl Gate {
+    async fn wait(&self) {
+        while !self.0.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    fn open(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Timings with a visibility timeout long enough that a refused write is
+/// retried well inside it, and short enough to show an extra run if the
+/// worker gave up.
+fn timings() -> Timings {
+    Timings {
+        visibility_timeout: Duration::from_secs(4),
+        lease_refresh: Duration::from_millis(400),
+        ..fast_timings()
+    }
+}
+
+/// A worker whose handler fails attempt 1 (a retry must be written) and
+/// succeeds on attempt 2; attempt 1 waits at the gate.
+fn gated_worker(server: &RedisServer, queue: &str, runs: &Runs, gate: &Gate) -> Running {
+    let (runs, gate) = (runs.clone(), gate.clone());
+    start(
+        Worker::builder(&server.url())
+            .queue(queue)
+            .concurrency(50)
+            .timings(timings())
+            .default_options(jobstream_worker::JobOptions {
+                retry: jobstream_worker::RetryPolicy::exponential(
+                    3,
+                    Duration::from_millis(10),
+                    Duration::from_millis(10),
+                ),
+                ..Default::default()
+            })
+            .handle("t", move |_: Value, job: JobContext| {
+                let (runs, gate) = (runs.clone(), gate.clone());
+                async move {
+                    runs.record(&format!("{}#{}", job.id(), job.attempt()));
+                    if job.attempt() == 1 {
+                        gate.wait().await;
+                        return Err(JobError::retry("first attempt fails"));
+                    }
+                    Ok(())
+                }
+            }),
+    )
+}
+
+async fn enqueue(server: &RedisServer, queue: &str, n: usize) -> Vec<String> {
+    let p = producer(server).await;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(
+            p.enqueue(queue, "t", &serde_json::json!({ "i": i }))
+                .await
+                .unwrap(),
+        );
+    }
+    ids
+}
+
+fn assert_each_attempt_ran_once(runs: &Runs, ids: &[String]) {
+    for id in ids {
+        assert_eq!(
+            runs.count(&format!("{id}#1")),
+            1,
+            "attempt 1 of {id} ran again"
+        );
+        assert_eq!(runs.count(&format!("{id}#2")), 1, "attempt 2 of {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_memory_is_ridden_out_without_an_extra_run() {
+    let server = RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxmemory-policy",
+        "noeviction",
+    ]);
+    let queue = unique_queue("oom");
+    let (runs, gate) = (Runs::default(), Gate::default());
+    let ids = enqueue(&server, &queue, 20).await;
+    let w = gated_worker(&server, &queue, &runs, &gate);
+    wait_stats(&server, &queue, "20 in flight", |s| s.in_flight == 20).await;
+    // Redis is full: every retry-3 (a ZADD first) is refused with -OOM.
+    server.cli(&["CONFIG", "SET", "maxmemory", "1"]).unwrap();
+    gate.open();
+    // Twice the visibility timeout: a worker that gave up on the write
+    // would have let the job be reclaimed and run attempt 1 again.
+    tokio::time::sleep(timings().visibility_timeout * 2).await;
+    let s = stats(&server, &queue).await;
+    assert_eq!((s.retried, s.in_flight), (0, 20), "{s:?}");
+    server.cli(&["CONFIG", "SET", "maxmemory", "0"]).unwrap();
+    wait_stats(&server, &queue, "all processed", |s| s.processed == 20).await;
+    w.stop().await;
+    let s = stats(&server, &queue).await;
+    assert_eq!((s.retried, s.dead, s.in_flight), (20, 0, 0), "{s:?}");
+    assert_each_attempt_ran_once(&runs, &ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_script_is_ridden_out_without_an_extra_run() {
+    let server = RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--busy-reply-threshold",
+        "50",
+    ]);
+    let queue = unique_queue("busy");
+    let (runs, gate) = (Runs::default(), Gate::default());
+    let ids = enqueue(&server, &queue, 20).await;
+    let w = gated_worker(&server, &queue, &runs, &gate);
+    wait_stats(&server, &queue, "20 in flight", |s| s.in_flight == 20).await;
+    // A script that spins for 2 s: every other command gets -BUSY.
+    let spin = "local t = redis.call('TIME') while true do local n = redis.call('TIME') \
+                if (n[1] - t[1]) * 1000000 + (n[2] - t[2]) > 2000000 then break end end return 1";
+    let mut busy = std::process::Command::new("redis-cli")
+        .args(["-p", &server.port().to_string(), "EVAL", spin, "0"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gate.open();
+    wait_stats(&server, &queue, "all processed", |s| s.processed == 20).await;
+    let _ = busy.wait();
+    w.stop().await;
+    let s = stats(&server, &queue).await;
+    assert_eq!((s.retried, s.dead, s.in_flight), (20, 0, 0), "{s:?}");
+    assert_each_attempt_ran_once(&runs, &ids);
+}
+
+/// READONLY and MASTERDOWN: a worker pointed at a replica (a failover
+/// under way) waits, and serves once the replica is promoted.
+async fn waits_on_a_replica_then_serves(serve_stale: &str) {
+    let primary_port = jobstream_testkit::free_port(); // nothing listens there
+    let server = RedisServer::start();
+    server
+        .cli(&["CONFIG", "SET", "replica-serve-stale-data", serve_stale])
+        .unwrap();
+    server
+        .cli(&["REPLICAOF", "127.0.0.1", &primary_port.to_string()])
+        .unwrap();
+    let queue = unique_queue("replica");
+    let runs = Runs::default();
+    let r = runs.clone();
+    let w = start(
+        Worker::builder(&server.url())
+            .queue(&queue)
+            .timings(fast_timings())
+            .handle("t", move |_: Value, job: JobContext| {
+                let r = r.clone();
+                async move {
+                    r.record(job.id());
+                    Ok(())
+                }
+            }),
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !w.task.is_finished(),
+        "a transient error must not stop the worker"
+    );
+    server.cli(&["REPLICAOF", "NO", "ONE"]).unwrap();
+    let ids = enqueue(&server, &queue, 5).await;
+    wait_stats(&server, &queue, "processed", |s| s.processed == 5).await;
+    w.stop().await;
+    for id in ids {
+        assert_eq!(runs.count(&id), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_replica_is_waited_for() {
+    waits_on_a_replica_then_serves("yes").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_down_is_waited_for() {
+    waits_on_a_replica_then_serves("no").await;
+}
+
+/// Runs a worker against `url` and expects it to stop at once with an
+/// error that names the server, never the password, and says what to fix.
+async fn refuses(url: &str, expect: &str) -> String {
+    let started = Instant::now();
+    let worker = Worker::builder(url)
+        .queue("faults")
+        .timings(fast_timings())
+        .handle("t", |_: Value, _| async { Ok(()) })
+        .build()
+        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), worker.run_until_stopped())
+        .await
+        .expect("a fatal configuration error must stop the worker, not retry forever")
+        .expect_err("the worker must refuse to run");
+    let msg = err.to_string();
+    assert!(err.is_fatal(), "{msg}");
+    assert!(msg.contains(expect), "{msg} should mention {expect}");
+    assert!(msg.contains("127.0.0.1:"), "{msg} should name the server");
+    assert!(msg.contains("Fix:"), "{msg} should say what to fix");
+    assert!(!msg.contains("s3cret"), "{msg} leaks the password");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    msg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_missing_password_and_bad_database_fail_fast() {
+    let server = RedisServer::start();
+    server
+        .cli(&["CONFIG", "SET", "requirepass", "s3cret"])
+        .unwrap();
+    let port = server.port();
+    refuses(
+        &format!("redis://:wrong-s3cret@127.0.0.1:{port}"),
+        "password",
+    )
+    .await;
+    refuses(&format!("redis://127.0.0.1:{port}"), "password").await;
+    refuses(&format!("redis://:s3cret@127.0.0.1:{port}/99"), "database").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_denial_fails_fast() {
+    let server = RedisServer::start();
+    server
+        .cli(&[
+            "ACL", "SETUSER", "jobs", "on", ">s3cret", "~*", "+@all", "-evalsha", "-eval",
+            "-script",
+        ])
+        .unwrap();
+    let msg = refuses(
+        &format!("redis://jobs:s3cret@127.0.0.1:{}", server.port()),
+        "permission",
+    )
+    .await;
+    assert!(msg.contains("ACL"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_key_of_the_wrong_type_fails_fast() {
+    let server = RedisServer::start();
+    let queue = unique_queue("wrongtype");
+    server
+        .cli(&[
+            "SET",
+            &format!("jobstream:{{{queue}}}:ready"),
+            "not a stream",
+        ])
+        .unwrap();
+    let worker = Worker::builder(&server.url())
+        .queue(&queue)
+        .timings(fast_timings())
+        .handle("t", |_: Value, _| async { Ok(()) })
+        .build()
+        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), worker.run_until_stopped())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_a_needed_command_fails_fast() {
+    let server = RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--rename-command",
+        "XAUTOCLAIM",
+        "",
+    ]);
+    refuses(&server.url(), "XAUTOCLAIM").await;
+}
+
+#[test]
+fn build_needs_no_runtime() {
+    // Outside any Tokio runtime: nothing connects until run.
+    let worker = Worker::builder("redis://127.0.0.1:1")
+        .handle("t", |_: Value, _| async { Ok(()) })
+        .build();
+    assert!(worker.is_ok());
+    let bad = Worker::builder("not a url")
+        .handle("t", |_: Value, _| async { Ok(()) })
+        .build();
+    assert!(bad.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_redis_unreachable_is_bounded_and_loses_nothing() {
+    let server = RedisServer::start();
+    let queue = unique_queue("unreachable");
+    let (runs, gate) = (Runs::default(), Gate::default());
+    let ids = enqueue(&server, &queue, 20).await;
+    let grace = Duration::from_millis(500);
+    let flush = Duration::from_secs(1);
+    let (r, g) = (runs.clone(), gate.clone());
+    let w = start(
+        Worker::builder(&server.url())
+            .queue(&queue)
+            .concurrency(50)
+            .timings(Timings {
+                shutdown_grace: grace,
+                shutdown_flush: flush,
+                ..timings()
+            })
+            .handle("t", move |_: Value, job: JobContext| {
+                let (r, g) = (r.clone(), g.clone());
+                async move {
+                    r.record(job.id());
+                    g.wait().await;
+                    Ok(())
+                }
+            }),
+    );
+    wait_stats(&server, &queue, "20 in flight", |s| s.in_flight == 20).await;
+    server.pause();
+    gate.open();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let began = Instant::now();
+    w.handle.shutdown();
+    let result = tokio::time::timeout(Duration::from_secs(30), w.task).await;
+    let took = began.elapsed();
+    server.resume();
+    result.expect("shutdown hung").unwrap().unwrap();
+    assert!(
+        took <= grace + flush + Duration::from_millis(500),
+        "shutdown took {took:?}, bound is grace {grace:?} + flush {flush:?}"
+    );
+    // Nothing lost: the 20 outcomes were not written, so the jobs are
+    // still pending and another worker finishes them.
+    let s = stats(&server, &queue).await;
+    assert_eq!(s.in_flight + s.processed, 20, "{s:?}");
+    let r = runs.clone();
+    let w2 = start(
+        Worker::builder(&server.url())
+            .queue(&queue)
+            .timings(timings())
+            .handle("t", move |_: Value, job: JobContext| {
+                let r = r.clone();
+                async move {
+                    r.record(job.id());
+                    Ok(())
+                }
+            }),
+    );
+    wait_stats(&server, &queue, "all processed", |s| {
+        s.processed == 20 && s.in_flight == 0
+    })
+    .await;
+    w2.stop().await;
+    for id in ids {
+        assert!(runs.count(&id) >= 1);
+    }
+}
