@@ -115,6 +115,12 @@ impl Redis {
         })
     }
 
+    /// A Redis error of `op`, classified; a fatal one names this server
+    /// and the fix ([`Error::Unusable`]).
+    pub(crate) fn error(&self, op: &'static str, e: redis::RedisError) -> Error {
+        Error::redis(op, e).for_server(&self.inner.display_url)
+    }
+
     /// The URL without credentials, for logs.
     pub fn display_url(&self) -> &str {
         &self.inner.display_url
@@ -129,7 +135,7 @@ impl Redis {
         let conn = self.inner.blocking.get().await.map_err(|e| match e {
             // What Redis said while the connection was set up (a wrong
             // password, a bad database index) keeps its kind.
-            deadpool_redis::PoolError::Backend(e) => Error::redis("connect", e),
+            deadpool_redis::PoolError::Backend(e) => self.error("connect", e),
             e => Error::Redis {
                 op: "connect",
                 kind: RedisFailure::Connection,
@@ -176,7 +182,7 @@ impl Redis {
         let (secs, micros): (u64, u64) = redis::cmd("TIME")
             .query_async(&mut conn)
             .await
-            .map_err(|e| Error::redis("TIME", e))?;
+            .map_err(|e| self.error("TIME", e))?;
         let rtt = start.elapsed();
         let sync = ClockSync {
             server_ms: secs.saturating_mul(1000).saturating_add(micros / 1000),
@@ -201,7 +207,7 @@ impl Redis {
         {
             Ok(v) => v,
             Err(e) => {
-                let e = Error::redis("COMMAND INFO", e);
+                let e = self.error("COMMAND INFO", e);
                 if e.redis_failure() == Some(RedisFailure::NoPermission) {
                     tracing::debug!(
                         "COMMAND INFO is not allowed for this user; skipping the command probe"
@@ -239,7 +245,7 @@ impl Redis {
             .query_async::<String>(&mut conn)
             .await
             .map(|_| ())
-            .map_err(|e| Error::redis("PING", e))
+            .map_err(|e| self.error("PING", e))
     }
 }
 

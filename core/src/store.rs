@@ -62,7 +62,7 @@ impl QueueStore {
         let mut conn = self.redis.shared();
         cmd.query_async(&mut conn)
             .await
-            .map_err(|e| Error::redis(op, e))
+            .map_err(|e| self.redis.error(op, e))
     }
 
     pub(crate) async fn eval<T: redis::FromRedisValue>(
@@ -75,7 +75,7 @@ impl QueueStore {
         let mut conn = self.redis.shared();
         inv.invoke_async(&mut conn)
             .await
-            .map_err(|e| Error::redis(script.name, e))
+            .map_err(|e| self.redis.error(script.name, e))
     }
 
     /// Creates the consumer group (and the stream) if missing. Starts at id
@@ -141,7 +141,7 @@ impl QueueStore {
         let mut conn = self.redis.shared();
         pipe.query_async(&mut conn)
             .await
-            .map_err(|e| Error::redis("XADD (pipeline)", e))
+            .map_err(|e| self.redis.error("XADD (pipeline)", e))
     }
 
     /// `ZADD scheduled` of members (MessagePack maps of fields) due at
@@ -179,7 +179,7 @@ impl QueueStore {
         let v: Value = cmd
             .query_async(&mut conn.conn)
             .await
-            .map_err(|e| Error::redis("XREADGROUP", e))?;
+            .map_err(|e| self.redis.error("XREADGROUP", e))?;
         reply::read_reply("XREADGROUP", v)
     }
 
@@ -190,7 +190,7 @@ impl QueueStore {
             .arg("ID")
             .query_async(&mut conn.conn)
             .await
-            .map_err(|e| Error::redis("CLIENT ID", e))
+            .map_err(|e| self.redis.error("CLIENT ID", e))
     }
 
     /// `CLIENT UNBLOCK id`: the blocked read returns empty at once.

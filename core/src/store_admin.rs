@@ -99,7 +99,7 @@ impl QueueStore {
         let (len, scheduled, dead, counters): (u64, u64, u64, Vec<(String, i64)>) = pipe
             .query_async(&mut conn)
             .await
-            .map_err(|e| Error::redis("stats", e))?;
+            .map_err(|e| self.redis().error("stats", e))?;
         let counter = |name: &str| {
             counters
                 .iter()
@@ -190,7 +190,7 @@ pub async fn known_queues(redis: &crate::Redis, prefix: &str) -> Result<Vec<Stri
         .arg(format!("{prefix}:queues"))
         .query_async(&mut conn)
         .await
-        .map_err(|e| Error::redis("SMEMBERS", e))?;
+        .map_err(|e| redis.error("SMEMBERS", e))?;
     names.sort();
     Ok(names)
 }

@@ -461,3 +461,155 @@ fn the_dlq_commands_list_show_replay_and_discard() {
     w.signal(15);
     assert!(w.wait().success());
 }
+
+#[test]
+fn a_second_sigterm_exits_at_once_and_loses_nothing() {
+    let server = RedisServer::start();
+    let queue = unique_queue("twice");
+    run(&mut quickstart(
+        &server,
+        &[
+            "produce",
+            "--queue",
+            &queue,
+            "--count",
+            "5",
+            "--work-ms",
+            "20000",
+        ],
+    ));
+    let w = WorkerProc::start(&server, &queue, &["--shutdown-grace-ms", "60000"]);
+    assert!(wait_until(Duration::from_secs(20), || n(
+        &stats(&server, &queue),
+        "in_flight"
+    ) == 5));
+    w.signal(15);
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    w.signal(15);
+    let mut w = w;
+    let exited = wait_until(Duration::from_secs(3), || {
+        w.child.try_wait().ok().flatten().is_some()
+    });
+    assert!(
+        exited,
+        "a second SIGTERM must stop the worker at once: {}",
+        w.log_text()
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The jobs were running: they stay pending, to be reclaimed.
+    let s = stats(&server, &queue);
+    assert_eq!((n(&s, "in_flight"), n(&s, "processed")), (5, 0), "{s}");
+}
+
+/// A process under libfaketime: its wall clock is `offset` away.
+fn skewed(offset: &str, mut cmd: Command) -> Command {
+    let program = cmd.get_program().to_owned();
+    let mut c = Command::new("faketime");
+    c.arg("-f").arg(offset).arg(program).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    // Skew only the wall clock; the monotonic clock stays true.
+    c.env("DONT_FAKE_MONOTONIC", "1");
+    let _ = &mut cmd;
+    c
+}
+
+#[test]
+fn a_clock_an_hour_off_neither_runs_delayed_jobs_early_nor_late() {
+    let server = RedisServer::start();
+    let queue = unique_queue("skew");
+    // A job delayed by 30 minutes, enqueued with a true clock.
+    run(&mut quickstart(
+        &server,
+        &[
+            "produce",
+            "--queue",
+            &queue,
+            "--count",
+            "3",
+            "--delay-ms",
+            "1800000",
+        ],
+    ));
+    // A producer whose clock is an hour ahead: a 1 s delay is 1 s of the
+    // server's time, not due an hour from now.
+    run(&mut skewed(
+        "+1h",
+        quickstart(
+            &server,
+            &[
+                "produce",
+                "--queue",
+                &queue,
+                "--count",
+                "2",
+                "--delay-ms",
+                "1000",
+            ],
+        ),
+    ));
+    // A worker an hour ahead must not see the 30-minute jobs as due.
+    let log = std::env::temp_dir().join(format!("{queue}.log"));
+    let mut worker = skewed("+1h", quickstart(&server, &["worker", "--queue", &queue]))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let done = wait_until(Duration::from_secs(20), || {
+        n(&stats(&server, &queue), "processed") == 2
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let s = stats(&server, &queue);
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        done,
+        "the 1 s jobs of the skewed producer did not run: {s} {text}"
+    );
+    assert_eq!(
+        (n(&s, "processed"), n(&s, "scheduled")),
+        (2, 3),
+        "the 30-minute jobs must wait: {s}"
+    );
+}
+
+#[test]
+fn wrong_credentials_fail_fast_with_one_message_naming_the_server() {
+    let server = RedisServer::start();
+    server
+        .cli(&["CONFIG", "SET", "requirepass", "s3cret"])
+        .unwrap();
+    let url = format!("redis://:n0t-s3cret@127.0.0.1:{}", server.port());
+    let started = std::time::Instant::now();
+    let out = Command::new(cli_bin())
+        .args(["stats"])
+        .env("REDIS_URL", &url)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("127.0.0.1:{}", server.port())) && err.contains("Fix:"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "the password leaked: {err}");
+    let out = Command::new(QUICKSTART)
+        .args(["worker", "--queue", "creds"])
+        .env("REDIS_URL", &url)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("Fix:") && !err.contains("s3cret"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
