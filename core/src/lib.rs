@@ -10,6 +10,7 @@
 //!   reload on `NOSCRIPT`.
 //! - [`store`]: every Redis command for one queue, typed; [`QueueStats`] and
 //!   the dead-letter reads are in `store_admin.rs`.
+//! - [`books`]: do a queue's books balance ([`Books`], `QueueStore::books`).
 //! - [`connection`]: the shared multiplexed connection and the pool of
 //!   dedicated connections for blocking reads; reconnect backoff.
 //! - [`retry`]: retry policy and backoff, pure.
@@ -19,6 +20,7 @@
 //! Users normally depend on `jobstream-producer` and `jobstream-worker`,
 //! which re-export what they need from here.
 
+pub mod books;
 pub mod config;
 pub mod connection;
 pub mod envelope;
@@ -30,6 +32,7 @@ pub mod scripts;
 pub mod store;
 mod store_admin;
 
+pub use books::{Books, BooksStatus};
 pub use config::{Limits, Timings};
 pub use connection::{BlockingConn, Reconnect, Redis};
 pub use envelope::Envelope;
