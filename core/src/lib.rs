@@ -11,6 +11,7 @@
 //! - [`store`]: every Redis command for one queue, typed; [`QueueStats`] and
 //!   the dead-letter reads are in `store_admin.rs`.
 //! - [`books`]: do a queue's books balance ([`Books`], `QueueStore::books`).
+//! - [`safety`]: Redis settings that lose jobs ([`safety::safety_warnings`]).
 //! - [`connection`]: the shared multiplexed connection and the pool of
 //!   dedicated connections for blocking reads; reconnect backoff.
 //! - [`retry`]: retry policy and backoff, pure.
@@ -28,6 +29,7 @@ pub mod error;
 pub mod keys;
 mod reply;
 pub mod retry;
+pub mod safety;
 pub mod scripts;
 pub mod store;
 mod store_admin;
@@ -40,6 +42,7 @@ pub use error::{Error, RedisFailure, Result};
 pub use keys::{DEFAULT_PREFIX, QueueKeys, QueueName};
 pub use reply::StreamEntry;
 pub use retry::{Backoff, RetryPolicy};
+pub use safety::{Fsync, ServerSafety, safety_warnings};
 pub use store::{ClaimedEntry, QueueStore};
 pub use store_admin::{QueueStats, known_queues};
 
