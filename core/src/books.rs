@@ -285,7 +285,10 @@ mod tests {
     fn missing_and_extra_entries_are_mismatches_with_their_count() {
         let b = Books::new("q", Some(10), 7, counters(&[("processed", 2)]));
         assert_eq!((b.difference, b.status), (Some(1), BooksStatus::Mismatch));
-        assert!(b.verdict().starts_with("MISMATCH: 1 entries added to ready"));
+        assert!(
+            b.verdict()
+                .starts_with("MISMATCH: 1 entries added to ready")
+        );
         let b = Books::new("q", Some(0), 0, counters(&[("processed", 5)]));
         assert_eq!(b.difference, Some(-5));
         assert!(b.verdict().starts_with("MISMATCH: 5 more entries"));

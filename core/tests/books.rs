@@ -160,7 +160,10 @@ async fn dead_letters_from_scheduled_are_left_out_of_the_equation() {
     // What promote-4 will write when it dead-letters a scheduled member:
     // dead and dead_scheduled both + 1, nothing removed from ready.
     cli(&server, &["HINCRBY", s.keys().stats(), "dead", "1"]);
-    cli(&server, &["HINCRBY", s.keys().stats(), "dead_scheduled", "1"]);
+    cli(
+        &server,
+        &["HINCRBY", s.keys().stats(), "dead_scheduled", "1"],
+    );
     cli(&server, &["HINCRBY", s.keys().stats(), "dead_trimmed", "7"]);
     let b = balanced(&s, "a dead letter from scheduled").await;
     assert_eq!((b.dead, b.dead_scheduled, b.dead_trimmed), (1, 1, 7));
