@@ -108,14 +108,21 @@ impl ServerSafety {
     pub async fn read(redis: &Redis, expect_fsync: Fsync) -> Result<Self> {
         const OP: &str = "CONFIG GET";
         let mut pipe = redis::pipe();
+        // `ignore_errors`: a refused CONFIG is a reply per command, and the
+        // note quotes the first one instead of the whole pipeline's.
+        pipe.ignore_errors();
         for p in PARAMS {
             pipe.cmd("CONFIG").arg("GET").arg(p);
         }
         let mut conn = redis.shared();
-        let replies: Vec<redis::Value> = match pipe.query_async(&mut conn).await {
-            Ok(v) => v,
-            Err(e) => {
-                return match Error::redis(OP, e) {
+        let replies: Vec<redis::Value> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| Error::redis(OP, e))?;
+        let mut config = Vec::new();
+        for v in replies {
+            if let redis::Value::ServerError(e) = v {
+                return match Error::redis(OP, e.into()) {
                     Error::Redis {
                         kind: RedisFailure::Server | RedisFailure::Protocol,
                         message,
@@ -124,9 +131,6 @@ impl ServerSafety {
                     other => Err(other),
                 };
             }
-        };
-        let mut config = Vec::new();
-        for v in replies {
             match reply::info_map(OP, v) {
                 Ok(pairs) => {
                     for (name, value) in pairs {
@@ -180,23 +184,23 @@ impl ServerSafety {
             s.note = Self::unreadable(&format!("no value for {}", missing.join(", "))).note;
         }
 
-        if let Some(policy) = s.maxmemory_policy.as_deref() {
-            if policy != "noeviction" {
-                let limit = match s.maxmemory {
-                    Some(0) => " (maxmemory is 0 now: it starts once a limit is set)",
-                    _ => "",
-                };
-                let which = if policy.starts_with("volatile-") {
-                    "keys with a TTL; jobstream sets none, but nothing stops a change of \
-                     policy or a TTL set by hand from exposing queue keys"
-                } else {
-                    "any key, queue keys included: jobs vanish without a trace"
-                };
-                s.warnings.push(format!(
-                    "maxmemory-policy is {policy}: when memory is full Redis evicts {which}{limit}; \
-                     set maxmemory-policy noeviction (writes then fail loudly instead)"
-                ));
-            }
+        if let Some(policy) = s.maxmemory_policy.as_deref()
+            && policy != "noeviction"
+        {
+            let limit = match s.maxmemory {
+                Some(0) => " (maxmemory is 0 now: eviction starts once a limit is set)",
+                _ => "",
+            };
+            let which = if policy.starts_with("volatile-") {
+                "keys with a TTL; jobstream sets none, but nothing stops a change of \
+                 policy or a TTL set by hand from exposing queue keys"
+            } else {
+                "any key, queue keys included: jobs vanish without a trace"
+            };
+            s.warnings.push(format!(
+                "maxmemory-policy is {policy}: when memory is full Redis evicts {which}{limit}; \
+                 set maxmemory-policy noeviction (writes then fail loudly instead)"
+            ));
         }
         match s.appendonly {
             Some(false) => {
@@ -312,7 +316,10 @@ mod tests {
         let s = ServerSafety::judge(&config(&[("maxmemory-policy", "noeviction")]), Fsync::No);
         assert!(s.warnings.is_empty());
         let note = s.note.unwrap_or_default();
-        assert!(note.contains("no value for appendonly, appendfsync"), "{note}");
+        assert!(
+            note.contains("no value for appendonly, appendfsync"),
+            "{note}"
+        );
         assert!(note.contains("check persistence by hand"));
     }
 }

@@ -78,14 +78,19 @@ async fn a_renamed_config_command_gives_a_note_not_an_error() {
 async fn an_acl_user_without_config_rights_gives_a_note() {
     let server = RedisServer::start();
     server
-        .cli(&["ACL", "SETUSER", "monitor", "on", "nopass", "+@all", "-config"])
+        .cli(&[
+            "ACL", "SETUSER", "monitor", "on", "nopass", "+@all", "-config",
+        ])
         .unwrap();
     let url = format!("redis://monitor:x@127.0.0.1:{}", server.port());
     let r = redis(&url);
     r.ping().await.unwrap();
     let w = safety_warnings(&r, Fsync::Everysec).await.unwrap();
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].contains("NOPERM") || w[0].contains("permission"), "{w:?}");
+    assert!(
+        w[0].contains("NOPERM") || w[0].contains("permission"),
+        "{w:?}"
+    );
 }
 
 #[tokio::test]
