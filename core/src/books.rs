@@ -175,16 +175,16 @@ impl QueueStore {
         const OP: &str = "books";
         let k = self.keys();
         // One MULTI/EXEC, so no script runs between the stream read and the
-        // counter read: on a busy queue, two separate reads would see a job
-        // moved in between (e.g. acked: gone from the stream but counted
-        // after the first read, or the other way round) and report a false
-        // difference. A transaction rather than a read-only Lua script
-        // because it takes only read commands: a monitoring user with
-        // `+@read +multi +exec` can run it, on a primary or a replica,
-        // without EVAL rights and with no script to load. Both keys share
-        // the queue's hash tag, so it is one slot in a cluster.
-        // `ignore_errors`: a missing stream makes XINFO fail inside EXEC,
-        // and the counters are still wanted.
+        // counter read. With two reads, a job acked in between would be both
+        // still in the stream and already counted, a false difference on any
+        // busy queue (worker/tests/books.rs catches that); a plain pipeline
+        // is no guarantee either, as Redis may serve other clients between
+        // two pipelined commands. A transaction rather than a read-only Lua
+        // script because it takes only read commands: a monitoring user with
+        // `+@read +multi +exec` can run it, on a primary or a replica, without
+        // EVAL rights and with no script to load. Both keys share the queue's
+        // hash tag: one slot in a cluster. `ignore_errors`: a missing stream
+        // makes XINFO fail inside EXEC, and the counters are still wanted.
         let mut pipe = redis::pipe();
         pipe.atomic().ignore_errors();
         pipe.cmd("XINFO").arg("STREAM").arg(k.ready());
