@@ -170,3 +170,28 @@ async fn dead_letters_from_scheduled_are_left_out_of_the_equation() {
     let st = s.stats(jobstream_core::now_ms()).await.unwrap();
     assert_eq!((st.dead_scheduled, st.dead_trimmed), (1, 7));
 }
+
+#[tokio::test]
+async fn a_read_only_acl_user_can_read_the_books() {
+    let server = RedisServer::start();
+    let s = store(&server);
+    add(&s, 2).await;
+    cli(
+        &server,
+        &[
+            "ACL", "SETUSER", "monitor", "on", "nopass", "~*", "+@read", "+ping", "+multi", "+exec",
+        ],
+    );
+    let url = format!("redis://monitor:x@127.0.0.1:{}", server.port());
+    let ro = QueueStore::new(
+        Redis::open(&url, &Timings::default()).unwrap(),
+        s.keys().clone(),
+        "workers",
+    );
+    let b = ro.books().await.unwrap();
+    assert_eq!((b.entries_added, b.difference), (Some(2), Some(0)), "{b:?}");
+    assert!(
+        ro.add(&[(b"type", b"t")]).await.is_err(),
+        "the user cannot write"
+    );
+}
