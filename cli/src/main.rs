@@ -1,6 +1,7 @@
-//! `jobstream`: enqueue jobs, read queue stats, and inspect, replay or
-//! discard dead letters. Reads `REDIS_URL`.
+//! `jobstream`: enqueue jobs, read queue stats, check that the books
+//! balance, and inspect, replay or discard dead letters. Reads `REDIS_URL`.
 
+mod check;
 mod dlq;
 
 use std::process::ExitCode;
@@ -14,7 +15,9 @@ use jobstream_producer::{Job, Producer, ProducerOptions};
 #[command(
     name = "jobstream",
     version,
-    about = "jobstream: enqueue, stats, dead letters"
+    about = "jobstream: enqueue, stats, check, dead letters",
+    after_help = "Exit status: 0 success, 1 error, 3 usage error. `check` has its own: \
+                  0 OK, 1 mismatch, 2 warnings only, 3 could not check (see `jobstream check --help`)."
 )]
 struct Cli {
     /// Redis URL.
@@ -77,6 +80,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Do the books of every queue balance? And Redis settings that lose jobs.
+    #[command(long_about = CHECK_ABOUT)]
+    Check(check::CheckArgs),
     /// Dead-letter stream: list, show, replay, discard.
     Dlq {
         #[command(subcommand)]
@@ -84,19 +90,52 @@ enum Command {
     },
 }
 
+const CHECK_ABOUT: &str = "\
+Do the books balance? For every known queue (or --queue), proves that every entry
+ever added to ready is accounted for:
+
+  entries added (XINFO STREAM entries-added) == in ready now + processed + discarded
+      + retried + requeued + (dead - dead_scheduled)
+
+read in one MULTI/EXEC, so it holds exactly even while workers run. A difference
+means entries were deleted outside jobstream (XDEL, XTRIM, DEL by hand, eviction).
+Then reads the server's maxmemory-policy, appendonly and appendfsync and warns about
+settings that can lose jobs (a refused CONFIG gives a note, not a failure).
+
+Exit status:
+  0  every queue balances and there is no warning (a note alone is fine)
+  1  MISMATCH: a queue's books do not balance
+  2  the books balance, but a Redis setting can lose jobs (WARN lines)
+  3  the check could not be done: Redis unreachable, a server without
+     XINFO entries-added (Redis before 7.0), or a usage error";
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let _ = e.print();
+            // Not clap's 2: `check` uses 2 for "warnings only".
+            return ExitCode::from(check::CANNOT_CHECK);
+        }
+    };
+    let failure = if matches!(cli.command, Command::Check(_)) {
+        ExitCode::from(check::CANNOT_CHECK)
+    } else {
+        ExitCode::FAILURE
+    };
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            failure
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+async fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Enqueue {
             queue,
@@ -129,7 +168,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{id}");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Stats { queue, json } => {
             let inspector = Inspector::connect(&cli.redis_url, &cli.prefix)
@@ -149,26 +188,36 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 print_stats(&all);
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(args) => {
+            let inspector = Inspector::connect(&cli.redis_url, &cli.prefix)
+                .await
+                .map_err(|e| e.to_string())?
+                .with_group(&cli.group);
+            check::run(inspector, args).await
         }
         Command::Dlq { command } => {
             let inspector = Inspector::connect(&cli.redis_url, &cli.prefix)
                 .await
                 .map_err(|e| e.to_string())?
                 .with_group(&cli.group);
-            dlq::run(inspector, command).await
+            dlq::run(inspector, command).await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 fn print_stats(all: &[QueueStats]) {
     println!(
-        "{:<24} {:>9} {:>9} {:>9} {:>7} {:>11} {:>8} {:>9} {:>12}",
+        "{:<24} {:>9} {:>9} {:>9} {:>7} {:>10} {:>12} {:>11} {:>8} {:>9} {:>12}",
         "queue",
         "ready",
         "in_flight",
         "scheduled",
         "dead",
+        "dead_sched",
+        "dead_trimmed",
         "processed",
         "retried",
         "consumers",
@@ -176,12 +225,14 @@ fn print_stats(all: &[QueueStats]) {
     );
     for s in all {
         println!(
-            "{:<24} {:>9} {:>9} {:>9} {:>7} {:>11} {:>8} {:>9} {:>12}",
+            "{:<24} {:>9} {:>9} {:>9} {:>7} {:>10} {:>12} {:>11} {:>8} {:>9} {:>12}",
             s.name,
             s.ready,
             s.in_flight,
             s.scheduled,
             s.dead,
+            s.dead_scheduled,
+            s.dead_trimmed,
             s.processed,
             s.retried,
             s.consumers,
@@ -190,5 +241,11 @@ fn print_stats(all: &[QueueStats]) {
     }
     if all.is_empty() {
         println!("(no queues known yet)");
+    }
+    for s in all.iter().filter(|s| s.dead_trimmed > 0) {
+        println!(
+            "WARN {}: {} dead letters were dropped by the dead_max_len cap",
+            s.name, s.dead_trimmed
+        );
     }
 }

@@ -10,6 +10,8 @@
 //!   reload on `NOSCRIPT`.
 //! - [`store`]: every Redis command for one queue, typed; [`QueueStats`] and
 //!   the dead-letter reads are in `store_admin.rs`.
+//! - [`books`]: do a queue's books balance ([`Books`], `QueueStore::books`).
+//! - [`safety`]: Redis settings that lose jobs ([`safety::safety_warnings`]).
 //! - [`connection`]: the shared multiplexed connection and the pool of
 //!   dedicated connections for blocking reads; reconnect backoff.
 //! - [`retry`]: retry policy and backoff, pure.
@@ -19,6 +21,7 @@
 //! Users normally depend on `jobstream-producer` and `jobstream-worker`,
 //! which re-export what they need from here.
 
+pub mod books;
 pub mod config;
 pub mod connection;
 pub mod envelope;
@@ -26,10 +29,12 @@ pub mod error;
 pub mod keys;
 mod reply;
 pub mod retry;
+pub mod safety;
 pub mod scripts;
 pub mod store;
 mod store_admin;
 
+pub use books::{Books, BooksStatus};
 pub use config::{Limits, Timings};
 pub use connection::{BlockingConn, Reconnect, Redis};
 pub use envelope::Envelope;
@@ -37,6 +42,7 @@ pub use error::{Error, RedisFailure, Result};
 pub use keys::{DEFAULT_PREFIX, QueueKeys, QueueName};
 pub use reply::StreamEntry;
 pub use retry::{Backoff, RetryPolicy};
+pub use safety::{Fsync, ServerSafety, safety_warnings};
 pub use store::{ClaimedEntry, QueueStore};
 pub use store_admin::{QueueStats, known_queues};
 

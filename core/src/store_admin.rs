@@ -31,6 +31,11 @@ pub struct QueueStats {
     pub discarded: u64,
     /// Jobs moved to dead, in total (the stream may have been trimmed since).
     pub dead_total: u64,
+    /// Of `dead_total`, scheduled members dead-lettered by the promoter
+    /// (never in `ready`), in total.
+    pub dead_scheduled: u64,
+    /// Dead letters dropped by the `dead_max_len` cap, in total.
+    pub dead_trimmed: u64,
     /// Dead jobs replayed to `ready`, in total.
     pub replayed: u64,
     /// Fetched jobs given back to `ready` unstarted (shutdown), in total.
@@ -137,6 +142,8 @@ impl QueueStore {
             retried: counter("retried"),
             discarded: counter("discarded"),
             dead_total: counter("dead"),
+            dead_scheduled: counter("dead_scheduled"),
+            dead_trimmed: counter("dead_trimmed"),
             replayed: counter("replayed"),
             requeued: counter("requeued"),
             consumers,

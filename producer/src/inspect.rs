@@ -1,9 +1,9 @@
-//! Queue inspection and dead-letter tools: stats, list, replay, discard.
-//! Away from the hot path; used by the `jobstream` CLI and by operators'
-//! own tooling.
+//! Queue inspection and dead-letter tools: stats, books, server safety,
+//! list, replay, discard. Away from the hot path; used by the `jobstream`
+//! CLI and by operators' own tooling.
 
-pub use jobstream_core::QueueStats;
 use jobstream_core::envelope::entry_id_ms;
+pub use jobstream_core::{Books, BooksStatus, Fsync, QueueStats, ServerSafety};
 use jobstream_core::{QueueKeys, QueueName, QueueStore, Redis, Result, StreamEntry};
 use serde::Serialize;
 
@@ -159,6 +159,17 @@ impl Inspector {
     /// Stats of one queue.
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
         self.store(queue)?.stats(jobstream_core::now_ms()).await
+    }
+
+    /// Whether the books of one queue balance: every entry ever added to
+    /// `ready` is still there or was counted out by a script.
+    pub async fn books(&self, queue: &str) -> Result<Books> {
+        self.store(queue)?.books().await
+    }
+
+    /// Redis settings that can lose jobs, judged against `expect_fsync`.
+    pub async fn server_safety(&self, expect_fsync: Fsync) -> Result<ServerSafety> {
+        ServerSafety::read(&self.redis, expect_fsync).await
     }
 
     /// Dead jobs of `queue` that match `filter`, oldest first.
