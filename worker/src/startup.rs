@@ -38,7 +38,10 @@ pub(crate) async fn prepare(
     let mut backoff = Reconnect::new(timings);
     loop {
         match check(store, consumer).await {
-            Ok(()) => return Ok(true),
+            Ok(()) => {
+                warn_about_settings_that_lose_jobs(store).await;
+                return Ok(true);
+            }
             Err(e) if e.is_fatal() => {
                 return Err(e.for_server(store.redis().display_url()));
             }
@@ -63,4 +66,18 @@ async fn check(store: &QueueStore, consumer: &str) -> Result<(), Error> {
     // Scripting is allowed for this user (and the script is loaded).
     store.extend(consumer, &[]).await?;
     Ok(())
+}
+
+/// Logs, once, the server settings under which Redis itself can lose jobs
+/// (an evicting memory policy, AOF off, a weak fsync): the same warnings
+/// `jobstream check` prints.
+async fn warn_about_settings_that_lose_jobs(store: &QueueStore) {
+    match jobstream_core::safety::safety_warnings(store.redis(), jobstream_core::safety::Fsync::Everysec).await {
+        Ok(warnings) => {
+            for w in warnings {
+                tracing::warn!(redis = %store.redis().display_url(), "{w}");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "could not read the server's settings"),
+    }
 }

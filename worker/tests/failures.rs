@@ -252,3 +252,44 @@ async fn retry_after_waits_the_requested_time() {
     );
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_jobs_retried_together_stay_two_jobs() {
+    let server = RedisServer::start();
+    let queue = unique_queue("twins");
+    let store = store(&server, &queue);
+    store.ensure_group().await.unwrap();
+    // Two entries with the same explicit id and identical content: their
+    // retries must not collapse into one `scheduled` member.
+    let payload = rmp_serde::to_vec(&Behaviour::FailTimes(1)).unwrap();
+    let fields: Vec<(&[u8], &[u8])> = vec![
+        (b"type", b"twin"),
+        (b"payload", &payload),
+        (b"id", b"same-id"),
+        (b"enqueued_at", b"1700000000000"),
+    ];
+    store.add(&fields).await.unwrap();
+    store.add(&fields).await.unwrap();
+    let runs = Runs::default();
+    let r = runs.clone();
+    let w = start(
+        Worker::builder(&server.url())
+            .queue(&queue)
+            .concurrency(4)
+            .timings(fast_timings())
+            .handle_with("twin", fast_retry(3), move |_: Behaviour, job: JobContext| {
+                let r = r.clone();
+                async move {
+                    r.record(&format!("attempt{}", job.attempt()));
+                    if job.attempt() == 1 {
+                        return Err(JobError::retry("once"));
+                    }
+                    Ok(())
+                }
+            }),
+    );
+    let s = wait_stats(&server, &queue, "both processed", |s| s.processed == 2).await;
+    w.stop().await;
+    assert_eq!((s.retried, s.dead, s.scheduled), (2, 0, 0), "{s:?}");
+    assert_eq!((runs.count("attempt1"), runs.count("attempt2")), (2, 2));
+}
