@@ -151,6 +151,14 @@ impl QueueStore {
         })
     }
 
+    /// One counter of the queue's stats hash (0 when unset).
+    pub async fn counter(&self, name: &str) -> Result<u64> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(self.keys().stats()).arg(name);
+        let v: Option<i64> = self.query("HGET", &cmd).await?;
+        Ok(v.unwrap_or(0).max(0) as u64)
+    }
+
     /// Dead entries from `start` (an entry id, or `-`), oldest first, at
     /// most `count`.
     pub async fn dead_entries(&self, start: &str, count: usize) -> Result<Vec<StreamEntry>> {

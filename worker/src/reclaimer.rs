@@ -61,8 +61,11 @@ impl Reclaimer {
         Ok(out)
     }
 
-    /// Removes long-idle consumers with nothing pending, every minute.
+    /// Removes long-idle consumers with nothing pending, every minute; and
+    /// warns when the dead stream's cap dropped dead letters since the last
+    /// look (`dead_trimmed` grew), so nothing is dropped silently.
     pub(crate) async fn run_reaper(self, mut shutdown: Shutdown) {
+        let mut trimmed_seen: Option<u64> = None;
         loop {
             match self
                 .store
@@ -72,6 +75,16 @@ impl Reclaimer {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "removed idle consumers with nothing pending"),
                 Err(e) => tracing::debug!(error = %e, "reaping idle consumers failed"),
+            }
+            if let Ok(trimmed) = self.store.counter("dead_trimmed").await {
+                if let Some(seen) = trimmed_seen
+                    && trimmed > seen
+                {
+                    tracing::warn!(queue = %self.store.keys().name(), dropped = trimmed - seen,
+                        dead_trimmed = trimmed, dead_max_len = self.limits.dead_max_len,
+                        "dead letters were dropped by the dead_max_len cap; replay or discard dead jobs sooner, or raise the cap");
+                }
+                trimmed_seen = Some(trimmed);
             }
             if shutdown.sleep(REAP_EVERY).await {
                 break;
