@@ -72,7 +72,12 @@ async fn check(store: &QueueStore, consumer: &str) -> Result<(), Error> {
 /// (an evicting memory policy, AOF off, a weak fsync): the same warnings
 /// `jobstream check` prints.
 async fn warn_about_settings_that_lose_jobs(store: &QueueStore) {
-    match jobstream_core::safety::safety_warnings(store.redis(), jobstream_core::safety::Fsync::Everysec).await {
+    match jobstream_core::safety::safety_warnings(
+        store.redis(),
+        jobstream_core::safety::Fsync::Everysec,
+    )
+    .await
+    {
         Ok(warnings) => {
             for w in warnings {
                 tracing::warn!(redis = %store.redis().display_url(), "{w}");

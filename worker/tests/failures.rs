@@ -277,16 +277,20 @@ async fn identical_jobs_retried_together_stay_two_jobs() {
             .queue(&queue)
             .concurrency(4)
             .timings(fast_timings())
-            .handle_with("twin", fast_retry(3), move |_: Behaviour, job: JobContext| {
-                let r = r.clone();
-                async move {
-                    r.record(&format!("attempt{}", job.attempt()));
-                    if job.attempt() == 1 {
-                        return Err(JobError::retry("once"));
+            .handle_with(
+                "twin",
+                fast_retry(3),
+                move |_: Behaviour, job: JobContext| {
+                    let r = r.clone();
+                    async move {
+                        r.record(&format!("attempt{}", job.attempt()));
+                        if job.attempt() == 1 {
+                            return Err(JobError::retry("once"));
+                        }
+                        Ok(())
                     }
-                    Ok(())
-                }
-            }),
+                },
+            ),
     );
     let s = wait_stats(&server, &queue, "both processed", |s| s.processed == 2).await;
     w.stop().await;

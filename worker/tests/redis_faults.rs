@@ -390,3 +390,38 @@ async fn shutdown_with_redis_unreachable_is_bounded_and_loses_nothing() {
         assert!(runs.count(&id) >= 1);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_least_privilege_acl_user_can_run_a_worker() {
+    // The user documented in docs/configuration.md.
+    let server = RedisServer::start();
+    let rule = "on >s3cret ~jobstream:* +@stream +@sortedset +@hash +@set +@scripting +@connection +time +client|id +client|unblock +command|info +config|get";
+    let mut args = vec!["ACL", "SETUSER", "jobs"];
+    args.extend(rule.split(' '));
+    server.cli(&args).unwrap();
+    let url = format!("redis://jobs:s3cret@127.0.0.1:{}", server.port());
+    let queue = unique_queue("acl");
+    let runs = Runs::default();
+    let r = runs.clone();
+    let w = start(
+        Worker::builder(&url)
+            .queue(&queue)
+            .timings(fast_timings())
+            .handle("t", move |_: Value, job: JobContext| {
+                let r = r.clone();
+                async move {
+                    r.record(job.id());
+                    if job.attempt() == 1 {
+                        return Err(JobError::retry("once"));
+                    }
+                    Ok(())
+                }
+            }),
+    );
+    let ids = enqueue(&server, &queue, 5).await;
+    wait_stats(&server, &queue, "processed", |s| s.processed == 5).await;
+    w.stop().await;
+    for id in ids {
+        assert_eq!(runs.count(&id), 2);
+    }
+}
