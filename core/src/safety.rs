@@ -124,7 +124,11 @@ impl ServerSafety {
             if let redis::Value::ServerError(e) = v {
                 return match Error::redis(OP, e.into()) {
                     Error::Redis {
-                        kind: RedisFailure::Server | RedisFailure::Protocol,
+                        kind:
+                            RedisFailure::Server
+                            | RedisFailure::Protocol
+                            | RedisFailure::NoPermission
+                            | RedisFailure::Unsupported,
                         message,
                         ..
                     } => Ok(Self::unreadable(&message)),
