@@ -53,6 +53,9 @@ pub mod field {
 /// Longest error message kept in `last_error` and `error` fields.
 pub const MAX_ERROR_LEN: usize = 512;
 
+/// Most fields (name, value pairs) a job may have; wider ones go to `dead` packed in `raw`.
+pub const MAX_FIELDS: usize = 1000;
+
 /// A job decoded from its fields.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Envelope {

@@ -270,14 +270,19 @@ impl QueueStore {
     }
 
     /// Script `promote-4`: moves up to `limit` due jobs to `ready`. Returns
-    /// how many moved and the due time of the earliest job left, if any.
+    /// how many moved, the due time of the earliest job left, if any, and
+    /// how many members were sent to `dead` instead (not a map of scalar
+    /// fields, or wider than [`MAX_FIELDS`](crate::envelope::MAX_FIELDS)).
+    /// An error means the member it was moving stays scheduled (members
+    /// moved before it in the same call stay moved).
     pub async fn promote(
         &self,
         now_ms: u64,
         limit: usize,
         dead_max_len: u64,
-    ) -> Result<(u64, Option<u64>)> {
-        let (moved, next): (u64, i64) = self
+    ) -> Result<(u64, Option<u64>, u64)> {
+        const OP: &str = "promote-4";
+        let v: Value = self
             .eval(&scripts::PROMOTE, |inv| {
                 inv.key(self.keys.scheduled())
                     .key(self.keys.ready())
@@ -288,7 +293,16 @@ impl QueueStore {
                     .arg(dead_max_len);
             })
             .await?;
-        Ok((moved, u64::try_from(next).ok()))
+        let parts = reply::array(OP, v)?;
+        let (Some(moved), Some(next)) = (parts.first(), parts.get(1)) else {
+            return Err(Error::protocol(OP, "expected [moved, next_due, malformed]"));
+        };
+        let malformed = parts.get(2).map_or(Ok(0), |v| reply::int(OP, v))?;
+        Ok((
+            reply::int(OP, moved)?.max(0) as u64,
+            u64::try_from(reply::int(OP, next)?).ok(),
+            malformed.max(0) as u64,
+        ))
     }
 
     /// Script `requeue-2`: gives fetched, unstarted entries back to `ready`.

@@ -26,12 +26,16 @@ impl Promoter {
                 )
                 .await
             {
-                Ok((moved, _)) if moved as usize >= self.limits.promote_batch => {
+                Ok((moved, next_due, malformed)) => {
+                    if malformed > 0 {
+                        tracing::warn!(queue = %self.store.keys().name(), malformed,
+                            "moved scheduled members that are not a map of at most 1000 scalar fields to dead");
+                    }
                     backoff.reset();
-                    continue;
-                }
-                Ok((_, next_due)) => {
-                    backoff.reset();
+                    // A full batch: more may be due at once.
+                    if (moved + malformed) as usize >= self.limits.promote_batch {
+                        continue;
+                    }
                     self.until(next_due)
                 }
                 Err(e) => {
