@@ -37,7 +37,7 @@ pub use error::{Error, RedisFailure, Result};
 pub use keys::{DEFAULT_PREFIX, QueueKeys, QueueName};
 pub use reply::StreamEntry;
 pub use retry::{Backoff, RetryPolicy};
-pub use store::{ClaimedEntry, QueueStore};
+pub use store::{ClaimedEntry, QueueStore, Reclaimed};
 pub use store_admin::{QueueStats, known_queues};
 
 /// The default consumer group name.

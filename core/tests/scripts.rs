@@ -215,10 +215,11 @@ async fn extend_resets_idle_time_of_owned_entries_and_reports_lost_ones() {
     let lost = s.extend(C1, &[&a.id, &b.id]).await.unwrap();
     assert_eq!(lost, vec![b.id.clone()]);
     // a was refreshed, b was not: only b is idle long enough to reclaim.
-    let (_, claimed, _) = s
+    let claimed = s
         .reclaim(C2, Duration::from_millis(100), "0-0", 10, 5, 0, 1)
         .await
-        .unwrap();
+        .unwrap()
+        .entries;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].entry.id, b.id);
     let out = cli(
@@ -244,12 +245,13 @@ async fn reclaim_takes_idle_jobs_and_dead_letters_those_delivered_too_often() {
         );
     }
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let (cursor, claimed, abandoned) = s
+    let r = s
         .reclaim(C2, Duration::from_millis(10), "0-0", 10, 4, 0, 42)
         .await
         .unwrap();
-    assert_eq!(cursor, "0-0");
-    assert_eq!(abandoned, 1);
+    let claimed = r.entries;
+    assert_eq!(r.next_cursor, "0-0");
+    assert_eq!((r.abandoned, r.failed), (1, 0));
     assert_eq!(claimed.len(), 1, "the healthy job is claimed");
     assert_eq!(claimed[0].entry.id, got[1].id);
     assert_eq!(claimed[0].deliveries, 2);
@@ -276,10 +278,11 @@ async fn reclaim_drops_pending_entries_whose_job_was_deleted() {
     fetch(&s, C1, 1).await;
     cli(&server, &["XDEL", s.keys().ready(), &ids[0]]);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let (_, claimed, _) = s
+    let claimed = s
         .reclaim(C2, Duration::from_millis(5), "0-0", 10, 5, 0, 1)
         .await
-        .unwrap();
+        .unwrap()
+        .entries;
     assert!(claimed.is_empty());
     assert_eq!(pending_count(&server, &s), "0");
 }
@@ -478,6 +481,33 @@ fn wide_fields(n: usize) -> Fields {
         .collect()
 }
 
+/// A MessagePack map of str names and bin values, as written by
+/// `fields_to_msgpack`, read back with rmp: names and values in order.
+fn decode_raw(raw: &[u8]) -> Fields {
+    let mut r = raw;
+    let n = rmp::decode::read_map_len(&mut r).unwrap();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let k = rmp::decode::read_str_len(&mut r).unwrap() as usize;
+        let name = r[..k].to_vec();
+        r = &r[k..];
+        let v = rmp::decode::read_bin_len(&mut r).unwrap() as usize;
+        let value = r[..v].to_vec();
+        r = &r[v..];
+        out.push((name, value));
+    }
+    assert!(r.is_empty(), "trailing bytes after the map");
+    out
+}
+
+async fn add_fields(s: &QueueStore, fields: &Fields) -> String {
+    let refs: Vec<(&[u8], &[u8])> = fields
+        .iter()
+        .map(|(k, v)| (k.as_slice(), v.as_slice()))
+        .collect();
+    s.add(&refs).await.unwrap()
+}
+
 /// A member with every str and bin header size; `cuts` are the prefix
 /// lengths that end inside one of its length headers.
 fn member_with_every_length_header() -> (Vec<u8>, Vec<usize>) {
@@ -671,6 +701,104 @@ async fn promote_into_a_ready_stream_that_cannot_grow_loses_nothing_and_resumes_
     let want: Vec<String> = (0..20).map(|i| format!("job-{i}")).collect();
     assert_eq!(ids, want.iter().map(|w| w.as_bytes()).collect::<Vec<_>>());
     cli(&server, &["DEL", &aside]);
+}
+
+#[tokio::test]
+async fn reclaim_dead_letters_a_4100_field_entry_as_raw_and_still_returns_the_others() {
+    let server = RedisServer::start();
+    let s = store(&server);
+    s.ensure_group().await.unwrap();
+    let wide = wide_fields(4100);
+    let mut ids = add(&s, 2).await;
+    ids.push(add_fields(&s, &wide).await);
+    ids.extend(add(&s, 2).await);
+    assert_eq!(fetch(&s, C1, 5).await.len(), 5);
+    // Three more deliveries (a crash loop): 4, then 5 with the reclaim.
+    for _ in 0..3 {
+        cli(
+            &server,
+            &["XCLAIM", s.keys().ready(), "workers", C1, "0", &ids[2]],
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let r = s
+        .reclaim(C2, Duration::from_millis(10), "0-0", 10, 3, 0, 42)
+        .await
+        .unwrap();
+    assert_eq!((r.abandoned, r.failed), (1, 0));
+    let returned: Vec<&str> = r.entries.iter().map(|c| c.entry.id.as_str()).collect();
+    assert_eq!(returned, [&ids[0], &ids[1], &ids[3], &ids[4]]);
+    let dead = xrange(&server, s.keys().dead()).await;
+    assert_eq!(dead.len(), 1);
+    let d = &dead[0].1;
+    let raw = get(d, "raw").unwrap();
+    assert_eq!(
+        decode_raw(raw),
+        wide,
+        "every field, in order, duplicates kept"
+    );
+    assert_eq!(
+        raw,
+        fields_to_msgpack(&wide).as_slice(),
+        "same bytes as Rust"
+    );
+    assert_eq!(get(d, "id"), Some(ids[2].as_bytes()));
+    assert!(get(d, "enqueued_at").is_some());
+    assert_eq!(get(d, "reason"), Some(&b"abandoned"[..]));
+    assert_eq!(get(d, "deliveries"), Some(&b"5"[..]));
+    assert_eq!(cli(&server, &["XLEN", s.keys().ready()]), "4");
+    assert_eq!(pending_count(&server, &s), "4");
+    assert_eq!(stat(&server, &s, "dead"), 1);
+}
+
+#[tokio::test]
+async fn reclaim_leaves_an_abandoned_entry_pending_when_dead_refuses_it() {
+    let server = RedisServer::start();
+    let s = store(&server);
+    s.ensure_group().await.unwrap();
+    let ids = add(&s, 3).await;
+    fetch(&s, C1, 3).await;
+    for _ in 0..3 {
+        cli(
+            &server,
+            &["XCLAIM", s.keys().ready(), "workers", C1, "0", &ids[1]],
+        );
+    }
+    cli(&server, &["XADD", s.keys().dead(), MAX_ID, "f", "v"]);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    for dead_max_len in [1000, 0] {
+        let r = s
+            .reclaim(
+                C2,
+                Duration::from_millis(10),
+                "0-0",
+                10,
+                3,
+                dead_max_len,
+                42,
+            )
+            .await
+            .unwrap();
+        assert_eq!((r.abandoned, r.failed), (0, 1));
+        let returned: Vec<&str> = r.entries.iter().map(|c| c.entry.id.as_str()).collect();
+        assert_eq!(returned, [&ids[0], &ids[2]]);
+        assert_eq!(cli(&server, &["XLEN", s.keys().ready()]), "3");
+        assert_eq!(cli(&server, &["XLEN", s.keys().dead()]), "1");
+        let pel = cli(
+            &server,
+            &[
+                "XPENDING",
+                s.keys().ready(),
+                "workers",
+                &ids[1],
+                &ids[1],
+                "1",
+            ],
+        );
+        assert!(pel.contains(&ids[1]), "still pending: {pel}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(stat(&server, &s, "dead"), 0);
 }
 
 // ---------------------------------------------------------------------------
