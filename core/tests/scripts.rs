@@ -801,6 +801,41 @@ async fn reclaim_leaves_an_abandoned_entry_pending_when_dead_refuses_it() {
     assert_eq!(stat(&server, &s, "dead"), 0);
 }
 
+#[tokio::test]
+async fn entries_trimmed_from_dead_are_counted_in_dead_trimmed() {
+    let server = RedisServer::start();
+    let s = store(&server);
+    s.ensure_group().await.unwrap();
+    let xlen_dead =
+        |server: &RedisServer| -> i64 { cli(server, &["XLEN", s.keys().dead()]).parse().unwrap() };
+    // promote-4: 200 malformed members.
+    let garbage: Vec<(u64, Vec<u8>)> = (0..200)
+        .map(|i| (i, format!("garbage-{i}").into_bytes()))
+        .collect();
+    s.schedule(&garbage).await.unwrap();
+    assert_eq!(s.promote(1000, 1000, 10).await.unwrap(), (0, None, 200));
+    assert!(xlen_dead(&server) < 200, "the trim removed something");
+    assert_eq!(stat(&server, &s, "dead_trimmed"), 200 - xlen_dead(&server));
+    // dead-3: 150 more.
+    add(&s, 150).await;
+    for e in fetch(&s, C1, 150).await {
+        assert!(s.dead(C1, &e.id, 10, &e.fields).await.unwrap());
+    }
+    assert_eq!(stat(&server, &s, "dead_trimmed"), 350 - xlen_dead(&server));
+    // reclaim-3: 120 abandoned (delivered twice, max 1).
+    add(&s, 120).await;
+    fetch(&s, C1, 120).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let r = s
+        .reclaim(C2, Duration::from_millis(5), "0-0", 120, 1, 10, 42)
+        .await
+        .unwrap();
+    assert_eq!((r.abandoned, r.failed, r.entries.len()), (120, 0, 0));
+    assert_eq!(stat(&server, &s, "dead_trimmed"), 470 - xlen_dead(&server));
+    assert_eq!(stat(&server, &s, "dead"), 470);
+    assert_eq!(stat(&server, &s, "dead_scheduled"), 200);
+}
+
 // ---------------------------------------------------------------------------
 // Property: whatever bytes sit in `scheduled`, promote never loses a member
 // and never fails. Deterministic: the seed is in every failure message and
