@@ -836,6 +836,79 @@ async fn entries_trimmed_from_dead_are_counted_in_dead_trimmed() {
     assert_eq!(stat(&server, &s, "dead_scheduled"), 200);
 }
 
+#[tokio::test]
+async fn replay_skips_raw_and_too_wide_dead_entries() {
+    let server = RedisServer::start();
+    let s = store(&server);
+    s.ensure_group().await.unwrap();
+    s.schedule(&[(1, b"garbage".to_vec())]).await.unwrap();
+    s.promote(10, 10, 0).await.unwrap();
+    add(&s, 1).await;
+    add_fields(&s, &wide_fields(1001)).await;
+    add_fields(&s, &wide_fields(1000)).await;
+    for e in fetch(&s, C1, 3).await {
+        let mut f = e.fields.clone();
+        f.push((b"reason".to_vec(), b"permanent".to_vec()));
+        f.push((b"attempt".to_vec(), b"3".to_vec()));
+        assert!(s.dead(C1, &e.id, 0, &f).await.unwrap());
+    }
+    let dead = xrange(&server, s.keys().dead()).await;
+    assert_eq!(dead.len(), 4);
+    let ids: Vec<&str> = dead.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(
+        s.replay(&ids).await.unwrap(),
+        2,
+        "the job and the 1000-field job"
+    );
+    let left = xrange(&server, s.keys().dead()).await;
+    assert_eq!(left.len(), 2);
+    assert!(get(&left[0].1, "raw").is_some());
+    assert_eq!(left[1].0, ids[2], "the 1001-field job stays in dead");
+    let ready = xrange(&server, s.keys().ready()).await;
+    assert_eq!(ready.len(), 2);
+    assert_eq!(ready[1].1.len(), 1001, "1000 fields and attempt");
+    assert_eq!(stat(&server, &s, "replayed"), 2);
+}
+
+#[tokio::test]
+async fn requeue_skips_entries_wider_than_1000_fields_and_leaves_them_pending() {
+    let server = RedisServer::start();
+    let s = store(&server);
+    s.ensure_group().await.unwrap();
+    let ids = [
+        add(&s, 1).await.remove(0),
+        add_fields(&s, &wide_fields(4100)).await,
+        add_fields(&s, &wide_fields(1001)).await,
+        add_fields(&s, &wide_fields(1000)).await,
+    ];
+    assert_eq!(fetch(&s, C1, 4).await.len(), 4);
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(s.requeue(C1, &refs).await.unwrap(), 2);
+    let out = cli(
+        &server,
+        &["XPENDING", s.keys().ready(), "workers", "-", "+", "10", C1],
+    );
+    assert!(out.contains(&ids[1]) && out.contains(&ids[2]), "{out}");
+    assert_eq!(pending_count(&server, &s), "2");
+    assert_eq!(cli(&server, &["XLEN", s.keys().ready()]), "4");
+    assert_eq!(stat(&server, &s, "requeued"), 2);
+}
+
+#[tokio::test]
+async fn requeue_returns_the_error_of_a_stream_that_cannot_grow_and_keeps_the_entries() {
+    let server = RedisServer::start();
+    let s = store(&server);
+    s.ensure_group().await.unwrap();
+    let ids = add(&s, 2).await;
+    fetch(&s, C1, 2).await;
+    cli(&server, &["XADD", s.keys().ready(), MAX_ID, "f", "v"]);
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let e = s.requeue(C1, &refs).await.unwrap_err();
+    assert!(redis_message(e).contains("exhausted"));
+    assert_eq!(pending_count(&server, &s), "2");
+    assert_eq!(cli(&server, &["XLEN", s.keys().ready()]), "3");
+}
+
 // ---------------------------------------------------------------------------
 // Property: whatever bytes sit in `scheduled`, promote never loses a member
 // and never fails. Deterministic: the seed is in every failure message and
