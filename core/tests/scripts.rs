@@ -703,6 +703,132 @@ async fn promote_into_a_ready_stream_that_cannot_grow_loses_nothing_and_resumes_
     cli(&server, &["DEL", &aside]);
 }
 
+/// Makes the server refuse writes that grow memory: maxmemory just above
+/// what is used, noeviction, then one write that crosses it.
+fn run_out_of_memory(server: &RedisServer, pad_key: &str) {
+    cli(server, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    let info = cli(server, &["INFO", "memory"]);
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    cli(
+        server,
+        &[
+            "CONFIG",
+            "SET",
+            "maxmemory",
+            &(used + 256 * 1024).to_string(),
+        ],
+    );
+    // Allowed (the limit is not reached when it starts), and crosses it.
+    cli(server, &["SETRANGE", pad_key, "1048576", "x"]);
+    let probe = cli(server, &["ZADD", &format!("{pad_key}:z"), "1", "m"]);
+    assert!(
+        probe.starts_with("OOM"),
+        "the server is not out of memory: {probe}"
+    );
+}
+
+#[tokio::test]
+async fn out_of_memory_every_move_fails_with_oom_and_nothing_moves_or_disappears() {
+    let server = RedisServer::start();
+    let s = store(&server);
+    s.ensure_group().await.unwrap();
+    let items: Vec<(u64, Vec<u8>)> = (0..3).map(|i| (10 + i as u64, valid_member(i))).collect();
+    s.schedule(&items).await.unwrap();
+    add(&s, 6).await;
+    let got = fetch(&s, C1, 6).await;
+    // Two dead entries to replay.
+    for e in &got[4..6] {
+        let mut f = e.fields.clone();
+        f.push((b"reason".to_vec(), b"permanent".to_vec()));
+        assert!(s.dead(C1, &e.id, 0, &f).await.unwrap());
+    }
+    let dead_ids: Vec<String> = xrange(&server, s.keys().dead())
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let dead_refs: Vec<&str> = dead_ids.iter().map(String::as_str).collect();
+    let requeue_ids = [got[2].id.as_str(), got[3].id.as_str()];
+    let mut dead_fields = got[1].fields.clone();
+    dead_fields.push((b"reason".to_vec(), b"permanent".to_vec()));
+    // Load every script while memory is available (SCRIPT LOAD is not the
+    // subject here).
+    s.promote(0, 10, 0).await.unwrap();
+    assert!(!s.retry(C2, &got[0].id, 1, b"m").await.unwrap());
+    assert!(!s.dead(C2, &got[1].id, 0, &dead_fields).await.unwrap());
+    assert_eq!(s.requeue(C2, &requeue_ids).await.unwrap(), 0);
+    assert_eq!(s.replay(&["1-1"]).await.unwrap(), 0);
+
+    let state = |server: &RedisServer| {
+        (
+            cli(server, &["ZCARD", s.keys().scheduled()]),
+            cli(server, &["XLEN", s.keys().ready()]),
+            cli(server, &["XLEN", s.keys().dead()]),
+            pending_count(server, &s),
+            cli(server, &["HGETALL", s.keys().stats()]),
+        )
+    };
+    let before = state(&server);
+    let pad = format!("{}:pad", s.keys().stats());
+    run_out_of_memory(&server, &pad);
+    let oom = |r: Result<String, jobstream_core::Error>, what: &str| {
+        // The server's reply is `OOM command not allowed ...`; redis-rs
+        // renders its code in quotes.
+        let message = redis_message(r.unwrap_err());
+        assert!(
+            message.trim_start_matches('"').starts_with("OOM"),
+            "{what}: {message}"
+        );
+    };
+    oom(
+        s.promote(1000, 10, 0).await.map(|r| format!("{r:?}")),
+        "promote",
+    );
+    oom(
+        s.retry(C1, &got[0].id, 5, b"member")
+            .await
+            .map(|r| r.to_string()),
+        "retry",
+    );
+    oom(
+        s.dead(C1, &got[1].id, 0, &dead_fields)
+            .await
+            .map(|r| r.to_string()),
+        "dead",
+    );
+    oom(
+        s.dead(C1, &got[1].id, 1000, &dead_fields)
+            .await
+            .map(|r| r.to_string()),
+        "dead with MAXLEN",
+    );
+    oom(
+        s.requeue(C1, &requeue_ids).await.map(|r| r.to_string()),
+        "requeue",
+    );
+    oom(s.replay(&dead_refs).await.map(|r| r.to_string()), "replay");
+    assert_eq!(state(&server), before, "nothing moved, nothing disappeared");
+
+    cli(&server, &["CONFIG", "SET", "maxmemory", "0"]);
+    cli(&server, &["DEL", &pad]);
+    assert_eq!(s.promote(1000, 10, 0).await.unwrap(), (3, None, 0));
+    assert!(s.retry(C1, &got[0].id, 5, b"member").await.unwrap());
+    assert!(s.dead(C1, &got[1].id, 1000, &dead_fields).await.unwrap());
+    assert_eq!(s.requeue(C1, &requeue_ids).await.unwrap(), 2);
+    assert_eq!(s.replay(&dead_refs).await.unwrap(), 2);
+    assert_eq!(cli(&server, &["ZCARD", s.keys().scheduled()]), "1");
+    // 3 promoted + 2 requeued + 2 replayed; the 6 original entries are gone.
+    assert_eq!(cli(&server, &["XLEN", s.keys().ready()]), "7");
+    assert_eq!(cli(&server, &["XLEN", s.keys().dead()]), "1");
+    assert_eq!(pending_count(&server, &s), "0");
+}
+
 #[tokio::test]
 async fn reclaim_dead_letters_a_4100_field_entry_as_raw_and_still_returns_the_others() {
     let server = RedisServer::start();
