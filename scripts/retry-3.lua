@@ -1,6 +1,8 @@
 --[[
   retry-3: move a failed job from the ready stream to the scheduled set, to run
   again when due. One atomic step: the job is never in both places or in none.
+  The ZADD is the first write and the entry is acknowledged and deleted only
+  after it; an error of the ZADD (OOM, WRONGTYPE) changes nothing.
 
   KEYS[1]  PREFIX:{Q}:ready      stream
   KEYS[2]  PREFIX:{Q}:scheduled  zset, score = due time (unix ms)
@@ -14,7 +16,8 @@
            attempt (attempt already increased, last error recorded)
 
   Returns: 1 when moved, 0 when the entry is not pending on this consumer
-           (lease lost: nothing is changed).
+           (lease lost: nothing is changed); or the error reply of the ZADD
+           (nothing is changed).
 ]]
 if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then
   return 0

@@ -43,7 +43,7 @@ pub use keys::{DEFAULT_PREFIX, QueueKeys, QueueName};
 pub use reply::StreamEntry;
 pub use retry::{Backoff, RetryPolicy};
 pub use safety::{Fsync, ServerSafety, safety_warnings};
-pub use store::{ClaimedEntry, QueueStore};
+pub use store::{ClaimedEntry, QueueStore, Reclaimed};
 pub use store_admin::{QueueStats, known_queues};
 
 /// The default consumer group name.

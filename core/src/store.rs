@@ -21,6 +21,21 @@ pub struct ClaimedEntry {
     pub deliveries: u64,
 }
 
+/// What one `reclaim-3` call did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reclaimed {
+    /// Cursor for the next call; `0-0` when the pass is complete.
+    pub next_cursor: String,
+    /// The jobs now owned by the caller, to run.
+    pub entries: Vec<ClaimedEntry>,
+    /// Entries delivered too often, moved to `dead` as `abandoned`.
+    pub abandoned: u64,
+    /// Entries that should have gone to `dead` but whose add to `dead`
+    /// failed: left pending (not returned), they come back after another
+    /// visibility timeout.
+    pub failed: u64,
+}
+
 /// Redis operations on one queue, through one consumer group.
 #[derive(Debug, Clone)]
 pub struct QueueStore {
@@ -270,14 +285,19 @@ impl QueueStore {
     }
 
     /// Script `promote-4`: moves up to `limit` due jobs to `ready`. Returns
-    /// how many moved and the due time of the earliest job left, if any.
+    /// how many moved, the due time of the earliest job left, if any, and
+    /// how many members were sent to `dead` instead (not a map of scalar
+    /// fields, or wider than [`MAX_FIELDS`](crate::envelope::MAX_FIELDS)).
+    /// An error means the member it was moving stays scheduled (members
+    /// moved before it in the same call stay moved).
     pub async fn promote(
         &self,
         now_ms: u64,
         limit: usize,
         dead_max_len: u64,
-    ) -> Result<(u64, Option<u64>)> {
-        let (moved, next): (u64, i64) = self
+    ) -> Result<(u64, Option<u64>, u64)> {
+        const OP: &str = "promote-4";
+        let v: Value = self
             .eval(&scripts::PROMOTE, |inv| {
                 inv.key(self.keys.scheduled())
                     .key(self.keys.ready())
@@ -288,7 +308,16 @@ impl QueueStore {
                     .arg(dead_max_len);
             })
             .await?;
-        Ok((moved, u64::try_from(next).ok()))
+        let parts = reply::array(OP, v)?;
+        let (Some(moved), Some(next)) = (parts.first(), parts.get(1)) else {
+            return Err(Error::protocol(OP, "expected [moved, next_due, malformed]"));
+        };
+        let malformed = parts.get(2).map_or(Ok(0), |v| reply::int(OP, v))?;
+        Ok((
+            reply::int(OP, moved)?.max(0) as u64,
+            u64::try_from(reply::int(OP, next)?).ok(),
+            malformed.max(0) as u64,
+        ))
     }
 
     /// Script `requeue-2`: gives fetched, unstarted entries back to `ready`.
@@ -317,9 +346,9 @@ impl QueueStore {
 
     /// Script `reclaim-3`: claims up to `count` entries idle for at least
     /// `min_idle`, dead-lettering those delivered more than `max_deliveries`
-    /// times. Returns the next cursor ("0-0" when the pass is complete) and
-    /// the entries to run, and how many entries were dead-lettered as
-    /// abandoned.
+    /// times. Returns the next cursor ("0-0" when the pass is complete), the
+    /// entries to run, how many entries were dead-lettered as abandoned and
+    /// how many could not be (left pending).
     #[allow(clippy::too_many_arguments)]
     pub async fn reclaim(
         &self,
@@ -330,7 +359,7 @@ impl QueueStore {
         max_deliveries: u32,
         dead_max_len: u64,
         now_ms: u64,
-    ) -> Result<(String, Vec<ClaimedEntry>, u64)> {
+    ) -> Result<Reclaimed> {
         const OP: &str = "reclaim-3";
         let v: Value = self
             .eval(&scripts::RECLAIM, |inv| {
@@ -350,18 +379,24 @@ impl QueueStore {
             })
             .await?;
         let mut parts = reply::array(OP, v)?.into_iter();
-        let (Some(next), Some(claimed), abandoned) = (parts.next(), parts.next(), parts.next())
+        let (Some(next), Some(claimed), abandoned, failed) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(Error::protocol(OP, "expected [cursor, entries, abandoned]"));
+            return Err(Error::protocol(
+                OP,
+                "expected [cursor, entries, abandoned, failed]",
+            ));
         };
-        let abandoned = abandoned.map_or(Ok(0), |v| reply::int(OP, &v))?.max(0) as u64;
-        let mut out = Vec::new();
+        let count = |v: Option<Value>| -> Result<u64> {
+            Ok(v.map_or(Ok(0), |v| reply::int(OP, &v))?.max(0) as u64)
+        };
+        let mut entries = Vec::new();
         for item in reply::array(OP, claimed)? {
             let mut f = reply::array(OP, item)?.into_iter();
             let (Some(id), Some(deliveries), Some(fields)) = (f.next(), f.next(), f.next()) else {
                 return Err(Error::protocol(OP, "expected [id, deliveries, fields]"));
             };
-            out.push(ClaimedEntry {
+            entries.push(ClaimedEntry {
                 deliveries: reply::int(OP, &deliveries)?.max(1) as u64,
                 entry: StreamEntry {
                     id: reply::string(OP, id)?,
@@ -369,7 +404,12 @@ impl QueueStore {
                 },
             });
         }
-        Ok((reply::string(OP, next)?, out, abandoned))
+        Ok(Reclaimed {
+            next_cursor: reply::string(OP, next)?,
+            entries,
+            abandoned: count(abandoned)?,
+            failed: count(failed)?,
+        })
     }
 
     /// Script `reap-1`: removes consumers idle longer than `min_idle` with

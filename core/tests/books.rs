@@ -82,7 +82,7 @@ async fn every_script_keeps_the_books_balanced() {
     let member = fields_to_msgpack(&job(3));
     assert!(s.retry(C1, &got[3], 1, &member).await.unwrap());
     balanced(&s, "retry").await;
-    assert_eq!(s.promote(10, 10, 0).await.unwrap(), (1, None));
+    assert_eq!(s.promote(10, 10, 0).await.unwrap(), (1, None, 0));
     balanced(&s, "promote").await;
 
     assert!(s.dead(C1, &got[4], 0, &job(4)).await.unwrap());
@@ -96,11 +96,11 @@ async fn every_script_keeps_the_books_balanced() {
 
     // got[6] delivered a second time by the claim: more than 1 → abandoned.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let (_, claimed, abandoned) = s
+    let r = s
         .reclaim(C2, Duration::from_millis(5), &got[6], 1, 1, 0, 1)
         .await
         .unwrap();
-    assert_eq!((claimed.len(), abandoned), (0, 1));
+    assert_eq!((r.entries.len(), r.abandoned), (0, 1));
     balanced(&s, "reclaim (abandoned)").await;
 
     let b = balanced(&s, "the end").await;

@@ -27,12 +27,16 @@ impl Promoter {
                 Err(e) => Err(e),
             };
             let wait = match promoted {
-                Ok(((moved, _), _)) if moved as usize >= self.limits.promote_batch => {
+                Ok(((moved, next_due, malformed), now)) => {
+                    if malformed > 0 {
+                        tracing::warn!(queue = %self.store.keys().name(), malformed,
+                            "moved malformed scheduled members to dead (not a map of scalar fields, or too wide)");
+                    }
                     backoff.reset();
-                    continue;
-                }
-                Ok(((_, next_due), now)) => {
-                    backoff.reset();
+                    // A full batch: more may be due at once.
+                    if (moved + malformed) as usize >= self.limits.promote_batch {
+                        continue;
+                    }
                     self.until(next_due, now)
                 }
                 Err(e) => {

@@ -32,7 +32,7 @@ impl Reclaimer {
         let mut out = Vec::new();
         while out.len() < max {
             let count = (max - out.len()).min(self.limits.reclaim_batch);
-            let (next, claimed, abandoned) = self
+            let r = self
                 .store
                 .reclaim(
                     &self.consumer,
@@ -44,19 +44,23 @@ impl Reclaimer {
                     now,
                 )
                 .await?;
-            if abandoned > 0 {
-                tracing::warn!(queue = %self.store.keys().name(), abandoned, max_deliveries = self.limits.max_deliveries,
+            if r.abandoned > 0 {
+                tracing::warn!(queue = %self.store.keys().name(), abandoned = r.abandoned, max_deliveries = self.limits.max_deliveries,
                     "moved jobs delivered too often without an outcome (poison messages that kill their worker) to dead");
             }
-            for c in &claimed {
+            if r.failed > 0 {
+                tracing::warn!(queue = %self.store.keys().name(), failed = r.failed,
+                    "could not move jobs delivered too often to dead (the add to dead failed); they stay pending and come back after the visibility timeout");
+            }
+            for c in &r.entries {
                 tracing::warn!(queue = %self.store.keys().name(), entry_id = %c.entry.id, deliveries = c.deliveries,
                     "reclaimed a job whose worker stopped refreshing its lease");
             }
-            out.extend(claimed);
-            if next == "0-0" {
+            out.extend(r.entries);
+            if r.next_cursor == "0-0" {
                 break;
             }
-            cursor = next;
+            cursor = r.next_cursor;
         }
         Ok(out)
     }
