@@ -61,11 +61,28 @@ pub mod field {
 /// Longest error message kept in `last_error` and `error` fields.
 pub const MAX_ERROR_LEN: usize = 512;
 
-/// Most fields a job may have (a field is a name and a value). Redis's Lua
-/// cannot pass many more to one command, so a wider entry could not be
-/// moved by a script: it is dead-lettered as `malformed` with all its
-/// fields packed into `raw` (see docs/wire-format.md).
+/// Most fields a job may have of its own: every field except the ones the
+/// worker writes itself ([`WORKER_FIELDS`]). Redis's Lua cannot pass many
+/// more to one command, so a wider entry could not be moved by a script:
+/// it is dead-lettered as `malformed` with all its fields packed into `raw`
+/// (see docs/wire-format.md). The scripts accept 1024 fields, so a job at
+/// the limit plus the worker's own fields always fits.
 pub const MAX_FIELDS: usize = 1000;
+
+/// The fields the worker writes on a retry (replaced where they are,
+/// added when missing), not counted against [`MAX_FIELDS`].
+pub const WORKER_FIELDS: &[&str] = &[
+    field::ID,
+    field::ATTEMPT,
+    field::ENQUEUED_AT,
+    field::LAST_ERROR_CLASS,
+    field::LAST_ERROR,
+    field::PREV_ENTRY,
+];
+
+/// The most fields a decodable entry can have: [`MAX_FIELDS`] of its own
+/// plus the worker's.
+pub const MAX_ENTRY_FIELDS: usize = MAX_FIELDS + WORKER_FIELDS.len();
 
 /// Largest `max_attempts` honoured; larger values are lowered to it.
 pub const MAX_ATTEMPTS_CAP: u32 = 1000;
@@ -178,11 +195,14 @@ impl Envelope {
     /// Decodes by reference: every value is checked and copied except the
     /// payload, which stays in the fields (found again by its index).
     fn view(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Self, Malformed> {
-        if fields.len() > MAX_FIELDS {
-            return Err(malformed(format!(
-                "entry has {} fields; at most {MAX_FIELDS} are allowed",
+        let too_wide = || {
+            malformed(format!(
+                "entry has {} fields; a job may have at most {MAX_FIELDS} besides the worker's own",
                 fields.len()
-            )));
+            ))
+        };
+        if fields.len() > MAX_ENTRY_FIELDS {
+            return Err(too_wide());
         }
         let mut env = Envelope::default();
         let mut seen: u32 = 0;
@@ -231,6 +251,11 @@ impl Envelope {
                     text(label, value)?;
                 }
             }
+        }
+        // Bits 2, 3, 4, 10, 11, 12: the worker's own fields.
+        let own = fields.len() - (seen & 0b1_1100_0001_1100).count_ones() as usize;
+        if own > MAX_FIELDS {
+            return Err(too_wide());
         }
         if env.job_type.is_empty() {
             return Err(malformed("entry has no \"type\" field (or an empty one)"));
@@ -439,6 +464,18 @@ mod tests {
             .collect();
         let (bad, back) = Envelope::decode(wide.clone()).unwrap_err();
         assert!(bad.detail.contains("at most 1000"), "{bad}");
+        // 1000 fields of its own plus all six of the worker's: fine.
+        let at_limit: Vec<_> = (0..MAX_FIELDS - 2)
+            .map(|i| (format!("f{i}").into_bytes(), b"v".to_vec()))
+            .chain(f(&[("type", b"t"), ("payload", &p)]))
+            .chain(
+                WORKER_FIELDS
+                    .iter()
+                    .map(|n| (n.as_bytes().to_vec(), b"1".to_vec())),
+            )
+            .collect();
+        let env = Envelope::decode(at_limit).unwrap();
+        assert_eq!(env.next_attempt("1-1", "c", "m").len(), MAX_ENTRY_FIELDS);
         assert_eq!(back, wide);
     }
 

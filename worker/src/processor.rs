@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use jobstream_core::envelope::{
-    DEAD_CONTEXT, Envelope, MAX_FIELDS, entry_id_ms, field, fields_to_msgpack, truncate_error,
+    DEAD_CONTEXT, Envelope, MAX_ENTRY_FIELDS, entry_id_ms, field, fields_to_msgpack, truncate_error,
 };
 use jobstream_core::{Redis, StreamEntry};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -196,7 +196,7 @@ impl Dispatcher {
         message: &str,
         deliveries: u64,
     ) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let pack = fields.len() > MAX_FIELDS
+        let pack = fields.len() > MAX_ENTRY_FIELDS
             || fields
                 .iter()
                 .any(|(k, _)| DEAD_CONTEXT.iter().any(|c| k == c.as_bytes()));

@@ -333,7 +333,7 @@ async fn every_hostile_job_ends_processed_or_dead_with_its_fields() {
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
 
     // Write every case straight into Redis, as a hostile producer would.
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut entries: HashMap<u64, Fields> = HashMap::new();
     let mut members: HashMap<Vec<u8>, u64> = HashMap::new();
     let mut pipe = redis::pipe();
