@@ -1,18 +1,29 @@
 //! Composes the duties of a worker and owns the shutdown order.
 //!
-//! Start: create the consumer group (retrying while Redis is away), then
-//! start the acker, lease, promoter and consumer reaper, then the fetcher
-//! (which also reclaims the jobs of dead workers, with the slots it holds).
+//! Start (`startup.rs`): wait while Redis is unreachable, loading or a
+//! replica; refuse at once a configuration Redis rejects (credentials, ACL,
+//! a foreign key, a missing command); create the consumer group; log the
+//! server settings that lose jobs. Then start the acker, lease, promoter
+//! and consumer reaper, then the fetcher (which also reclaims the jobs of
+//! dead workers, with the slots it holds).
 //!
 //! Shutdown, in this order, so nothing is lost and nothing waits on the
-//! visibility timeout:
-//! 1. stop fetching: the blocked `XREADGROUP` is ended with `CLIENT UNBLOCK`;
-//!    anything it still returned goes straight back to `ready`;
-//!    the promoter and reaper stop too;
+//! visibility timeout, and **bounded**: everything is done within
+//! `shutdown_grace + shutdown_flush` of the signal, whatever Redis does.
+//! 1. stop fetching: the blocked `XREADGROUP` is ended with `CLIENT UNBLOCK`
+//!    (given up at the end of the grace period if Redis does not answer);
+//!    anything it still returned goes straight back to `ready`; the
+//!    promoter and reaper stop too;
 //! 2. wait up to `shutdown_grace` for running handlers; the lease keeps
 //!    being refreshed meanwhile;
 //! 3. abort the handlers still running and give their jobs back to `ready`;
-//! 4. let the acker flush every outcome it holds, then stop the lease.
+//! 4. let the acker flush every outcome it holds until the flush deadline,
+//!    then stop the lease. Outcomes not written by then leave their jobs
+//!    pending, to be reclaimed.
+//!
+//! The fetcher also ends the run on a fatal error (a password rotated, an
+//! ACL or a key type changed under a running worker): the same shutdown
+//! runs, and `run` returns the error.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
