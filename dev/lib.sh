@@ -37,7 +37,7 @@ redis_answers() {
   redis-cli -u "$REDIS_URL" ping 2>/dev/null | grep -q PONG
 }
 
-# Starts a local redis-server for $REDIS_URL unless one answers already.
+# Starts a local redis-server ($JOBSTREAM_REDIS_SERVER if set) for $REDIS_URL unless one answers already.
 ensure_redis_running() {
   ensure_redis_installed
   if redis_answers; then
@@ -52,7 +52,7 @@ ensure_redis_running() {
   local dir="$PWD/.tmp/redis-$port"
   mkdir -p "$dir"
   echo "starting redis-server on port $port (AOF on, data in $dir)"
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --appendonly yes \
+  "${JOBSTREAM_REDIS_SERVER:-redis-server}" --port "$port" --bind 127.0.0.1 --dir "$dir" --appendonly yes \
     --appendfsync everysec --save '' --daemonize yes --logfile "$dir/redis.log"
   for _ in $(seq 1 100); do redis_answers && return; sleep 0.1; done
   echo "redis-server did not start; see $dir/redis.log" >&2
