@@ -1,12 +1,99 @@
 //! Test support for jobstream: a real `redis-server` per test binary (or per
 //! test), started on a free port in a temporary directory and killed on drop,
 //! and unique queue names so tests never need to flush anything.
+//!
+//! The server binary is `$JOBSTREAM_REDIS_SERVER` (a path or a command name;
+//! default `redis-server`), so the same tests run against Redis 7, Redis 8
+//! and Valkey (`bash dev/test --server redis7|redis8|valkey9|all`, see
+//! `docs/servers.md`). Tests talk to it through jobstream and, for seeding
+//! and checks, Debian's `redis-cli`, which speaks to all of them.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// The environment variable naming the server binary tests start.
+pub const SERVER_ENV: &str = "JOBSTREAM_REDIS_SERVER";
+
+const INSTALL_HINT: &str = "install it: `apt-get install -y redis-server` (Redis 7, also \
+     brings redis-cli), or run the tests through `bash dev/test --server redis7|redis8|valkey9`, \
+     which installs the server and sets JOBSTREAM_REDIS_SERVER";
+
+/// The server binary tests start: `$JOBSTREAM_REDIS_SERVER`, or
+/// `redis-server` from `PATH` when unset or empty.
+pub fn server_binary() -> String {
+    std::env::var(SERVER_ENV)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "redis-server".to_owned())
+}
+
+/// Which server the tests run against, from the binary's `--version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerVersion {
+    /// `redis` or `valkey` (lowercase, as the binary names itself).
+    pub name: String,
+    /// Major, minor, patch.
+    pub version: (u32, u32, u32),
+}
+
+impl ServerVersion {
+    /// Parses a `--version` line: `Redis server v=8.2.3 sha=...` or
+    /// `Valkey server v=9.1.2 sha=...`.
+    pub fn parse(line: &str) -> Option<Self> {
+        let mut words = line.split_whitespace();
+        let name = words.next()?.to_lowercase();
+        let v = words.find_map(|w| w.strip_prefix("v="))?;
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+        let version = (
+            parts.next()??,
+            parts.next()??,
+            parts.next().flatten().unwrap_or(0),
+        );
+        Some(Self { name, version })
+    }
+
+    /// True for Valkey.
+    pub fn is_valkey(&self) -> bool {
+        self.name == "valkey"
+    }
+
+    /// True when this is `name` (`"redis"` / `"valkey"`) at `major.minor`
+    /// or later.
+    pub fn at_least(&self, name: &str, major: u32, minor: u32) -> bool {
+        self.name == name && (self.version.0, self.version.1) >= (major, minor)
+    }
+}
+
+impl std::fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (a, b, c) = self.version;
+        write!(f, "{} {a}.{b}.{c}", self.name)
+    }
+}
+
+/// The version of [`server_binary`] (asked once per test binary).
+pub fn server() -> &'static ServerVersion {
+    static VERSION: OnceLock<ServerVersion> = OnceLock::new();
+    VERSION.get_or_init(|| {
+        let bin = server_binary();
+        let out = Command::new(&bin)
+            .arg("--version")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {bin} ({SERVER_ENV}): {e}; {INSTALL_HINT}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        ServerVersion::parse(&text)
+            .unwrap_or_else(|| panic!("cannot read the version of {bin}: {text:?}"))
+    })
+}
+
+/// The server tests run against, e.g. `redis 7.0.15` or `valkey 9.1.2`.
+pub fn server_version() -> String {
+    server().to_string()
+}
 
 /// A `redis-server` child process on 127.0.0.1.
 pub struct RedisServer {
@@ -64,7 +151,14 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let bin = server_binary();
+        // The server logs to stdout (no --logfile); kept for startup errors.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("server log file");
+        let child = Command::new(&bin)
             .arg("--port")
             .arg(self.port.to_string())
             .arg("--bind")
@@ -72,19 +166,29 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("server log file"))
+            .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}); install it: apt-get install -y redis-server"
-                )
-            });
+            .unwrap_or_else(|e| panic!("cannot start {bin} ({SERVER_ENV}): {e}; {INSTALL_HINT}"));
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready(&bin);
     }
 
-    fn wait_ready(&self) {
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    fn wait_ready(&mut self, bin: &str) {
+        // redis-cli itself missing would look like a server that never answers.
+        if let Err(e) = Command::new("redis-cli").arg("--version").output() {
+            panic!("cannot run redis-cli ({e}); {INSTALL_HINT}");
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if self
@@ -94,9 +198,23 @@ impl RedisServer {
             {
                 return;
             }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "{bin} exited at start ({status}); its log:\n{}",
+                    self.log_tail()
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on port {} did not answer PING", self.port);
+        panic!(
+            "{bin} on port {} did not answer PING; its log:\n{}",
+            self.port,
+            self.log_tail()
+        );
     }
 
     /// The port.
@@ -185,5 +303,28 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerVersion;
+
+    #[test]
+    fn version_lines_of_the_three_servers_parse() {
+        let r7 = ServerVersion::parse(
+            "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=ae4d7c971a948f0",
+        )
+        .unwrap();
+        assert_eq!(r7.to_string(), "redis 7.0.15");
+        assert!(r7.at_least("redis", 7, 0) && !r7.at_least("redis", 8, 2));
+        let r8 = ServerVersion::parse("Redis server v=8.2.3 sha=b5d43ceb:0 malloc=jemalloc-5.3.0")
+            .unwrap();
+        assert!(r8.at_least("redis", 8, 2) && !r8.is_valkey());
+        let v9 = ServerVersion::parse("Valkey server v=9.1.2 sha=00000000:1 malloc=libc bits=64")
+            .unwrap();
+        assert_eq!(v9.version, (9, 1, 2));
+        assert!(v9.is_valkey() && !v9.at_least("redis", 7, 0));
+        assert_eq!(ServerVersion::parse("nonsense"), None);
     }
 }
