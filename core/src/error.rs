@@ -136,6 +136,15 @@ impl RedisFailure {
             return Some(inner);
         }
         let lower = message.to_ascii_lowercase();
+        // An ACL refusal inside a script comes back as `-ERR` on every
+        // server (docs/servers.md): "ACL failure in script: ..." (Redis 8,
+        // Valkey) or "The user executing the script can't ..." (Redis 7).
+        if lower.contains("acl failure")
+            || lower.contains("user executing the script can't")
+            || lower.contains("no permissions to")
+        {
+            return Some(RedisFailure::NoPermission);
+        }
         if lower.contains("unknown command")
             || lower.contains("refused to switch database")
             || lower.contains("db index is out of range")
@@ -360,6 +369,16 @@ mod tests {
                 "",
                 "Pipeline failures: [(Index 0, error: \"BUSY\": Redis is busy)]",
                 Some(Busy),
+            ),
+            (
+                "ERR",
+                "ERR ACL failure in script: User probe has no permissions to run the 'set' command script: on @user_script:1.",
+                Some(NoPermission),
+            ),
+            (
+                "ERR",
+                "ERR The user executing the script can't run this command or subcommand script: bd6f, on @user_script:1.",
+                Some(NoPermission),
             ),
             ("ERR", "ERR syntax error", None),
             ("ERR", "ERR the busy bee said OOMPH", None),

@@ -425,3 +425,20 @@ async fn a_least_privilege_acl_user_can_run_a_worker() {
         assert_eq!(runs.count(&id), 2);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_that_hides_the_queue_keys_from_scripts_fails_fast() {
+    // Scripting is allowed but the keys are not: the refusal comes from
+    // inside a script, as -ERR on every server, and is still fatal.
+    let server = RedisServer::start();
+    server
+        .cli(&[
+            "ACL", "SETUSER", "jobs", "on", ">s3cret", "~other:*", "+@all",
+        ])
+        .unwrap();
+    refuses(
+        &format!("redis://jobs:s3cret@127.0.0.1:{}", server.port()),
+        "Fix:",
+    )
+    .await;
+}
