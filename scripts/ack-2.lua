@@ -51,6 +51,6 @@ end
 if #acked > 0 then
   redis.call('XACK', KEYS[1], ARGV[1], unpack(acked))
   redis.call('XDEL', KEYS[1], unpack(acked))
-  redis.call('HINCRBY', KEYS[2], ARGV[3], #acked)
+  redis.pcall('HINCRBY', KEYS[2], ARGV[3], #acked)
 end
 return lost

@@ -37,7 +37,7 @@ local function add_dead(dead, stats, maxlen, ...)
   local r = redis.pcall('XADD', dead, 'MAXLEN', '~', maxlen, '*', ...)
   if type(r) ~= 'table' then
     local trimmed = before + 1 - redis.call('XLEN', dead)
-    if trimmed > 0 then redis.call('HINCRBY', stats, 'dead_trimmed', trimmed) end
+    if trimmed > 0 then redis.pcall('HINCRBY', stats, 'dead_trimmed', trimmed) end
   end
   return r
 end
@@ -51,5 +51,5 @@ if type(r) == 'table' then
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
-redis.call('HINCRBY', KEYS[3], 'dead', 1)
+redis.pcall('HINCRBY', KEYS[3], 'dead', 1)
 return 1

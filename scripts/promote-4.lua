@@ -46,7 +46,7 @@ local function add_dead(dead, stats, maxlen, ...)
   local r = redis.pcall('XADD', dead, 'MAXLEN', '~', maxlen, '*', ...)
   if type(r) ~= 'table' then
     local trimmed = before + 1 - redis.call('XLEN', dead)
-    if trimmed > 0 then redis.call('HINCRBY', stats, 'dead_trimmed', trimmed) end
+    if trimmed > 0 then redis.pcall('HINCRBY', stats, 'dead_trimmed', trimmed) end
   end
   return r
 end
@@ -165,8 +165,8 @@ end
 local moved, malformed = 0, 0
 local function count_dead()
   if malformed > 0 then
-    redis.call('HINCRBY', KEYS[4], 'dead', malformed)
-    redis.call('HINCRBY', KEYS[4], 'dead_scheduled', malformed)
+    redis.pcall('HINCRBY', KEYS[4], 'dead', malformed)
+    redis.pcall('HINCRBY', KEYS[4], 'dead_scheduled', malformed)
   end
 end
 for i, member in ipairs(due) do

@@ -53,7 +53,7 @@ local function add_dead(dead, stats, maxlen, ...)
   local r = redis.pcall('XADD', dead, 'MAXLEN', '~', maxlen, '*', ...)
   if type(r) ~= 'table' then
     local trimmed = before + 1 - redis.call('XLEN', dead)
-    if trimmed > 0 then redis.call('HINCRBY', stats, 'dead_trimmed', trimmed) end
+    if trimmed > 0 then redis.pcall('HINCRBY', stats, 'dead_trimmed', trimmed) end
   end
   return r
 end
@@ -157,6 +157,6 @@ for _, entry in ipairs(claim[2]) do
   end
 end
 if abandoned > 0 then
-  redis.call('HINCRBY', KEYS[3], 'dead', abandoned)
+  redis.pcall('HINCRBY', KEYS[3], 'dead', abandoned)
 end
 return { cursor, out, abandoned, failed }

@@ -34,7 +34,7 @@ local dropped = {
 local replayed = 0
 local function count()
   if replayed > 0 then
-    redis.call('HINCRBY', KEYS[3], 'replayed', replayed)
+    redis.pcall('HINCRBY', KEYS[3], 'replayed', replayed)
   end
 end
 for i = 1, #ARGV do

@@ -70,6 +70,6 @@ for i = 3, #ARGV do
   end
 end
 if requeued > 0 then
-  redis.call('HINCRBY', KEYS[2], 'requeued', requeued)
+  redis.pcall('HINCRBY', KEYS[2], 'requeued', requeued)
 end
 return requeued

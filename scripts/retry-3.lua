@@ -25,5 +25,5 @@ end
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
-redis.call('HINCRBY', KEYS[3], 'retried', 1)
+redis.pcall('HINCRBY', KEYS[3], 'retried', 1)
 return 1

@@ -193,7 +193,7 @@ impl QueueStore {
         let replies: Vec<Value> = pipe
             .query_async(&mut conn)
             .await
-            .map_err(|e| Error::redis(OP, e))?;
+            .map_err(|e| self.redis().error(OP, e))?;
         let mut it = replies.into_iter();
         let (Some(info), Some(counters)) = (it.next(), it.next()) else {
             return Err(Error::protocol(OP, "expected two replies from EXEC"));
@@ -205,7 +205,7 @@ impl QueueStore {
                     // Never created, or deleted: nothing added since.
                     (Some(0), 0)
                 } else {
-                    return Err(Error::redis("XINFO STREAM", err));
+                    return Err(self.redis().error("XINFO STREAM", err));
                 }
             }
             other => {
@@ -222,7 +222,7 @@ impl QueueStore {
             }
         };
         let counters = match counters {
-            Value::ServerError(e) => return Err(Error::redis("HMGET", e.into())),
+            Value::ServerError(e) => return Err(self.redis().error("HMGET", e.into())),
             other => reply::array(OP, other)?,
         };
         if counters.len() != COUNTERS.len() {

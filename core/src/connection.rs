@@ -61,14 +61,34 @@ impl BlockingConn {
     }
 }
 
-/// `redis://user:secret@host:6379/0` shown as `redis://host:6379/0`.
+/// `redis://user:secret@host:6379/0` shown as `redis://host:6379/0`, and a
+/// `pass`/`password` query parameter (`redis+unix:///s.sock?pass=…`) left
+/// out: URLs are logged and put in error messages, secrets never.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+            format!("{}{}", &base[..scheme + 3], &base[at + 1..])
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|p| {
+                let key = p.split('=').next().unwrap_or("").to_ascii_lowercase();
+                !matches!(key.as_str(), "pass" | "password")
+            })
+            .collect();
+        if !kept.is_empty() {
+            out.push('?');
+            out.push_str(&kept.join("&"));
+        }
     }
+    out
 }
 
 impl Redis {
@@ -295,6 +315,11 @@ mod tests {
         assert_eq!(redact_url("redis://u:pw@h:1/0"), "redis://h:1/0");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
         assert_eq!(redact_url("rediss://:pw@h"), "rediss://h");
+        assert_eq!(
+            redact_url("redis+unix:///run/redis.sock?db=0&pass=hunter2"),
+            "redis+unix:///run/redis.sock?db=0"
+        );
+        assert_eq!(redact_url("redis+unix:///s?PASSWORD=x"), "redis+unix:///s");
     }
 
     #[test]

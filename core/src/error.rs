@@ -32,6 +32,13 @@ pub enum RedisFailure {
     /// `TRYAGAIN` / `CLUSTERDOWN`: a cluster slot is moving or the cluster is
     /// down. Transient.
     TryAgain,
+    /// `MISCONF`: the server refuses writes because its last background
+    /// save failed (`stop-writes-on-bgsave-error`, a full disk). Transient:
+    /// writes resume once a save succeeds.
+    SaveFailing,
+    /// `NOREPLICAS`: fewer replicas in sync than `min-replicas-to-write`.
+    /// Transient.
+    NoReplicas,
     /// `WRONGPASS` / `NOAUTH` / a failed `AUTH`: the credentials are wrong or
     /// missing. Fatal: retrying cannot help.
     Auth,
@@ -62,6 +69,8 @@ impl RedisFailure {
                 | RedisFailure::ReadOnly
                 | RedisFailure::MasterDown
                 | RedisFailure::TryAgain
+                | RedisFailure::SaveFailing
+                | RedisFailure::NoReplicas
         )
     }
 
@@ -113,6 +122,8 @@ impl RedisFailure {
                 "READONLY" => RedisFailure::ReadOnly,
                 "MASTERDOWN" => RedisFailure::MasterDown,
                 "TRYAGAIN" | "CLUSTERDOWN" => RedisFailure::TryAgain,
+                "MISCONF" => RedisFailure::SaveFailing,
+                "NOREPLICAS" => RedisFailure::NoReplicas,
                 "WRONGPASS" | "NOAUTH" => RedisFailure::Auth,
                 "NOPERM" => RedisFailure::NoPermission,
                 "WRONGTYPE" => RedisFailure::WrongType,
@@ -156,7 +167,7 @@ impl RedisFailure {
 }
 
 /// An infrastructure error.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// A queue name that cannot be used.
     #[error("invalid queue name {name:?}: {reason}")]
@@ -277,6 +288,13 @@ impl Error {
             RedisFailure::Auth
         } else if err.kind() == redis::ErrorKind::InvalidClientConfig {
             RedisFailure::Unsupported
+        } else if err.kind() == redis::ErrorKind::UnexpectedReturnType
+            || err.kind() == redis::ErrorKind::Parse
+        {
+            // Before the connection checks: redis-rs counts a parse error
+            // as "reconnect", but a reply that cannot be parsed (a server
+            // that is not Redis) does not go away by waiting.
+            RedisFailure::Protocol
         } else if err.is_io_error()
             || err.is_timeout()
             || err.is_connection_dropped()
@@ -284,10 +302,6 @@ impl Error {
             || err.is_unrecoverable_error()
         {
             RedisFailure::Connection
-        } else if err.kind() == redis::ErrorKind::UnexpectedReturnType
-            || err.kind() == redis::ErrorKind::Parse
-        {
-            RedisFailure::Protocol
         } else {
             RedisFailure::Server
         };
@@ -380,6 +394,16 @@ mod tests {
                 "ERR The user executing the script can't run this command or subcommand script: bd6f, on @user_script:1.",
                 Some(NoPermission),
             ),
+            (
+                "MISCONF",
+                "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
+                Some(SaveFailing),
+            ),
+            (
+                "NOREPLICAS",
+                "NOREPLICAS Not enough good replicas to write.",
+                Some(NoReplicas),
+            ),
             ("ERR", "ERR syntax error", None),
             ("ERR", "ERR the busy bee said OOMPH", None),
         ];
@@ -398,6 +422,8 @@ mod tests {
             ReadOnly,
             MasterDown,
             TryAgain,
+            SaveFailing,
+            NoReplicas,
         ] {
             assert!(kind.is_transient() && !kind.is_fatal(), "{kind:?}");
         }

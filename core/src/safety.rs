@@ -118,7 +118,7 @@ impl ServerSafety {
         let replies: Vec<redis::Value> = pipe
             .query_async(&mut conn)
             .await
-            .map_err(|e| Error::redis(OP, e))?;
+            .map_err(|e| redis.error(OP, e))?;
         let mut config = Vec::new();
         for v in replies {
             if let redis::Value::ServerError(e) = v {

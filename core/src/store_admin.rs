@@ -151,6 +151,41 @@ impl QueueStore {
         })
     }
 
+    /// Checks that each key of the queue is missing or of the type jobstream
+    /// writes: a foreign value at `dead`, `scheduled` or `stats` would make
+    /// every dead letter, retry or count fail later, so it is refused at
+    /// start ([`RedisFailure::WrongType`](crate::RedisFailure), naming the
+    /// key).
+    pub async fn check_key_types(&self) -> Result<()> {
+        let k = self.keys();
+        let expected = [
+            (k.ready(), "stream"),
+            (k.scheduled(), "zset"),
+            (k.dead(), "stream"),
+            (k.stats(), "hash"),
+        ];
+        let mut pipe = redis::pipe();
+        for (key, _) in expected {
+            pipe.cmd("TYPE").arg(key);
+        }
+        let mut conn = self.redis().shared();
+        let types: Vec<String> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.redis().error("TYPE", e))?;
+        for ((key, want), got) in expected.iter().zip(types) {
+            if got != "none" && got != *want {
+                let e = Error::Redis {
+                    op: "TYPE",
+                    kind: crate::RedisFailure::WrongType,
+                    message: format!("key {key} is a {got}, jobstream needs a {want} there"),
+                };
+                return Err(e.for_server(self.redis().display_url()));
+            }
+        }
+        Ok(())
+    }
+
     /// One counter of the queue's stats hash (0 when unset).
     pub async fn counter(&self, name: &str) -> Result<u64> {
         let mut cmd = redis::cmd("HGET");

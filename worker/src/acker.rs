@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::inflight::Inflight;
 use crate::processor::{Action, Outcome};
+use crate::shutdown::Fatal;
 
 pub(crate) struct Acker {
     pub(crate) store: QueueStore,
@@ -24,6 +25,8 @@ pub(crate) struct Acker {
     /// a job whose outcome waits keeps being refreshed, so no other worker
     /// runs the same attempt again.
     pub(crate) give_up_at: watch::Receiver<Option<Instant>>,
+    /// Where a fatal error goes: it stops the worker.
+    pub(crate) fatal: Fatal,
 }
 
 /// Resolves once `give_up_at` is set and has passed.
@@ -157,6 +160,9 @@ impl Acker {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "giving up writing {what} outcome; the job stays pending and will be reclaimed");
+                    if e.is_fatal() {
+                        self.fatal.report(e);
+                    }
                     return None;
                 }
             }

@@ -10,7 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::processor::Dispatcher;
 use crate::reclaimer::Reclaimer;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Fatal, Shutdown};
 
 pub(crate) struct Fetcher {
     pub(crate) store: QueueStore,
@@ -23,12 +23,14 @@ pub(crate) struct Fetcher {
     /// so shutdown can end the read at once with `CLIENT UNBLOCK`.
     pub(crate) reader_id: Arc<AtomicI64>,
     pub(crate) reclaimer: Reclaimer,
+    pub(crate) fatal: Fatal,
 }
 
 impl Fetcher {
-    /// Runs until shutdown; returns the error when Redis refuses the
-    /// configuration (fatal: retrying cannot help), which stops the worker.
-    pub(crate) async fn run(self, mut shutdown: Shutdown) -> Option<jobstream_core::Error> {
+    /// Runs until shutdown. An error by which Redis refuses the
+    /// configuration (retrying cannot help) is reported as fatal, which
+    /// stops the worker.
+    pub(crate) async fn run(self, mut shutdown: Shutdown) {
         let mut conn: Option<BlockingConn> = None;
         let mut backoff = Reconnect::new(&self.timings);
         let mut next_reclaim = Instant::now() + self.timings.reclaim_interval;
@@ -58,8 +60,8 @@ impl Fetcher {
                         conn.insert(c)
                     }
                     Err(e) if e.is_fatal() => {
-                        tracing::error!(error = %e, "cannot connect to fetch jobs and retrying cannot help; stopping the worker");
-                        return Some(e);
+                        self.fatal.report(e);
+                        break;
                     }
                     Err(e) => {
                         let wait = backoff.next_delay();
@@ -105,9 +107,8 @@ impl Fetcher {
                     }
                 }
                 Err(e) if e.is_fatal() => {
-                    tracing::error!(error = %e, "fetching jobs failed and retrying cannot help; stopping the worker");
-                    self.reader_id.store(0, Ordering::SeqCst);
-                    return Some(e);
+                    self.fatal.report(e);
+                    break;
                 }
                 Err(e) => {
                     let wait = backoff.next_delay();
@@ -122,7 +123,6 @@ impl Fetcher {
             }
         }
         self.reader_id.store(0, Ordering::SeqCst);
-        None
     }
 
     /// Adds every free slot to `permits`, up to the batch size. With a
@@ -171,6 +171,7 @@ impl Fetcher {
                     self.dispatcher.dispatch(c.entry, c.deliveries, permit);
                 }
             }
+            Err(e) if e.is_fatal() => self.fatal.report(e),
             Err(e) => tracing::warn!(error = %e, "reclaiming abandoned jobs failed; will retry"),
         }
         permits

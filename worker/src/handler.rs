@@ -83,9 +83,33 @@ impl JobContext {
     }
     /// The payload decoded into `T`; a mismatch is a malformed job.
     pub fn payload<T: DeserializeOwned>(&self) -> Result<T, JobError> {
-        rmp_serde::from_slice(self.envelope.payload())
-            .map_err(|e| JobError::malformed(format!("payload does not decode: {e}")))
+        rmp_serde::from_slice(self.envelope.payload()).map_err(|e| {
+            JobError::malformed(format!(
+                "payload does not decode: {}",
+                without_values(&e.to_string())
+            ))
+        })
     }
+}
+
+/// `msg` with every quoted value (`` `…` `` or `"…"`) replaced by `…`:
+/// serde's messages quote the offending payload value, and payloads never
+/// go into logs or dead letters.
+fn without_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut quote: Option<char> = None;
+    for c in msg.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '`' || c == '"' => {
+                quote = Some(c);
+                out.push('…');
+            }
+            None => out.push(c),
+        }
+    }
+    out
 }
 
 /// Runs jobs of one type.
@@ -179,5 +203,20 @@ impl Registry {
         let mut t: Vec<&str> = self.routes.keys().map(String::as_str).collect();
         t.sort();
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoted_payload_values_are_left_out_of_decode_errors() {
+        assert_eq!(
+            super::without_values("invalid type: integer `123456789`, expected a string"),
+            "invalid type: integer …, expected a string"
+        );
+        assert_eq!(
+            super::without_values("unknown variant \"secret\", expected `A` or `B`"),
+            "unknown variant …, expected … or …"
+        );
     }
 }

@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use jobstream_core::{Limits, QueueStore, Reconnect, Timings};
 
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Fatal, Shutdown};
 
 pub(crate) struct Promoter {
     pub(crate) store: QueueStore,
     pub(crate) timings: Timings,
     pub(crate) limits: Limits,
+    pub(crate) fatal: Fatal,
 }
 
 impl Promoter {
@@ -38,6 +39,10 @@ impl Promoter {
                         continue;
                     }
                     self.until(next_due, now)
+                }
+                Err(e) if e.is_fatal() => {
+                    self.fatal.report(e);
+                    break;
                 }
                 Err(e) => {
                     let wait = backoff.next_delay();

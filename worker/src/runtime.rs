@@ -41,6 +41,7 @@ use crate::lease::Lease;
 use crate::processor::Dispatcher;
 use crate::promoter::Promoter;
 use crate::reclaimer::Reclaimer;
+use crate::shutdown::Fatal;
 use crate::{shutdown, startup};
 
 pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
@@ -62,12 +63,24 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     tracing::info!(queue = %queue, consumer = %consumer, concurrency, redis = %redis.display_url(),
         job_types = ?registry.types(), "worker starting");
 
-    if !startup::prepare(&store, &consumer, &timings, &mut shutdown).await? {
-        return Ok(());
+    // Raced against shutdown: a worker still waiting for Redis stops at
+    // once (nothing is fetched yet, so nothing is held).
+    let mut stop = shutdown.clone();
+    tokio::select! {
+        ready = startup::prepare(&store, &consumer, &timings, &mut shutdown) => {
+            if !ready? {
+                return Ok(());
+            }
+        }
+        _ = stop.wait() => return Ok(()),
     }
-    if let Err(e) = store.register().await {
-        tracing::warn!(error = %e, "could not add the queue to the registry of known queues");
+    tokio::select! {
+        r = store.register() => if let Err(e) = r {
+            tracing::warn!(error = %e, "could not add the queue to the registry of known queues");
+        },
+        _ = stop.wait() => return Ok(()),
     }
+    let fatal = Fatal::new(handle.clone());
 
     let slots = Arc::new(Semaphore::new(concurrency));
     let inflight = Inflight::default();
@@ -92,6 +105,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
             batch: limits.ack_batch,
             dead_max_len: limits.dead_max_len,
             give_up_at,
+            fatal: fatal.clone(),
         }
         .run(outcome_rx),
     );
@@ -109,6 +123,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
             store: store.clone(),
             timings: timings.clone(),
             limits: limits.clone(),
+            fatal: fatal.clone(),
         }
         .run(shutdown.clone()),
     );
@@ -130,16 +145,29 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
             max_batch: concurrency.min(limits.ack_batch),
             reader_id: Arc::clone(&reader_id),
             reclaimer: reclaimer(),
+            fatal: fatal.clone(),
         }
         .run(shutdown.clone()),
     );
-
-    // 1. Stop fetching. The fetcher also ends by itself on a fatal error
-    //    (a password changed, an ACL or a key type broken under us).
-    let mut fatal = tokio::select! {
-        _ = shutdown.wait() => None,
-        r = &mut fetcher => r.ok().flatten(),
+    // If this future is dropped (a second signal), every task it started
+    // stops with it, running handlers included: their jobs stay pending.
+    let _tasks = AbortOnDrop {
+        tasks: vec![
+            acker.abort_handle(),
+            lease.abort_handle(),
+            promoter.abort_handle(),
+            reaper.abort_handle(),
+            fetcher.abort_handle(),
+        ],
+        inflight: inflight.clone(),
     };
+
+    // 1. Stop fetching. A fatal error in any duty (a password changed, an
+    //    ACL or a key type broken under us) raises shutdown too.
+    tokio::select! {
+        _ = shutdown.wait() => {}
+        _ = &mut fetcher => {}
+    }
     handle.shutdown();
     let began = Instant::now();
     let grace_end = began + timings.shutdown_grace;
@@ -148,17 +176,23 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     tracing::info!(queue = %queue, running = inflight.len(), grace_ms = timings.shutdown_grace.as_millis() as u64,
         flush_ms = timings.shutdown_flush.as_millis() as u64, "shutting down: no new jobs are fetched");
     // End the blocked read with CLIENT UNBLOCK; with Redis unreachable,
-    // stop waiting for it at the end of the grace period (at least one
-    // short try): entries it may have been handed stay pending for reclaim.
-    let unblock_until = grace_end.max(began + Duration::from_millis(300));
-    while !fetcher.is_finished() && Instant::now() < unblock_until {
+    // stop waiting for it at the end of the grace period (after one short
+    // try at least): entries it may have been handed stay pending for
+    // reclaim.
+    let unblock_until = grace_end.max(began + Duration::from_millis(100));
+    while !fetcher.is_finished() {
+        let left = unblock_until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
         let id = reader_id.load(Ordering::SeqCst);
         if id != 0 {
-            let _ = tokio::time::timeout(Duration::from_millis(200), store.unblock(id)).await;
+            let _ =
+                tokio::time::timeout(left.min(Duration::from_millis(200)) / 2, store.unblock(id))
+                    .await;
         }
-        if let Ok(r) = tokio::time::timeout(Duration::from_millis(100), &mut fetcher).await {
-            fatal = fatal.or(r.ok().flatten());
-        }
+        let left = unblock_until.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), &mut fetcher).await;
     }
     fetcher.abort();
     finish_by(promoter, give_up).await;
@@ -200,9 +234,25 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     stop_lease.shutdown();
     finish_by(lease, give_up + Duration::from_millis(50)).await;
     tracing::info!(queue = %queue, consumer = %consumer, shutdown_ms = began.elapsed().as_millis() as u64, "worker stopped");
-    match fatal {
+    match fatal.take() {
         Some(e) => Err(e.for_server(redis.display_url())),
         None => Ok(()),
+    }
+}
+
+/// Aborts the worker's tasks and running handlers when dropped before the
+/// shutdown finished (a second signal drops the whole run).
+struct AbortOnDrop {
+    tasks: Vec<tokio::task::AbortHandle>,
+    inflight: Inflight,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.inflight.abort_running();
     }
 }
 

@@ -85,6 +85,38 @@ pub(crate) async fn watch_signals(graceful: ShutdownHandle, immediate: ShutdownH
     }
 }
 
+/// The first fatal error any duty met (Redis refuses the configuration:
+/// credentials, ACL, a key of the wrong type). Reporting it starts the
+/// shutdown; `run` returns it.
+#[derive(Clone, Debug)]
+pub(crate) struct Fatal {
+    first: std::sync::Arc<std::sync::Mutex<Option<jobstream_core::Error>>>,
+    handle: ShutdownHandle,
+}
+
+impl Fatal {
+    pub(crate) fn new(handle: ShutdownHandle) -> Self {
+        Self {
+            first: Default::default(),
+            handle,
+        }
+    }
+
+    /// Records `e` (the first one wins) and starts the shutdown.
+    pub(crate) fn report(&self, e: jobstream_core::Error) {
+        tracing::error!(error = %e, "Redis refuses this worker's configuration; stopping the worker");
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(e);
+        }
+        self.handle.shutdown();
+    }
+
+    pub(crate) fn take(&self) -> Option<jobstream_core::Error> {
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 pub async fn signal() {
     #[cfg(unix)]

@@ -61,6 +61,7 @@ async fn check(store: &QueueStore, consumer: &str) -> Result<(), Error> {
     // Reachable, credentials accepted, database selected, clock read.
     store.redis().server_now_ms().await?;
     store.redis().require_commands(REQUIRED).await?;
+    store.check_key_types().await?;
     store.ensure_group().await?;
     store.create_consumer(consumer).await?;
     // Scripting is allowed for this user (and the script is loaded).

@@ -97,8 +97,37 @@ fn assert_each_attempt_ran_once(runs: &Runs, ids: &[String]) {
     }
 }
 
+/// Redis refuses writes for a while (`refuse`, then `allow` again): every
+/// retry-3 is refused, and the worker must ride it out with no extra run
+/// of the attempt.
+async fn refused_writes_are_ridden_out(
+    server: RedisServer,
+    refuse: impl Fn(&RedisServer),
+    allow: impl Fn(&RedisServer),
+) {
+    let queue = unique_queue("refused");
+    let (runs, gate) = (Runs::default(), Gate::default());
+    let ids = enqueue(&server, &queue, 20).await;
+    let w = gated_worker(&server, &queue, &runs, &gate);
+    wait_stats(&server, &queue, "20 in flight", |s| s.in_flight == 20).await;
+    refuse(&server);
+    gate.open();
+    // Twice the visibility timeout: a worker that gave up on the write
+    // would have let the job be reclaimed and run attempt 1 again.
+    tokio::time::sleep(timings().visibility_timeout * 2).await;
+    let s = stats(&server, &queue).await;
+    assert_eq!((s.retried, s.in_flight), (0, 20), "{s:?}");
+    allow(&server);
+    wait_stats(&server, &queue, "all processed", |s| s.processed == 20).await;
+    w.stop().await;
+    let s = stats(&server, &queue).await;
+    assert_eq!((s.retried, s.dead, s.in_flight), (20, 0, 0), "{s:?}");
+    assert_each_attempt_ran_once(&runs, &ids);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_memory_is_ridden_out_without_an_extra_run() {
+    // Redis is full: -OOM.
     let server = RedisServer::start_with(&[
         "--save",
         "",
@@ -107,25 +136,72 @@ async fn out_of_memory_is_ridden_out_without_an_extra_run() {
         "--maxmemory-policy",
         "noeviction",
     ]);
-    let queue = unique_queue("oom");
-    let (runs, gate) = (Runs::default(), Gate::default());
-    let ids = enqueue(&server, &queue, 20).await;
-    let w = gated_worker(&server, &queue, &runs, &gate);
-    wait_stats(&server, &queue, "20 in flight", |s| s.in_flight == 20).await;
-    // Redis is full: every retry-3 (a ZADD first) is refused with -OOM.
-    server.cli(&["CONFIG", "SET", "maxmemory", "1"]).unwrap();
-    gate.open();
-    // Twice the visibility timeout: a worker that gave up on the write
-    // would have let the job be reclaimed and run attempt 1 again.
-    tokio::time::sleep(timings().visibility_timeout * 2).await;
-    let s = stats(&server, &queue).await;
-    assert_eq!((s.retried, s.in_flight), (0, 20), "{s:?}");
-    server.cli(&["CONFIG", "SET", "maxmemory", "0"]).unwrap();
-    wait_stats(&server, &queue, "all processed", |s| s.processed == 20).await;
-    w.stop().await;
-    let s = stats(&server, &queue).await;
-    assert_eq!((s.retried, s.dead, s.in_flight), (20, 0, 0), "{s:?}");
-    assert_each_attempt_ran_once(&runs, &ids);
+    refused_writes_are_ridden_out(
+        server,
+        |s| drop(s.cli(&["CONFIG", "SET", "maxmemory", "1"]).unwrap()),
+        |s| drop(s.cli(&["CONFIG", "SET", "maxmemory", "0"]).unwrap()),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_replicas_is_ridden_out_without_an_extra_run() {
+    // min-replicas-to-write with no replica: -NOREPLICAS.
+    refused_writes_are_ridden_out(
+        RedisServer::start(),
+        |s| {
+            drop(
+                s.cli(&["CONFIG", "SET", "min-replicas-to-write", "1"])
+                    .unwrap(),
+            )
+        },
+        |s| {
+            drop(
+                s.cli(&["CONFIG", "SET", "min-replicas-to-write", "0"])
+                    .unwrap(),
+            )
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_background_save_is_ridden_out_without_an_extra_run() {
+    // The data directory vanishes and a BGSAVE fails: -MISCONF on every
+    // write (stop-writes-on-bgsave-error) until the operator acts.
+    // RDB snapshots on (only then does a failed save stop writes), and
+    // `dir` settable at run time.
+    let server = RedisServer::start_with(&[
+        "--save",
+        "3600 1",
+        "--appendonly",
+        "no",
+        "--enable-protected-configs",
+        "yes",
+    ]);
+    refused_writes_are_ridden_out(
+        server,
+        |s| {
+            let gone = std::env::temp_dir().join(format!("jobstream-gone-{}", s.port()));
+            std::fs::create_dir_all(&gone).unwrap();
+            s.cli(&["CONFIG", "SET", "dir", &gone.to_string_lossy()])
+                .unwrap();
+            std::fs::remove_dir_all(&gone).unwrap();
+            s.cli(&["BGSAVE"]).unwrap();
+            let refused = jobstream_testkit::wait_until(Duration::from_secs(10), || {
+                s.cli(&["SET", "probe-misconf", "1"])
+                    .is_some_and(|o| o.contains("MISCONF"))
+            });
+            assert!(refused, "writes were not refused with MISCONF");
+        },
+        |s| {
+            drop(
+                s.cli(&["CONFIG", "SET", "stop-writes-on-bgsave-error", "no"])
+                    .unwrap(),
+            )
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,25 +351,92 @@ async fn acl_denial_fails_fast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_key_of_the_wrong_type_fails_fast() {
     let server = RedisServer::start();
-    let queue = unique_queue("wrongtype");
+    for key in ["ready", "scheduled", "dead", "stats"] {
+        let queue = unique_queue("wrongtype");
+        server
+            .cli(&["SET", &format!("jobstream:{{{queue}}}:{key}"), "not ours"])
+            .unwrap();
+        let worker = Worker::builder(&server.url())
+            .queue(&queue)
+            .timings(fast_timings())
+            .handle("t", |_: Value, _| async { Ok(()) })
+            .build()
+            .unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(10), worker.run_until_stopped())
+            .await
+            .expect("a key of the wrong type must stop the worker at start")
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!(":{key}")) && msg.contains("Fix:"),
+            "{msg}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_broken_under_a_running_worker_stops_it() {
+    // The dead stream overwritten while the worker runs: dead letters can
+    // no longer be written, and retrying cannot help.
+    let server = RedisServer::start();
+    let queue = unique_queue("broken");
+    let w = start(
+        Worker::builder(&server.url())
+            .queue(&queue)
+            .timings(fast_timings())
+            .handle("t", |_: Value, _| async { Err(JobError::permanent("no")) }),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
     server
-        .cli(&[
-            "SET",
-            &format!("jobstream:{{{queue}}}:ready"),
-            "not a stream",
-        ])
+        .cli(&["SET", &format!("jobstream:{{{queue}}}:dead"), "not ours"])
         .unwrap();
-    let worker = Worker::builder(&server.url())
-        .queue(&queue)
-        .timings(fast_timings())
-        .handle("t", |_: Value, _| async { Ok(()) })
-        .build()
-        .unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(10), worker.run_until_stopped())
+    enqueue(&server, &queue, 1).await;
+    let err = tokio::time::timeout(Duration::from_secs(10), w.task)
         .await
+        .expect("the worker must stop")
         .unwrap()
         .unwrap_err();
-    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert!(err.is_fatal(), "{err}");
+    // Not lost: still pending, for a worker once the key is fixed.
+    let pending = server
+        .cli(&[
+            "XPENDING",
+            &format!("jobstream:{{{queue}}}:ready"),
+            "workers",
+        ])
+        .unwrap();
+    assert_eq!(pending.lines().next(), Some("1"), "{pending}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_while_waiting_for_redis_at_start_is_immediate() {
+    let server = RedisServer::start();
+    // Writes paused (as FAILOVER does): start-up cannot create the group.
+    server.cli(&["CLIENT", "PAUSE", "20000", "WRITE"]).unwrap();
+    let w = start(
+        Worker::builder(&server.url())
+            .queue(&unique_queue("paused"))
+            .timings(Timings {
+                shutdown_grace: Duration::from_millis(200),
+                shutdown_flush: Duration::from_millis(100),
+                ..fast_timings()
+            })
+            .handle("t", |_: Value, _| async { Ok(()) }),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let began = Instant::now();
+    w.handle.shutdown();
+    tokio::time::timeout(Duration::from_secs(10), w.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        began.elapsed() < Duration::from_millis(600),
+        "took {:?}",
+        began.elapsed()
+    );
+    server.cli(&["CLIENT", "UNPAUSE"]).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,7 +504,7 @@ async fn shutdown_with_redis_unreachable_is_bounded_and_loses_nothing() {
     server.resume();
     result.expect("shutdown hung").unwrap().unwrap();
     assert!(
-        took <= grace + flush + Duration::from_millis(500),
+        took <= grace + flush + Duration::from_millis(300),
         "shutdown took {took:?}, bound is grace {grace:?} + flush {flush:?}"
     );
     // Nothing lost: the 20 outcomes were not written, so the jobs are
@@ -395,7 +538,7 @@ async fn shutdown_with_redis_unreachable_is_bounded_and_loses_nothing() {
 async fn a_least_privilege_acl_user_can_run_a_worker() {
     // The user documented in docs/configuration.md.
     let server = RedisServer::start();
-    let rule = "on >s3cret ~jobstream:* +@stream +@sortedset +@hash +@set +@scripting +@connection +time +client|id +client|unblock +command|info +config|get";
+    let rule = "on >s3cret ~jobstream:* +@stream +@sortedset +@hash +@set +@scripting +@connection +time +type +client|id +client|unblock +command|info +config|get";
     let mut args = vec!["ACL", "SETUSER", "jobs"];
     args.extend(rule.split(' '));
     server.cli(&args).unwrap();
