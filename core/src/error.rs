@@ -317,6 +317,9 @@ impl Error {
     }
 }
 
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 #[cfg(test)]
 mod tests {
     use super::RedisFailure::{self, *};
@@ -432,6 +435,3 @@ mod tests {
         }
     }
 }
-
-/// Result with [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;

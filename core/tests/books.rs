@@ -5,51 +5,19 @@
 use std::time::Duration;
 
 use jobstream_core::envelope::fields_to_msgpack;
-use jobstream_core::{Books, BooksStatus, QueueKeys, QueueName, QueueStore, Redis, Timings};
-use jobstream_testkit::{RedisServer, unique_queue};
+use jobstream_core::{Books, BooksStatus, QueueStore, Redis, Timings};
+use jobstream_testkit::RedisServer;
 
-const C1: &str = "worker-a";
-const C2: &str = "worker-b";
+mod common;
+use common::*;
 
-fn store(server: &RedisServer) -> QueueStore {
-    let redis = Redis::open(&server.url(), &Timings::default()).unwrap();
-    let name = QueueName::new(&unique_queue("books")).unwrap();
-    QueueStore::new(redis, QueueKeys::new("jobstream", &name), "workers")
-}
-
-fn job(i: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-    vec![
-        (b"type".to_vec(), b"t".to_vec()),
-        (b"payload".to_vec(), vec![0x91, i as u8 & 0x7f]),
-    ]
-}
-
-async fn add(store: &QueueStore, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let f = job(i);
-        let refs: Vec<(&[u8], &[u8])> = f
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
-            .collect();
-        ids.push(store.add(&refs).await.unwrap());
-    }
-    ids
-}
-
-async fn fetch(store: &QueueStore, consumer: &str, n: usize) -> Vec<String> {
-    let mut conn = store.redis().blocking().await.unwrap();
-    store
-        .read(&mut conn, consumer, n, Duration::from_millis(50))
+/// The ids of up to `n` entries read as `consumer`.
+async fn fetch_ids(store: &QueueStore, consumer: &str, n: usize) -> Vec<String> {
+    fetch(store, consumer, n)
         .await
-        .unwrap()
         .into_iter()
         .map(|e| e.id)
         .collect()
-}
-
-fn cli(server: &RedisServer, args: &[&str]) -> String {
-    server.cli(args).unwrap().trim().to_owned()
 }
 
 async fn balanced(s: &QueueStore, step: &str) -> Books {
@@ -72,7 +40,7 @@ async fn every_script_keeps_the_books_balanced() {
     s.ensure_group().await.unwrap();
     add(&s, 10).await;
     balanced(&s, "enqueue").await;
-    let got = fetch(&s, C1, 8).await;
+    let got = fetch_ids(&s, C1, 8).await;
 
     s.ack(C1, "processed", &[&got[0], &got[1]]).await.unwrap();
     balanced(&s, "ack processed").await;
@@ -122,7 +90,7 @@ async fn an_xdel_by_hand_on_ready_is_a_difference_of_exactly_one() {
     let s = store(&server);
     s.ensure_group().await.unwrap();
     let ids = add(&s, 5).await;
-    let got = fetch(&s, C1, 2).await;
+    let got = fetch_ids(&s, C1, 2).await;
     s.ack(C1, "processed", &[&got[0]]).await.unwrap();
     balanced(&s, "setup").await;
     assert_eq!(cli(&server, &["XDEL", s.keys().ready(), &ids[4]]), "1");
@@ -143,7 +111,7 @@ async fn a_deleted_ready_stream_shows_as_more_accounted_than_added() {
     let s = store(&server);
     s.ensure_group().await.unwrap();
     add(&s, 3).await;
-    let got = fetch(&s, C1, 2).await;
+    let got = fetch_ids(&s, C1, 2).await;
     s.ack(C1, "processed", &[&got[0], &got[1]]).await.unwrap();
     cli(&server, &["DEL", s.keys().ready()]);
     let b = s.books().await.unwrap();

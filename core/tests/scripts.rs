@@ -4,49 +4,11 @@
 use std::time::Duration;
 
 use jobstream_core::envelope::fields_to_msgpack;
-use jobstream_core::{QueueKeys, QueueName, QueueStore, Redis, StreamEntry, Timings};
-use jobstream_testkit::{RedisServer, unique_queue};
+use jobstream_core::{QueueStore, StreamEntry};
+use jobstream_testkit::RedisServer;
 
-const C1: &str = "worker-a";
-const C2: &str = "worker-b";
-
-fn store(server: &RedisServer) -> QueueStore {
-    let redis = Redis::open(&server.url(), &Timings::default()).unwrap();
-    let name = QueueName::new(&unique_queue("scripts")).unwrap();
-    QueueStore::new(redis, QueueKeys::new("jobstream", &name), "workers")
-}
-
-fn job(i: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-    vec![
-        (b"type".to_vec(), b"t".to_vec()),
-        (b"payload".to_vec(), vec![0x91, i as u8 & 0x7f]),
-    ]
-}
-
-async fn add(store: &QueueStore, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let f = job(i);
-        let refs: Vec<(&[u8], &[u8])> = f
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
-            .collect();
-        ids.push(store.add(&refs).await.unwrap());
-    }
-    ids
-}
-
-async fn fetch(store: &QueueStore, consumer: &str, n: usize) -> Vec<StreamEntry> {
-    let mut conn = store.redis().blocking().await.unwrap();
-    store
-        .read(&mut conn, consumer, n, Duration::from_millis(50))
-        .await
-        .unwrap()
-}
-
-fn cli(server: &RedisServer, args: &[&str]) -> String {
-    server.cli(args).unwrap().trim().to_owned()
-}
+mod common;
+use common::*;
 
 /// Entries pending in the group, from the XPENDING summary.
 fn pending_count(server: &RedisServer, s: &QueueStore) -> String {

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Redis errors by class, against a real server: transient ones (OOM, BUSY,
 //! READONLY, MASTERDOWN, unreachable) are ridden out with no extra run of
 //! an attempt; fatal ones (wrong password, NOPERM, WRONGTYPE, an
