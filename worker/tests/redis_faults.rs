@@ -586,3 +586,66 @@ async fn an_acl_that_hides_the_queue_keys_from_scripts_fails_fast() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_loading_its_data_is_waited_for() {
+    // A restart with a data set that takes seconds to load (key-load-delay):
+    // every command gets -LOADING meanwhile. The worker rides it out and
+    // finishes the jobs that were saved before the restart.
+    let mut server = RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--key-load-delay",
+        "100",
+        "--loading-process-events-interval-bytes",
+        "1024",
+    ]);
+    server
+        .cli(&[
+            "EVAL",
+            "for i = 1, 20000 do redis.call('SET', 'filler:' .. i, 'v') end return 1",
+            "0",
+        ])
+        .unwrap();
+    let queue = unique_queue("loading");
+    let ids = enqueue(&server, &queue, 5).await;
+    server.cli(&["SAVE"]).unwrap();
+    let (port, url) = (server.port(), server.url());
+    // The restart blocks until the server answers PING again, that is
+    // until it has loaded (about 2 s).
+    let restarted = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    });
+    let loading = jobstream_testkit::wait_until(Duration::from_secs(5), || {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "INFO", "persistence"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("loading:1"))
+    });
+    assert!(loading, "the server never reported loading");
+    // The worker starts while every command gets -LOADING.
+    let runs = Runs::default();
+    let r = runs.clone();
+    let w = start(
+        Worker::builder(&url)
+            .queue(&queue)
+            .timings(fast_timings())
+            .handle("t", move |_: Value, job: JobContext| {
+                let r = r.clone();
+                async move {
+                    r.record(job.id());
+                    Ok(())
+                }
+            }),
+    );
+    let server = restarted.await.unwrap();
+    wait_stats(&server, &queue, "processed", |s| s.processed == 5).await;
+    assert!(!w.task.is_finished(), "LOADING must not stop the worker");
+    w.stop().await;
+    for id in ids {
+        assert_eq!(runs.count(&id), 1);
+    }
+}
