@@ -26,6 +26,8 @@ struct Inner {
     blocking: deadpool_redis::Pool,
     display_url: String,
     clock: std::sync::Mutex<Option<ClockSync>>,
+    /// The server has `XACKDEL` (probed; see [`Redis::detect_features`]).
+    xackdel: std::sync::atomic::AtomicBool,
 }
 
 /// The server's clock as last read with `TIME`, and when (on this host's
@@ -131,6 +133,7 @@ impl Redis {
                 blocking,
                 display_url,
                 clock: std::sync::Mutex::new(None),
+                xackdel: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -256,6 +259,43 @@ impl Redis {
                 ),
             })
         }
+    }
+
+    /// Probes the newer commands jobstream uses where the server has them
+    /// (`COMMAND INFO`, never version strings): today `XACKDEL` (Redis
+    /// 8.2+), which acknowledges and deletes finished jobs in one command.
+    /// Without the probe, or where `COMMAND` is not allowed, the older
+    /// commands are used.
+    pub async fn detect_features(&self) {
+        let mut conn = self.shared();
+        let probe: Result<redis::Value> = redis::cmd("COMMAND")
+            .arg("INFO")
+            .arg("XACKDEL")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error("COMMAND INFO", e));
+        let has = match probe.and_then(|v| crate::reply::array("COMMAND INFO", v)) {
+            Ok(infos) => matches!(infos.first(), Some(v) if *v != redis::Value::Nil),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot probe for XACKDEL; using XACK and XDEL");
+                false
+            }
+        };
+        self.use_xackdel(has);
+    }
+
+    /// Whether finished jobs are acknowledged with `XACKDEL` (set by
+    /// [`Redis::detect_features`]; tests and operators may turn it off).
+    pub fn use_xackdel(&self, on: bool) {
+        self.inner
+            .xackdel
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn xackdel(&self) -> bool {
+        self.inner
+            .xackdel
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `PING`, to check the server answers.

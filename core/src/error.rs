@@ -157,6 +157,7 @@ impl RedisFailure {
             return Some(RedisFailure::NoPermission);
         }
         if lower.contains("unknown command")
+            || lower.contains("unknown redis command")
             || lower.contains("refused to switch database")
             || lower.contains("db index is out of range")
         {
@@ -377,6 +378,11 @@ mod tests {
             ("NOGROUP", "NOGROUP No such key", Some(NoGroup)),
             ("ERR", "ERR unknown command 'XAUTOCLAIM'", Some(Unsupported)),
             ("ERR", "ERR DB index is out of range", Some(Unsupported)),
+            (
+                "ERR",
+                "ERR Unknown Redis command called from script script: 5f1e, on @user_script:46.",
+                Some(Unsupported),
+            ),
             (
                 "ERR",
                 "ERR Error running script (call to f_1): @user_script:1: -OOM command not allowed",

@@ -43,6 +43,10 @@ job_script!(
     ACK, "ack-2", 2
 );
 job_script!(
+    /// [`ACK`] with one `XACKDEL` (Redis 8.2+) instead of `XACK` + `XDEL`.
+    ACKDEL, "ackdel-2", 2
+);
+job_script!(
     /// Move a failed job from `ready` to `scheduled` for its next attempt.
     RETRY, "retry-3", 3
 );
@@ -76,9 +80,9 @@ job_script!(
 );
 
 /// Every script, for tools and tests.
-pub fn all() -> [&'static JobScript; 9] {
+pub fn all() -> [&'static JobScript; 10] {
     [
-        &ACK, &RETRY, &DEAD, &PROMOTE, &REQUEUE, &EXTEND, &RECLAIM, &REPLAY, &REAP,
+        &ACK, &ACKDEL, &RETRY, &DEAD, &PROMOTE, &REQUEUE, &EXTEND, &RECLAIM, &REPLAY, &REAP,
     ]
 }
 

@@ -224,17 +224,32 @@ impl QueueStore {
         let Some((min, max)) = id_range(ids) else {
             return Ok(Vec::new());
         };
-        self.eval(&scripts::ACK, |inv| {
-            inv.key(self.keys.ready())
-                .key(self.keys.stats())
-                .arg(&self.group)
-                .arg(consumer)
-                .arg(counter)
-                .arg(min)
-                .arg(max)
-                .arg(ids);
-        })
-        .await
+        let call = |script: &'static JobScript| {
+            self.eval(script, move |inv| {
+                inv.key(self.keys.ready())
+                    .key(self.keys.stats())
+                    .arg(&self.group)
+                    .arg(consumer)
+                    .arg(counter)
+                    .arg(min)
+                    .arg(max)
+                    .arg(ids);
+            })
+        };
+        if !self.redis.xackdel() {
+            return call(&scripts::ACK).await;
+        }
+        match call(&scripts::ACKDEL).await {
+            // The server lost XACKDEL (a failover to an older server): the
+            // script failed at that command, before anything was changed.
+            // From now on, and for this batch, XACK + XDEL.
+            Err(e) if e.redis_failure() == Some(crate::RedisFailure::Unsupported) => {
+                tracing::warn!(error = %e, "XACKDEL is gone; acknowledging with XACK and XDEL");
+                self.redis.use_xackdel(false);
+                call(&scripts::ACK).await
+            }
+            other => other,
+        }
     }
 
     /// Script `retry-3`: moves a failed entry to `scheduled` as `member`,

@@ -42,6 +42,68 @@ async fn ack_deletes_owned_entries_counts_them_and_reports_foreign_ones() {
     assert_eq!(pending_count(&server, &s), "1");
 }
 
+/// Calls of `command` so far, from INFO commandstats.
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let info = cli(server, &["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The ack of `ack_deletes_owned_entries…`, on a fresh queue.
+async fn ack_two_of_three(server: &RedisServer, s: &QueueStore) {
+    s.ensure_group().await.unwrap();
+    add(s, 3).await;
+    let mine = fetch(s, C1, 2).await;
+    let theirs = fetch(s, C2, 1).await;
+    let ids: Vec<&str> = mine.iter().chain(&theirs).map(|e| e.id.as_str()).collect();
+    let lost = s.ack(C1, "processed", &ids).await.unwrap();
+    assert_eq!(lost, vec![theirs[0].id.clone()]);
+    assert_eq!(cli(server, &["XLEN", s.keys().ready()]), "1");
+    assert_eq!(cli(server, &["HGET", s.keys().stats(), "processed"]), "2");
+    assert_eq!(pending_count(server, s), "1");
+}
+
+#[tokio::test]
+async fn ack_uses_xackdel_where_the_server_has_it_and_falls_back_where_not() {
+    use jobstream_core::{QueueKeys, QueueName, Redis, Timings};
+    let server = RedisServer::start();
+    let has = !cli(&server, &["COMMAND", "INFO", "XACKDEL"]).is_empty();
+    let redis = Redis::open(&server.url(), &Timings::default()).unwrap();
+    // A fresh queue on the same connection (the probe's result lives there).
+    let queue = || {
+        let name = QueueName::new(&jobstream_testkit::unique_queue("ack")).unwrap();
+        QueueStore::new(redis.clone(), QueueKeys::new("jobstream", &name), "workers")
+    };
+    // As probed: XACKDEL on Redis 8.2+, XACK + XDEL elsewhere.
+    redis.detect_features().await;
+    ack_two_of_three(&server, &queue()).await;
+    assert_eq!(
+        calls(&server, "xackdel") > 0,
+        has,
+        "XACKDEL used iff the server has it"
+    );
+    assert_eq!(calls(&server, "xack") > 0, !has);
+    // Forced the other way. With XACKDEL: the old path still works.
+    // Without: the forced XACKDEL fails inside the script before any change,
+    // the same call falls back, and the fallback sticks.
+    redis.use_xackdel(!has);
+    let xack_before = calls(&server, "xack");
+    ack_two_of_three(&server, &queue()).await;
+    assert!(calls(&server, "xack") > xack_before);
+    if !has {
+        let (xack, evalsha) = (calls(&server, "xack"), calls(&server, "evalsha"));
+        ack_two_of_three(&server, &queue()).await;
+        assert_eq!(calls(&server, "xack"), xack + 1);
+        // One script call for the ack (plus XGROUP and the reads): no
+        // failed XACKDEL attempt first.
+        assert_eq!(calls(&server, "evalsha"), evalsha + 1);
+    }
+}
+
 #[tokio::test]
 async fn retry_moves_an_owned_entry_to_scheduled_atomically() {
     let server = RedisServer::start();

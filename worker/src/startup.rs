@@ -66,6 +66,8 @@ async fn check(store: &QueueStore, consumer: &str) -> Result<(), Error> {
     store.create_consumer(consumer).await?;
     // Scripting is allowed for this user (and the script is loaded).
     store.extend(consumer, &[]).await?;
+    // Newer commands where the server has them (XACKDEL on Redis 8.2+).
+    store.redis().detect_features().await;
     Ok(())
 }
 
