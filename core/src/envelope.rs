@@ -342,6 +342,53 @@ pub fn fields_to_msgpack(fields: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     buf
 }
 
+/// The fields packed by [`fields_to_msgpack`] (and in a dead entry's
+/// `raw`), back as name/value pairs in their order, duplicates kept. Names
+/// and values may be MessagePack str or bin. `None` when `bytes` is not
+/// exactly such a map (a `raw` that holds an undecodable member as it was).
+pub fn msgpack_to_fields(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn take<'a>(rd: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if rd.len() < n {
+            return None;
+        }
+        let (head, rest) = rd.split_at(n);
+        *rd = rest;
+        Some(head)
+    }
+    fn uint(rd: &mut &[u8], n: usize) -> Option<usize> {
+        take(rd, n)?.iter().try_fold(0usize, |acc, b| {
+            acc.checked_mul(256)?.checked_add(usize::from(*b))
+        })
+    }
+    fn blob(rd: &mut &[u8]) -> Option<Vec<u8>> {
+        let len = match *take(rd, 1)?.first()? {
+            b @ 0xa0..=0xbf => usize::from(b - 0xa0),
+            0xd9 | 0xc4 => uint(rd, 1)?,
+            0xda | 0xc5 => uint(rd, 2)?,
+            0xdb | 0xc6 => uint(rd, 4)?,
+            _ => return None,
+        };
+        take(rd, len).map(<[u8]>::to_vec)
+    }
+    let mut rd = bytes;
+    let count = match *take(&mut rd, 1)?.first()? {
+        b @ 0x80..=0x8f => usize::from(b - 0x80),
+        0xde => uint(&mut rd, 2)?,
+        0xdf => uint(&mut rd, 4)?,
+        _ => return None,
+    };
+    // Each pair takes at least two bytes: a header cannot make this loop
+    // run longer than the input.
+    if count > rd.len() / 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        out.push((blob(&mut rd)?, blob(&mut rd)?));
+    }
+    rd.is_empty().then_some(out)
+}
+
 /// The unix ms part of a stream entry id (`1700000000000-0`).
 pub fn entry_id_ms(entry_id: &str) -> Option<u64> {
     entry_id.split('-').next()?.parse().ok()
@@ -533,6 +580,21 @@ mod tests {
                 }
                 d.deserialize_any(V)
             }
+        }
+    }
+
+    #[test]
+    fn packed_fields_unpack_exactly() {
+        let fields = f(&[("type", b"t"), ("x", b"\xff\x00"), ("x", b""), ("", b"v")]);
+        assert_eq!(msgpack_to_fields(&fields_to_msgpack(&fields)), Some(fields));
+        for bad in [
+            &b""[..],
+            b"\xc1",
+            b"\x81\xa1a",
+            b"\xdf\xff\xff\xff\xff",
+            b"\x80\x00",
+        ] {
+            assert_eq!(msgpack_to_fields(bad), None);
         }
     }
 

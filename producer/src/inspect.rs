@@ -49,6 +49,11 @@ pub struct DeadJob {
     /// personal data).
     #[serde(skip)]
     pub payload: Vec<u8>,
+    /// For a dead entry whose job is packed whole in `raw` (too wide, or
+    /// carrying dead-entry names): its fields, unpacked, other than the
+    /// payload, as text (lossy for binary). Empty otherwise, and for a
+    /// `raw` that holds an undecodable `scheduled` member.
+    pub raw_fields: Vec<(String, String)>,
 }
 
 impl DeadJob {
@@ -61,6 +66,14 @@ impl DeadJob {
             let text = String::from_utf8_lossy(&v).into_owned();
             let num = || text.parse::<u64>().unwrap_or(0);
             match k.as_slice() {
+                b"raw" => {
+                    job.unpack_raw(&v);
+                    job.fields.push((
+                        "raw".to_owned(),
+                        format!("<{} bytes of MessagePack>", v.len()),
+                    ));
+                    continue;
+                }
                 b"payload" => {
                     job.payload_bytes = v.len();
                     job.payload = v;
@@ -84,10 +97,35 @@ impl DeadJob {
         if job.attempt == 0 {
             job.attempt = 1;
         }
+        if job.job_type.is_empty()
+            && let Some((_, t)) = job.raw_fields.iter().find(|(k, _)| k == "type")
+        {
+            job.job_type = t.clone();
+        }
         if job.enqueued_at == 0 {
             job.enqueued_at = entry_id_ms(&job.job_id).unwrap_or(0);
         }
         job
+    }
+}
+
+impl DeadJob {
+    /// Fills `raw_fields` (and the payload) from a packed job.
+    fn unpack_raw(&mut self, raw: &[u8]) {
+        let Some(fields) = jobstream_core::envelope::msgpack_to_fields(raw) else {
+            return;
+        };
+        for (k, v) in fields {
+            if k == b"payload" && self.payload.is_empty() {
+                self.payload_bytes = v.len();
+                self.payload = v;
+                continue;
+            }
+            self.raw_fields.push((
+                String::from_utf8_lossy(&k).into_owned(),
+                String::from_utf8_lossy(&v).into_owned(),
+            ));
+        }
     }
 }
 
@@ -230,5 +268,44 @@ impl Inspector {
             .chunks(PAGE)
             .map(|c| c.iter().map(|j| j.dead_id.clone()).collect())
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod raw_tests {
+    use super::*;
+
+    #[test]
+    fn a_job_packed_in_raw_is_shown_unpacked() {
+        let job = vec![
+            (b"type".to_vec(), b"send".to_vec()),
+            (b"payload".to_vec(), vec![0x91, 0x01]),
+            (b"reason".to_vec(), b"the producer's own".to_vec()),
+        ];
+        let raw = jobstream_core::envelope::fields_to_msgpack(&job);
+        let entry = StreamEntry {
+            id: "1-1".into(),
+            fields: vec![
+                (b"raw".to_vec(), raw),
+                (b"id".to_vec(), b"1-0".to_vec()),
+                (b"reason".to_vec(), b"malformed".to_vec()),
+            ],
+        };
+        let d = DeadJob::from_entry(entry);
+        assert_eq!(
+            (d.job_type.as_str(), d.reason.as_str()),
+            ("send", "malformed")
+        );
+        assert_eq!(d.payload, vec![0x91, 0x01]);
+        assert!(
+            d.raw_fields
+                .contains(&("reason".into(), "the producer's own".into()))
+        );
+        // An undecodable member in raw: shown as bytes, nothing unpacked.
+        let entry = StreamEntry {
+            id: "1-2".into(),
+            fields: vec![(b"raw".to_vec(), b"\xc1garbage".to_vec())],
+        };
+        assert!(DeadJob::from_entry(entry).raw_fields.is_empty());
     }
 }
