@@ -169,6 +169,33 @@ impl Default for JobOptions {
     }
 }
 
+impl JobOptions {
+    /// The defaults: 5 minutes timeout, [`RetryPolicy::default`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Longest a handler may run before the attempt fails with class
+    /// `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Attempts and backoff.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Handler runs allowed in all, the first included (1 = never retry);
+    /// the backoff stays as it is.
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.retry.max_attempts = max_attempts;
+        self
+    }
+}
+
 pub(crate) struct Route {
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) options: JobOptions,
@@ -181,14 +208,20 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// Registers `job_type`; false when it was registered already (the
+    /// first registration is kept).
     pub(crate) fn insert(
         &mut self,
         job_type: &str,
         handler: Arc<dyn Handler>,
         options: JobOptions,
-    ) {
+    ) -> bool {
+        if self.routes.contains_key(job_type) {
+            return false;
+        }
         self.routes
             .insert(job_type.to_owned(), Route { handler, options });
+        true
     }
 
     pub(crate) fn get(&self, job_type: &str) -> Option<&Route> {

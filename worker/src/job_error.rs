@@ -111,9 +111,13 @@ impl std::fmt::Display for JobError {
     }
 }
 
-impl<E: std::error::Error> From<E> for JobError {
+/// Any error that converts into `anyhow::Error` — every
+/// `std::error::Error + Send + Sync + 'static`, and `anyhow::Error` itself —
+/// becomes a retryable failure, so `?` works in handlers on both. The
+/// message keeps the whole cause chain (`outer: inner: root`).
+impl<E: Into<anyhow::Error>> From<E> for JobError {
     fn from(e: E) -> Self {
-        JobError::retry(e)
+        JobError::retry(format!("{:#}", e.into()))
     }
 }
 

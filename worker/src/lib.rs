@@ -177,11 +177,16 @@ impl WorkerBuilder {
             if job_type.is_empty() {
                 return Err(Error::Config("job type must not be empty".into()));
             }
-            registry.insert(
+            let added = registry.insert(
                 &job_type,
                 handler,
                 options.unwrap_or_else(|| self.defaults.clone()),
             );
+            if !added {
+                return Err(Error::Config(format!(
+                    "job type {job_type:?} is registered twice; each job type has one handler"
+                )));
+            }
         }
         if registry.is_empty() {
             return Err(Error::Config("register at least one handler".into()));
@@ -291,6 +296,38 @@ fn consumer_name() -> String {
         host
     };
     format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_type_registered_twice_is_refused_by_build() {
+        let err = Worker::builder("redis://127.0.0.1:1")
+            .handle("send", |_: u32, _| async { Ok(()) })
+            .handle_with(
+                "send",
+                JobOptions::new().max_attempts(3),
+                |_: u32, _| async { Ok(()) },
+            )
+            .build()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("\"send\" is registered twice"), "{err}");
+    }
+
+    #[test]
+    fn job_options_have_builder_methods() {
+        let o = JobOptions::new()
+            .timeout(std::time::Duration::from_secs(5))
+            .max_attempts(7);
+        assert_eq!(o.timeout, std::time::Duration::from_secs(5));
+        assert_eq!(o.retry.max_attempts, 7);
+        let o = o.retry(RetryPolicy::no_retry());
+        assert_eq!(o.retry.max_attempts, 1);
+    }
 }
 
 /// The README's code example, compiled as a doctest so it stays true.

@@ -160,6 +160,18 @@ mod tests {
     }
 
     #[test]
+    fn anyhow_errors_convert_with_their_cause_chain() {
+        fn fails() -> Result<(), JobError> {
+            let e = anyhow::anyhow!("disk full").context("writing the report");
+            Err(e)?;
+            Ok(())
+        }
+        let e = fails().unwrap_err();
+        assert_eq!(e.kind(), FailureKind::Retry);
+        assert_eq!(e.message(), "writing the report: disk full");
+    }
+
+    #[test]
     fn any_std_error_converts_to_a_retryable_failure() {
         let e: JobError = std::io::Error::other("disk").into();
         assert_eq!(e.kind(), FailureKind::Retry);
