@@ -112,13 +112,39 @@ fn without_values(msg: &str) -> String {
     out
 }
 
-/// Runs jobs of one type.
-#[async_trait::async_trait]
+/// Runs jobs of one type. Implement it with a plain `async fn`, no macro:
+///
+/// ```
+/// use jobstream_worker::{Handler, JobContext, JobResult};
+///
+/// struct Resize;
+///
+/// impl Handler for Resize {
+///     async fn handle(&self, job: JobContext) -> JobResult {
+///         let (w, h): (u32, u32) = job.payload()?;
+///         println!("resizing to {w}x{h}");
+///         Ok(())
+///     }
+/// }
+/// ```
 pub trait Handler: Send + Sync + 'static {
     /// Runs one job. Return `Ok(())` when done, or a [`JobError`] that says
     /// how to treat the failure.
-    async fn handle(&self, job: JobContext) -> JobResult;
+    fn handle(&self, job: JobContext) -> impl Future<Output = JobResult> + Send;
 }
+
+/// The object-safe form of [`Handler`] the registry keeps: the future boxed.
+pub(crate) trait DynHandler: Send + Sync + 'static {
+    fn handle_boxed(&self, job: JobContext) -> BoxFuture<'_, JobResult>;
+}
+
+impl<H: Handler> DynHandler for H {
+    fn handle_boxed(&self, job: JobContext) -> BoxFuture<'_, JobResult> {
+        Box::pin(self.handle(job))
+    }
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Adapter for `async fn(T, JobContext) -> JobResult` closures with a typed
 /// payload.
@@ -136,7 +162,6 @@ impl<T, F> TypedFn<T, F> {
     }
 }
 
-#[async_trait::async_trait]
 impl<T, F, Fut> Handler for TypedFn<T, F>
 where
     T: DeserializeOwned + Send + 'static,
@@ -197,7 +222,7 @@ impl JobOptions {
 }
 
 pub(crate) struct Route {
-    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) handler: Arc<dyn DynHandler>,
     pub(crate) options: JobOptions,
 }
 
@@ -213,7 +238,7 @@ impl Registry {
     pub(crate) fn insert(
         &mut self,
         job_type: &str,
-        handler: Arc<dyn Handler>,
+        handler: Arc<dyn DynHandler>,
         options: JobOptions,
     ) -> bool {
         if self.routes.contains_key(job_type) {

@@ -61,7 +61,7 @@ pub use jobstream_core::{Backoff, Error, Limits, RetryPolicy, Timings};
 use serde::de::DeserializeOwned;
 pub use shutdown::{ShutdownHandle, signal};
 
-use crate::handler::{Registry, TypedFn};
+use crate::handler::{DynHandler, Registry, TypedFn};
 
 /// Configures a [`Worker`].
 pub struct WorkerBuilder {
@@ -73,7 +73,7 @@ pub struct WorkerBuilder {
     timings: Timings,
     limits: Limits,
     defaults: JobOptions,
-    routes: Vec<(String, Arc<dyn Handler>, Option<JobOptions>)>,
+    routes: Vec<(String, Arc<dyn DynHandler>, Option<JobOptions>)>,
 }
 
 impl WorkerBuilder {
