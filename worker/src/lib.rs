@@ -280,6 +280,24 @@ impl Worker {
     pub async fn run_until_stopped(self) -> Result<(), Error> {
         runtime::run(self).await
     }
+
+    /// Runs until `stop` completes (or the shutdown handle is used), then
+    /// shuts down gracefully, as on SIGTERM; no signal handling. For
+    /// embedding the worker in an application that has its own lifecycle
+    /// (an HTTP server's shutdown, a test's end).
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let handle = self.handle.clone();
+        let watcher = tokio::spawn(async move {
+            stop.await;
+            handle.shutdown();
+        });
+        let result = runtime::run(self).await;
+        watcher.abort();
+        result
+    }
 }
 
 /// `HOSTNAME-xxxxxx`: unique per process even when pods share a name.

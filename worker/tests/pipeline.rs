@@ -277,3 +277,44 @@ async fn invalid_input_gets_a_clear_error_before_anything_is_sent() {
     assert!(err.to_string().contains("handler"), "{err}");
     let _ = JobError::retry("unused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_until_stops_gracefully_when_the_future_completes() {
+    let server = RedisServer::start();
+    let queue = unique_queue("until");
+    let runs = Runs::default();
+    let r = runs.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = jobstream_worker::Worker::builder(&server.url())
+        .queue(&queue)
+        .timings(fast_timings())
+        .handle(
+            "t",
+            move |_: serde_json::Value, job: jobstream_worker::JobContext| {
+                let r = r.clone();
+                async move {
+                    r.record(job.id());
+                    Ok(())
+                }
+            },
+        )
+        .build()
+        .unwrap();
+    let task = tokio::spawn(worker.run_until(async {
+        let _ = rx.await;
+    }));
+    let p = producer(&server).await;
+    let id = p
+        .enqueue(&queue, "t", &serde_json::json!({}))
+        .await
+        .unwrap();
+    wait_stats(&server, &queue, "processed", |s| s.processed == 1).await;
+    assert!(!task.is_finished());
+    tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("run_until must return once its future completes")
+        .unwrap()
+        .unwrap();
+    assert_eq!(runs.count(&id), 1);
+}
