@@ -347,8 +347,3 @@ mod tests {
         assert_eq!(o.retry.max_attempts, 1);
     }
 }
-
-/// The README's code example, compiled as a doctest so it stays true.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
