@@ -215,8 +215,6 @@ impl RedisServer {
         };
         let bin = server_binary();
         server.spawn_child(&bin);
-        // A server without TLS support refuses the tls-* settings and exits
-        // (or, built with TLS as a module, has no tls-port at all).
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Some(status) = server
@@ -226,11 +224,24 @@ impl RedisServer {
             {
                 let log = server.log_tail();
                 server.child = None;
-                return Err(TlsUnavailable(format!(
-                    "{} ({bin}) cannot serve TLS: it exited at start ({status}); it is probably \
-                     built without TLS support (BUILD_TLS=no). Its log:\n{log}",
-                    server_version()
-                )));
+                // Redis 7+ and Valkey built with BUILD_TLS=no log "Failed
+                // finding TLS support"; older ones refuse the tls-* settings.
+                let why = log
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("TLS support") || l.contains("Bad directive"));
+                match why {
+                    Some(line) => {
+                        return Err(TlsUnavailable(format!(
+                            "{} ({bin}) is built without TLS support; it logged: {}",
+                            server_version(),
+                            line.trim()
+                        )));
+                    }
+                    None => panic!(
+                        "{bin} exited at start with the TLS settings ({status}); its log:\n{log}"
+                    ),
+                }
             }
             if server
                 .cli(&["PING"])
