@@ -9,7 +9,7 @@
 //! only. `rediss://host:port/#insecure` skips the check altogether: for
 //! tests only, never in production.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::connection::redact_url;
 use crate::error::{Error, Result};
@@ -115,7 +115,7 @@ pub(crate) fn client(url: &str, tls: &TlsOptions) -> Result<redis::Client> {
     #[cfg(feature = "tls")]
     {
         install_crypto_provider();
-        let read = |path: &Path, what: &str, env: &str| {
+        let read = |path: &std::path::Path, what: &str, env: &str| {
             std::fs::read(path).map_err(|e| {
                 Error::Config(format!(
                     "cannot read the TLS {what} {} (TlsOptions or {env}): {e}",
