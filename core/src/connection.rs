@@ -14,6 +14,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::Timings;
 use crate::error::{Error, RedisFailure, Result};
+use crate::tls::TlsOptions;
 
 /// A handle to one Redis server. Cheap to clone; share one per process.
 #[derive(Clone)]
@@ -94,17 +95,28 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl Redis {
-    /// Prepares connections to `url` (`redis://host:port/db`). Nothing is
-    /// connected yet: the first command connects, and a server that is down
-    /// gives [`RedisFailure::Connection`] errors until it is back.
+    /// Prepares connections to `url` (`redis://host:port/db`, or
+    /// `rediss://…` with the `tls` feature, trusting what
+    /// [`TlsOptions::from_env`] reads). Nothing is connected yet: the first
+    /// command connects, and a server that is down gives
+    /// [`RedisFailure::Connection`] errors until it is back.
     pub fn open(url: &str, timings: &Timings) -> Result<Self> {
+        Self::open_with_tls(url, timings, &TlsOptions::from_env())
+    }
+
+    /// [`Redis::open`] with the TLS options given here instead of read from
+    /// the environment. They matter for `rediss://` URLs only; both the
+    /// shared connection and the blocking pool use them.
+    pub fn open_with_tls(url: &str, timings: &Timings, tls: &TlsOptions) -> Result<Self> {
         let display_url = redact_url(url);
         let config_err = |e: redis::RedisError| Error::Redis {
             op: "open",
             kind: RedisFailure::Server,
             message: format!("{display_url}: {e}"),
         };
-        let client = redis::Client::open(url).map_err(config_err)?;
+        let client = crate::tls::client(url, tls)?;
+        // The pool gets the same address, TLS parameters included.
+        let info = client.get_connection_info().clone();
         let shared = ConnectionManager::new_lazy_with_config(
             client,
             ConnectionManagerConfig::new()
@@ -119,7 +131,7 @@ impl Redis {
             .set_response_timeout(Some(timings.block + timings.response_timeout))
             .set_connection_timeout(Some(timings.connect_timeout));
         let manager =
-            deadpool_redis::Manager::new_with_config(url, blocking_config).map_err(config_err)?;
+            deadpool_redis::Manager::new_with_config(info, blocking_config).map_err(config_err)?;
         let blocking = deadpool_redis::Pool::builder(manager)
             .max_size(16)
             .runtime(deadpool_redis::Runtime::Tokio1)
@@ -170,7 +182,10 @@ impl Redis {
 
     /// Checks that `url` is a Redis URL this client can use, without
     /// connecting and without a runtime.
+    /// A `rediss://` URL in a build without the `tls` feature is an
+    /// [`Error::Config`] that says to enable it.
     pub fn check_url(url: &str) -> Result<()> {
+        crate::tls::check_supported(url)?;
         redis::Client::open(url)
             .map(|_| ())
             .map_err(|e| Error::Config(format!("invalid Redis URL {}: {e}", redact_url(url))))

@@ -51,6 +51,10 @@ pub enum RedisFailure {
     /// was renamed away), or refused the connection's setup (for example a
     /// database index out of range). Fatal.
     Unsupported,
+    /// The TLS handshake was refused: the server's certificate is not
+    /// trusted (unknown CA, expired, for another host name), the server
+    /// wants a client certificate, or the port does not speak TLS. Fatal.
+    Tls,
     /// Any other error reply from Redis.
     Server,
     /// The reply had a shape jobstream did not expect.
@@ -84,6 +88,7 @@ impl RedisFailure {
                 | RedisFailure::NoPermission
                 | RedisFailure::WrongType
                 | RedisFailure::Unsupported
+                | RedisFailure::Tls
         )
     }
 
@@ -101,6 +106,9 @@ impl RedisFailure {
             }
             RedisFailure::Unsupported => {
                 "use Redis 7.0 or later (or Valkey 7.2 or later) with every stream and scripting command enabled, and a database index the server has"
+            }
+            RedisFailure::Tls => {
+                "trust the server's CA with JOBSTREAM_TLS_CA=/path/to/ca.pem (or TlsOptions::ca_file), use a host name the certificate names, give a client certificate with JOBSTREAM_TLS_CERT and JOBSTREAM_TLS_KEY if the server requires one, and use rediss:// only on the server's TLS port"
             }
             RedisFailure::OutOfMemory => {
                 "raise maxmemory or free memory on the Redis server; jobstream keys must not be evicted"
@@ -296,6 +304,10 @@ impl Error {
             // as "reconnect", but a reply that cannot be parsed (a server
             // that is not Redis) does not go away by waiting.
             RedisFailure::Protocol
+        } else if err.is_io_error() && crate::tls::is_tls_refusal(&message) {
+            // Before the connection checks: a refused handshake is an I/O
+            // error to redis-rs, but does not go away by reconnecting.
+            RedisFailure::Tls
         } else if err.is_io_error()
             || err.is_timeout()
             || err.is_connection_dropped()
@@ -436,7 +448,7 @@ mod tests {
         ] {
             assert!(kind.is_transient() && !kind.is_fatal(), "{kind:?}");
         }
-        for kind in [Auth, NoPermission, WrongType, Unsupported] {
+        for kind in [Auth, NoPermission, WrongType, Unsupported, Tls] {
             assert!(kind.is_fatal() && !kind.is_transient(), "{kind:?}");
         }
     }

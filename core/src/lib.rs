@@ -14,6 +14,7 @@
 //! - [`safety`]: Redis settings that lose jobs ([`safety::safety_warnings`]).
 //! - [`connection`]: the shared multiplexed connection and the pool of
 //!   dedicated connections for blocking reads; reconnect backoff.
+//! - [`tls`]: `rediss://` over rustls (feature `tls`), [`TlsOptions`].
 //! - [`retry`]: retry policy and backoff, pure.
 //! - [`config`]: every timing and limit, with defaults.
 //! - [`error`]: the infrastructure error type.
@@ -33,6 +34,7 @@ pub mod safety;
 pub mod scripts;
 pub mod store;
 mod store_admin;
+pub mod tls;
 
 pub use books::{Books, BooksStatus};
 pub use config::{Limits, Timings};
@@ -45,6 +47,7 @@ pub use retry::{Backoff, RetryPolicy};
 pub use safety::{Fsync, ServerSafety, safety_warnings};
 pub use store::{ClaimedEntry, QueueStore, Reclaimed};
 pub use store_admin::{QueueStats, known_queues};
+pub use tls::TlsOptions;
 
 /// The default consumer group name.
 pub const DEFAULT_GROUP: &str = "workers";

@@ -34,13 +34,15 @@
 //! - `producer` (default): [`Producer`], [`Job`], and [`inspect`] for
 //!   queue stats and dead letters.
 //! - `worker` (default): [`Worker`] and what handlers see.
+//! - `tls`: `rediss://` URLs over rustls, with [`TlsOptions`] or the
+//!   `JOBSTREAM_TLS_CA`/`_CERT`/`_KEY` environment variables.
 //!
 //! The crates behind it (`jobstream-producer`, `jobstream-worker`,
 //! `jobstream-core`) are re-exported whole as [`producer`], [`worker`] and
 //! [`core`].
 
 pub use jobstream_core as core;
-pub use jobstream_core::{Backoff, Error, Limits, RetryPolicy, Timings};
+pub use jobstream_core::{Backoff, Error, Limits, RetryPolicy, Timings, TlsOptions};
 
 #[cfg(feature = "producer")]
 pub use jobstream_producer as producer;

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 pub use job::Job;
 use jobstream_core::envelope::{field, fields_to_msgpack};
-pub use jobstream_core::{Error, Limits, QueueName, Result, Timings};
+pub use jobstream_core::{Error, Limits, QueueName, Result, Timings, TlsOptions};
 use jobstream_core::{QueueKeys, QueueStore, Reconnect, Redis};
 use serde::Serialize;
 
@@ -66,6 +66,10 @@ pub struct ProducerOptions {
     /// at once. A retry after a lost reply can enqueue a job twice: enqueue
     /// is at-least-once, like delivery.
     pub retry_for: Duration,
+    /// TLS for a `rediss://` URL (feature `tls`): the CA to trust and a
+    /// client certificate. `None` (the default) reads `JOBSTREAM_TLS_CA`,
+    /// `JOBSTREAM_TLS_CERT` and `JOBSTREAM_TLS_KEY` ([`TlsOptions::from_env`]).
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for ProducerOptions {
@@ -75,6 +79,7 @@ impl Default for ProducerOptions {
             limits: Limits::default(),
             timings: Timings::default(),
             retry_for: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -97,7 +102,11 @@ impl Producer {
     pub fn with_options(url: &str, options: ProducerOptions) -> Result<Self> {
         options.timings.validate()?;
         Ok(Self {
-            redis: Redis::open(url, &options.timings)?,
+            redis: Redis::open_with_tls(
+                url,
+                &options.timings,
+                &options.tls.unwrap_or_else(TlsOptions::from_env),
+            )?,
             prefix: options.prefix,
             limits: options.limits,
             stores: Default::default(),

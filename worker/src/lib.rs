@@ -57,7 +57,7 @@ use std::sync::Arc;
 pub use handler::{Handler, JobContext, JobOptions};
 pub use job_error::{FailureKind, JobError, JobResult};
 use jobstream_core::QueueName;
-pub use jobstream_core::{Backoff, Error, Limits, RetryPolicy, Timings};
+pub use jobstream_core::{Backoff, Error, Limits, RetryPolicy, Timings, TlsOptions};
 use serde::de::DeserializeOwned;
 pub use shutdown::{ShutdownHandle, signal};
 
@@ -74,6 +74,7 @@ pub struct WorkerBuilder {
     limits: Limits,
     defaults: JobOptions,
     routes: Vec<(String, Arc<dyn DynHandler>, Option<JobOptions>)>,
+    tls: Option<TlsOptions>,
 }
 
 impl WorkerBuilder {
@@ -104,6 +105,15 @@ impl WorkerBuilder {
     /// Timings (see docs/configuration.md).
     pub fn timings(mut self, timings: Timings) -> Self {
         self.timings = timings;
+        self
+    }
+
+    /// TLS for a `rediss://` URL (feature `tls`): the CA to trust and a
+    /// client certificate. Without it, `JOBSTREAM_TLS_CA`,
+    /// `JOBSTREAM_TLS_CERT` and `JOBSTREAM_TLS_KEY` are read when the worker
+    /// starts ([`TlsOptions::from_env`]).
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -203,6 +213,7 @@ impl WorkerBuilder {
             concurrency: self.concurrency,
             timings: self.timings,
             limits: self.limits,
+            tls: self.tls,
             registry,
             consumer: consumer_name(),
             handle,
@@ -220,6 +231,7 @@ pub struct Worker {
     concurrency: usize,
     timings: Timings,
     limits: Limits,
+    tls: Option<TlsOptions>,
     registry: Registry,
     consumer: String,
     handle: ShutdownHandle,
@@ -239,6 +251,7 @@ impl Worker {
             limits: Limits::default(),
             defaults: JobOptions::default(),
             routes: Vec::new(),
+            tls: None,
         }
     }
 

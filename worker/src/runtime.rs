@@ -53,12 +53,14 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         concurrency,
         timings,
         limits,
+        tls,
         registry,
         consumer,
         handle,
         mut shutdown,
     } = worker;
-    let redis = Redis::open(&url, &timings)?;
+    let tls = tls.unwrap_or_else(jobstream_core::TlsOptions::from_env);
+    let redis = Redis::open_with_tls(&url, &timings, &tls)?;
     let store = QueueStore::new(redis.clone(), QueueKeys::new(&prefix, &queue), group);
     tracing::info!(queue = %queue, consumer = %consumer, concurrency, redis = %redis.display_url(),
         job_types = ?registry.types(), "worker starting");
