@@ -75,7 +75,7 @@ enum ChildCmd {
 }
 
 /// The job payload: about 100 bytes as MessagePack (or padded to a size).
-#[derive(Serialize, Deserialize, Clone)]
+#[derive(Debug, Serialize, Deserialize, Clone)]
 pub struct Payload {
     to: String,
     subject: String,

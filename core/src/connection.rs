@@ -57,6 +57,12 @@ pub struct BlockingConn {
     pub(crate) conn: deadpool_redis::Connection,
 }
 
+impl std::fmt::Debug for BlockingConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingConn").finish_non_exhaustive()
+    }
+}
+
 impl BlockingConn {
     /// Throws the connection away instead of returning it to the pool.
     pub fn discard(self) {

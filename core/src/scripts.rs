@@ -14,6 +14,15 @@ pub struct JobScript {
     script: LazyLock<redis::Script>,
 }
 
+impl std::fmt::Debug for JobScript {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobScript")
+            .field("name", &self.name)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
 impl JobScript {
     pub(crate) fn redis(&self) -> &redis::Script {
         &self.script

@@ -96,6 +96,7 @@ pub fn server_version() -> String {
 }
 
 /// A `redis-server` child process on 127.0.0.1.
+#[derive(Debug)]
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,

@@ -77,6 +77,27 @@ pub struct WorkerBuilder {
     tls: Option<TlsOptions>,
 }
 
+/// Shows the configuration, never the password in the URL.
+impl std::fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerBuilder")
+            .field("url", &jobstream_core::connection::redact_url(&self.url))
+            .field("queue", &self.queue)
+            .field("group", &self.group)
+            .field("prefix", &self.prefix)
+            .field("concurrency", &self.concurrency)
+            .field(
+                "job_types",
+                &self
+                    .routes
+                    .iter()
+                    .map(|(t, _, _)| t.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 impl WorkerBuilder {
     /// The queue to serve (default `default`).
     pub fn queue(mut self, queue: &str) -> Self {
@@ -238,6 +259,19 @@ pub struct Worker {
     shutdown: shutdown::Shutdown,
 }
 
+/// Shows the queue and the consumer, never the password in the URL.
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("url", &jobstream_core::connection::redact_url(&self.url))
+            .field("queue", &self.queue)
+            .field("consumer", &self.consumer)
+            .field("concurrency", &self.concurrency)
+            .field("job_types", &self.registry.types())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Worker {
     /// Starts configuring a worker for Redis at `url`.
     pub fn builder(url: &str) -> WorkerBuilder {
@@ -347,6 +381,23 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("\"send\" is registered twice"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let b = Worker::builder("redis://jobs:s3cret@127.0.0.1:6379/0")
+            .handle("send", |_: u32, _| async { Ok(()) });
+        let shown = format!("{b:?}");
+        assert!(
+            shown.contains("127.0.0.1:6379") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        let w = b.build().unwrap();
+        let shown = format!("{w:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("send"),
+            "{shown}"
+        );
     }
 
     #[test]
