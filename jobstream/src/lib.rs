@@ -53,8 +53,8 @@ pub use jobstream_producer::{Job, JobId, Producer, ProducerOptions, inspect};
 pub use jobstream_worker as worker;
 #[cfg(feature = "worker")]
 pub use jobstream_worker::{
-    FailureKind, Handler, JobContext, JobError, JobOptions, JobResult, ShutdownHandle, Worker,
-    WorkerBuilder,
+    FailureKind, Handler, JobContext, JobError, JobOptions, JobResult, Middleware, Next,
+    ShutdownHandle, Worker, WorkerBuilder,
 };
 
 /// The README's code example, compiled as a doctest so it stays true.

@@ -144,7 +144,8 @@ impl<H: Handler> DynHandler for H {
     }
 }
 
-type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed, sendable future: what the registry runs.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Adapter for `async fn(T, JobContext) -> JobResult` closures with a typed
 /// payload.
@@ -230,6 +231,8 @@ pub(crate) struct Route {
 #[derive(Default)]
 pub(crate) struct Registry {
     routes: HashMap<String, Route>,
+    /// Around every job, outermost first.
+    pub(crate) middleware: Vec<Arc<dyn crate::middleware::DynMiddleware>>,
 }
 
 impl Registry {

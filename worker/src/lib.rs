@@ -43,6 +43,7 @@ mod handler;
 mod inflight;
 mod job_error;
 mod lease;
+mod middleware;
 pub mod outcome;
 mod processor;
 mod promoter;
@@ -54,10 +55,11 @@ mod startup;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use handler::{Handler, JobContext, JobOptions};
+pub use handler::{BoxFuture, Handler, JobContext, JobOptions};
 pub use job_error::{FailureKind, JobError, JobResult};
 use jobstream_core::QueueName;
 pub use jobstream_core::{Backoff, Error, Limits, RetryPolicy, Timings, TlsOptions};
+pub use middleware::{Middleware, Next};
 use serde::de::DeserializeOwned;
 pub use shutdown::{ShutdownHandle, signal};
 
@@ -74,6 +76,7 @@ pub struct WorkerBuilder {
     limits: Limits,
     defaults: JobOptions,
     routes: Vec<(String, Arc<dyn DynHandler>, Option<JobOptions>)>,
+    middleware: Vec<Arc<dyn middleware::DynMiddleware>>,
     tls: Option<TlsOptions>,
 }
 
@@ -150,6 +153,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// Runs `middleware` around every job (error trackers, spans,
+    /// timing); the first added runs outermost.
+    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
     /// Serves `job_type` with a [`Handler`].
     pub fn handler(mut self, job_type: &str, handler: impl Handler) -> Self {
         self.routes
@@ -219,6 +229,7 @@ impl WorkerBuilder {
                 )));
             }
         }
+        registry.middleware = self.middleware;
         if registry.is_empty() {
             return Err(Error::Config("register at least one handler".into()));
         }
@@ -285,6 +296,7 @@ impl Worker {
             limits: Limits::default(),
             defaults: JobOptions::default(),
             routes: Vec::new(),
+            middleware: Vec::new(),
             tls: None,
         }
     }

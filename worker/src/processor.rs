@@ -124,7 +124,12 @@ impl Dispatcher {
             max_attempts,
         };
         let started = std::time::Instant::now();
-        let fut = AssertUnwindSafe(route.handler.handle_boxed(ctx)).catch_unwind();
+        let fut = AssertUnwindSafe(crate::middleware::run(
+            &self.registry.middleware,
+            route.handler.as_ref(),
+            ctx,
+        ))
+        .catch_unwind();
         let result = match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(result)) => result,
             Ok(Err(panic)) => Err(JobError::panic(panic_message(&panic))),

@@ -318,3 +318,107 @@ async fn run_until_stops_gracefully_when_the_future_completes() {
         .unwrap();
     assert_eq!(runs.count(&id), 1);
 }
+
+/// Records "name:before" and "name:after:<ok|error class>" around each job;
+/// `veto` stops jobs whose payload says so without running the handler.
+struct Recorder {
+    name: &'static str,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    veto: bool,
+}
+
+impl jobstream_worker::Middleware for Recorder {
+    async fn around(
+        &self,
+        job: JobContext,
+        next: jobstream_worker::Next<'_>,
+    ) -> jobstream_worker::JobResult {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{}:before", self.name));
+        if self.veto && job.payload::<String>().is_ok_and(|p| p == "veto") {
+            return Err(JobError::discard("vetoed by middleware"));
+        }
+        let result = next.run(job).await;
+        let how = match &result {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => e.class().to_owned(),
+        };
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{}:after:{how}", self.name));
+        result
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn middleware_runs_around_every_job_in_order_and_can_stop_one() {
+    let server = RedisServer::start();
+    let queue = unique_queue("middleware");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let runs = Runs::default();
+    let r = runs.clone();
+    let w = start(
+        Worker::builder(&server.url())
+            .queue(&queue)
+            .concurrency(1)
+            .timings(fast_timings())
+            .middleware(Recorder {
+                name: "outer",
+                log: log.clone(),
+                veto: false,
+            })
+            .middleware(Recorder {
+                name: "inner",
+                log: log.clone(),
+                veto: true,
+            })
+            .handle("t", move |p: String, _job: JobContext| {
+                let r = r.clone();
+                async move {
+                    r.record(&p);
+                    if p == "fail" {
+                        return Err(JobError::permanent("no").with_class("bad_input"));
+                    }
+                    Ok(())
+                }
+            }),
+    );
+    let p = producer(&server).await;
+    for payload in ["ok", "fail", "veto"] {
+        p.enqueue(&queue, "t", &payload).await.unwrap();
+        wait_stats(&server, &queue, "settled", |s| {
+            s.in_flight == 0 && s.ready == 0
+        })
+        .await;
+    }
+    let s = wait_stats(&server, &queue, "all settled", |s| {
+        s.processed + s.dead + s.discarded == 3
+    })
+    .await;
+    w.stop().await;
+    assert_eq!((s.processed, s.dead, s.discarded), (1, 1, 1), "{s:?}");
+    assert_eq!(
+        (runs.count("ok"), runs.count("fail"), runs.count("veto")),
+        (1, 1, 0)
+    );
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        [
+            "outer:before",
+            "inner:before",
+            "inner:after:ok",
+            "outer:after:ok",
+            "outer:before",
+            "inner:before",
+            "inner:after:bad_input",
+            "outer:after:bad_input",
+            "outer:before",
+            "inner:before",
+            "outer:after:discard",
+        ]
+    );
+}
