@@ -51,6 +51,7 @@ mod reclaimer;
 mod runtime;
 mod shutdown;
 mod startup;
+pub mod testing;
 
 use std::future::Future;
 use std::sync::Arc;
