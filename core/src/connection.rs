@@ -236,36 +236,43 @@ impl Redis {
         Ok(sync)
     }
 
-    /// Checks with `COMMAND INFO` that the server has every command in
-    /// `names` (probing, never comparing version strings). A missing one is
-    /// a fatal [`RedisFailure::Unsupported`] error naming it. A server that
-    /// refuses `COMMAND` itself (an ACL without it) is not an error: the
-    /// probe is skipped, and a missing command shows when first used.
-    pub async fn require_commands(&self, names: &[&str]) -> Result<()> {
+    /// For each of `names`, whether the server knows the command
+    /// (`COMMAND INFO`: probing, never comparing version strings).
+    async fn known_commands(&self, names: &[&str]) -> Result<Vec<bool>> {
         let mut conn = self.shared();
-        let reply: redis::Value = match redis::cmd("COMMAND")
+        let reply: redis::Value = redis::cmd("COMMAND")
             .arg("INFO")
             .arg(names)
             .query_async(&mut conn)
             .await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                let e = self.error("COMMAND INFO", e);
-                if e.redis_failure() == Some(RedisFailure::NoPermission) {
-                    tracing::debug!(
-                        "COMMAND INFO is not allowed for this user; skipping the command probe"
-                    );
-                    return Ok(());
-                }
-                return Err(e);
-            }
-        };
+            .map_err(|e| self.error("COMMAND INFO", e))?;
         let infos = crate::reply::array("COMMAND INFO", reply)?;
+        Ok(infos
+            .iter()
+            .take(names.len())
+            .map(|v| *v != redis::Value::Nil)
+            .collect())
+    }
+
+    /// Checks that the server has every command in `names`. A missing one
+    /// is a fatal [`RedisFailure::Unsupported`] error naming it. A server
+    /// that refuses `COMMAND` itself (an ACL without it) is not an error:
+    /// the probe is skipped, and a missing command shows when first used.
+    pub async fn require_commands(&self, names: &[&str]) -> Result<()> {
+        let known = match self.known_commands(names).await {
+            Ok(known) => known,
+            Err(e) if e.redis_failure() == Some(RedisFailure::NoPermission) => {
+                tracing::debug!(
+                    "COMMAND INFO is not allowed for this user; skipping the command probe"
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let missing: Vec<&str> = names
             .iter()
-            .zip(infos.iter().map(|v| matches!(v, redis::Value::Nil)))
-            .filter(|(_, nil)| *nil)
+            .zip(known)
+            .filter(|(_, known)| !known)
             .map(|(n, _)| *n)
             .collect();
         if missing.is_empty() {
@@ -282,21 +289,13 @@ impl Redis {
         }
     }
 
-    /// Probes the newer commands jobstream uses where the server has them
-    /// (`COMMAND INFO`, never version strings): today `XACKDEL` (Redis
-    /// 8.2+), which acknowledges and deletes finished jobs in one command.
-    /// Without the probe, or where `COMMAND` is not allowed, the older
-    /// commands are used.
+    /// Probes the newer commands jobstream uses where the server has them:
+    /// today `XACKDEL` (Redis 8.2+), which acknowledges and deletes
+    /// finished jobs in one command. Without the probe, or where `COMMAND`
+    /// is not allowed, the older commands are used.
     pub async fn detect_features(&self) {
-        let mut conn = self.shared();
-        let probe: Result<redis::Value> = redis::cmd("COMMAND")
-            .arg("INFO")
-            .arg("XACKDEL")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error("COMMAND INFO", e));
-        let has = match probe.and_then(|v| crate::reply::array("COMMAND INFO", v)) {
-            Ok(infos) => matches!(infos.first(), Some(v) if *v != redis::Value::Nil),
+        let has = match self.known_commands(&["XACKDEL"]).await {
+            Ok(known) => known.first().copied().unwrap_or(false),
             Err(e) => {
                 tracing::debug!(error = %e, "cannot probe for XACKDEL; using XACK and XDEL");
                 false
