@@ -90,6 +90,31 @@ pub const MAX_ATTEMPTS_CAP: u32 = 1000;
 /// Largest `timeout_ms` honoured (24 h); larger values are lowered to it.
 pub const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
 
+/// The wire-format fields of a job (docs/wire-format.md), each allowed once
+/// per entry. [`Envelope::decode`] knows each of them by name.
+pub const JOB_FIELDS: &[&str] = &[
+    field::TYPE,
+    field::PAYLOAD,
+    field::ID,
+    field::ATTEMPT,
+    field::ENQUEUED_AT,
+    field::MAX_ATTEMPTS,
+    field::TIMEOUT_MS,
+    field::IDEMPOTENCY_KEY,
+    field::TRACEPARENT,
+    field::TRACESTATE,
+    field::LAST_ERROR_CLASS,
+    field::LAST_ERROR,
+    field::PREV_ENTRY,
+];
+
+/// Every name the wire format reserves: the job's own fields
+/// ([`JOB_FIELDS`]) and the failure context of dead entries
+/// ([`DEAD_CONTEXT`]). Producers may not use them for extra fields.
+pub fn reserved_names() -> impl Iterator<Item = &'static str> {
+    JOB_FIELDS.iter().chain(DEAD_CONTEXT).copied()
+}
+
 /// The names of the failure context a dead entry adds after the job's
 /// fields. A job that already carries one of them (or `raw`) is
 /// dead-lettered with its fields packed into `raw`, so context and job
@@ -524,6 +549,23 @@ mod tests {
         let env = Envelope::decode(at_limit).unwrap();
         assert_eq!(env.next_attempt("1-1", "c", "m").len(), MAX_ENTRY_FIELDS);
         assert_eq!(back, wide);
+    }
+
+    #[test]
+    fn decode_knows_every_job_field_by_name() {
+        // A field decode did not know would be an extra field, allowed twice.
+        let p = payload();
+        for name in JOB_FIELDS {
+            let mut fields = f(&[("type", b"t"), ("payload", &p)]);
+            fields.push((name.as_bytes().to_vec(), b"1".to_vec()));
+            fields.push((name.as_bytes().to_vec(), b"1".to_vec()));
+            let (bad, _) = Envelope::decode(fields).unwrap_err();
+            assert!(bad.detail.contains("more than once"), "{name}: {bad}");
+        }
+        assert_eq!(
+            reserved_names().count(),
+            JOB_FIELDS.len() + DEAD_CONTEXT.len()
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jobstream_core::envelope::{MAX_ATTEMPTS_CAP, MAX_FIELDS, MAX_TIMEOUT_MS, field};
+use jobstream_core::envelope::{
+    MAX_ATTEMPTS_CAP, MAX_FIELDS, MAX_TIMEOUT_MS, field, reserved_names,
+};
 use jobstream_core::{Error, Result};
 use serde::Serialize;
 
@@ -105,15 +107,16 @@ impl Job {
     /// the wire format's limit ([`MAX_FIELDS`] in all, a few of which
     /// jobstream keeps for itself).
     pub fn field(mut self, name: &str, value: impl Into<Vec<u8>>) -> Result<Self> {
-        if RESERVED.contains(&name) || name.is_empty() {
+        if name.is_empty() || reserved_names().any(|r| r == name) {
             return Err(Error::InvalidJob(format!(
                 "field name {name:?} is reserved by the wire format"
             )));
         }
-        if self.extra.len() + RESERVED.len() >= MAX_FIELDS {
+        let reserved = reserved_names().count();
+        if self.extra.len() + reserved >= MAX_FIELDS {
             return Err(Error::InvalidJob(format!(
                 "a job has at most {} extra fields",
-                MAX_FIELDS - RESERVED.len()
+                MAX_FIELDS - reserved
             )));
         }
         self.extra.push((name.to_owned(), value.into()));
@@ -152,27 +155,3 @@ impl When {
         }
     }
 }
-
-const RESERVED: &[&str] = &[
-    field::TYPE,
-    field::PAYLOAD,
-    field::ID,
-    field::ATTEMPT,
-    field::ENQUEUED_AT,
-    field::MAX_ATTEMPTS,
-    field::TIMEOUT_MS,
-    field::IDEMPOTENCY_KEY,
-    field::TRACEPARENT,
-    field::TRACESTATE,
-    field::LAST_ERROR_CLASS,
-    field::LAST_ERROR,
-    field::REASON,
-    field::ERROR_CLASS,
-    field::ERROR,
-    field::DELIVERIES,
-    field::FAILED_AT,
-    field::WORKER,
-    field::QUEUE,
-    field::RAW,
-    field::PREV_ENTRY,
-];
