@@ -122,3 +122,31 @@ pub async fn wait_stats(
 pub async fn producer(server: &RedisServer) -> Producer {
     Producer::connect(&server.url()).await.unwrap()
 }
+
+/// Runs the worker `builder` makes and expects it to stop at once with a
+/// fatal error that mentions `expect`, names the server (`server` is part
+/// of its URL), never shows the password `s3cret`, and says what to fix.
+pub async fn refused_at_start(
+    builder: WorkerBuilder,
+    expect: &str,
+    server: &str,
+) -> jobstream_worker::Error {
+    let started = std::time::Instant::now();
+    let worker = builder.build().unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), worker.run_until_stopped())
+        .await
+        .expect("a fatal configuration error must stop the worker, not retry forever")
+        .expect_err("the worker must refuse to run");
+    let msg = err.to_string();
+    assert!(err.is_fatal(), "{msg}");
+    assert!(msg.contains(expect), "{msg} should mention {expect}");
+    assert!(msg.contains(server), "{msg} should name the server");
+    assert!(msg.contains("Fix:"), "{msg} should say what to fix");
+    assert!(!msg.contains("s3cret"), "{msg} leaks the password");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    err
+}
