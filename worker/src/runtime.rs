@@ -67,20 +67,15 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
 
     // Raced against shutdown: a worker still waiting for Redis stops at
     // once (nothing is fetched yet, so nothing is held).
-    let mut stop = shutdown.clone();
     tokio::select! {
-        ready = startup::prepare(&store, &consumer, &timings, &mut shutdown) => {
-            if !ready? {
-                return Ok(());
-            }
-        }
-        _ = stop.wait() => return Ok(()),
+        ready = startup::prepare(&store, &consumer, &timings) => ready?,
+        _ = shutdown.wait() => return Ok(()),
     }
     tokio::select! {
         r = store.register() => if let Err(e) = r {
             tracing::warn!(error = %e, "could not add the queue to the registry of known queues");
         },
-        _ = stop.wait() => return Ok(()),
+        _ = shutdown.wait() => return Ok(()),
     }
     let fatal = Fatal::new(handle.clone());
 

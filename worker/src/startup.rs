@@ -6,8 +6,6 @@
 
 use jobstream_core::{Error, QueueStore, Reconnect, Timings};
 
-use crate::shutdown::Shutdown;
-
 /// Commands every worker sends. Probed with `COMMAND INFO`, so a server
 /// that is too old, or that renamed one away, is refused at start rather
 /// than failing on the first reclaim.
@@ -27,20 +25,20 @@ const REQUIRED: &[&str] = &[
     "TIME",
 ];
 
-/// Returns Ok(true) when ready to serve, Ok(false) when shutdown was raised
-/// while waiting for Redis, Err on a configuration Redis refuses.
+/// Returns once the worker is ready to serve, or with the error of a
+/// configuration Redis refuses. Waits for as long as Redis is not ready:
+/// the caller races it against shutdown.
 pub(crate) async fn prepare(
     store: &QueueStore,
     consumer: &str,
     timings: &Timings,
-    shutdown: &mut Shutdown,
-) -> Result<bool, Error> {
+) -> Result<(), Error> {
     let mut backoff = Reconnect::new(timings);
     loop {
         match check(store, consumer).await {
             Ok(()) => {
                 warn_about_settings_that_lose_jobs(store).await;
-                return Ok(true);
+                return Ok(());
             }
             Err(e) if e.is_fatal() => {
                 return Err(e.for_server(store.redis().display_url()));
@@ -49,9 +47,7 @@ pub(crate) async fn prepare(
                 let wait = backoff.next_delay();
                 tracing::warn!(error = %e, redis = %store.redis().display_url(),
                     retry_in_ms = wait.as_millis() as u64, "Redis is not ready; waiting");
-                if shutdown.sleep(wait).await {
-                    return Ok(false);
-                }
+                tokio::time::sleep(wait).await;
             }
         }
     }
