@@ -170,25 +170,28 @@ impl QueueStore {
         self.query::<Value>("ZADD", &cmd).await.map(|_| ())
     }
 
-    /// `XREADGROUP ... COUNT count BLOCK block STREAMS ready >` on a
-    /// dedicated connection. An empty result means the block time ran out
-    /// (or the read was unblocked).
+    /// `XREADGROUP ... COUNT count [BLOCK block] STREAMS ready >` on a
+    /// dedicated connection. Without `block` it returns what is there at
+    /// once. An empty result means there was nothing (the block time ran
+    /// out, or the read was unblocked).
     pub async fn read(
         &self,
         conn: &mut BlockingConn,
         consumer: &str,
         count: usize,
-        block: Duration,
+        block: Option<Duration>,
     ) -> Result<Vec<StreamEntry>> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&self.group)
             .arg(consumer)
             .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(block.as_millis() as u64)
-            .arg("STREAMS")
+            .arg(count);
+        if let Some(block) = block {
+            // BLOCK 0 would wait forever: at least 1 ms.
+            cmd.arg("BLOCK").arg((block.as_millis() as u64).max(1));
+        }
+        cmd.arg("STREAMS")
             .arg(self.keys.ready())
             .arg(">");
         let v: Value = cmd

@@ -194,7 +194,7 @@ async fn promote_accepts_members_written_by_other_languages_and_dead_letters_gar
     let mut conn = s.redis().blocking().await.unwrap();
     s.ensure_group().await.unwrap();
     let e = s
-        .read(&mut conn, C1, 10, Duration::from_millis(10))
+        .read(&mut conn, C1, 10, Some(Duration::from_millis(10)))
         .await
         .unwrap();
     assert_eq!(e.len(), 1);

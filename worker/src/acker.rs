@@ -13,7 +13,8 @@ use crate::processor::{Action, Outcome};
 use crate::shutdown::Fatal;
 
 pub(crate) struct Acker {
-    pub(crate) store: QueueStore,
+    /// One store per lane, by lane id.
+    pub(crate) stores: Vec<QueueStore>,
     pub(crate) consumer: String,
     pub(crate) inflight: Inflight,
     pub(crate) timings: Timings,
@@ -69,59 +70,63 @@ impl Acker {
     }
 
     async fn flush(&self, buf: &mut [Outcome]) {
-        let mut acks: Vec<&str> = Vec::with_capacity(buf.len());
-        let mut discards: Vec<&str> = Vec::new();
-        for o in buf.iter() {
-            match &o.action {
-                Action::Ack => acks.push(&o.entry_id),
-                Action::Discard => discards.push(&o.entry_id),
-                _ => {}
+        // One ack call per lane and counter: each script touches one
+        // stream's keys only (ready to be spread over Cluster slots).
+        for (lane, store) in self.stores.iter().enumerate() {
+            let mut acks: Vec<&str> = Vec::with_capacity(buf.len());
+            let mut discards: Vec<&str> = Vec::new();
+            for o in buf.iter().filter(|o| o.lane == lane) {
+                match &o.action {
+                    Action::Ack => acks.push(&o.entry_id),
+                    Action::Discard => discards.push(&o.entry_id),
+                    _ => {}
+                }
             }
+            self.ack_all(store, "processed", &acks).await;
+            self.ack_all(store, "discarded", &discards).await;
         }
-        self.ack_all("processed", &acks).await;
-        self.ack_all("discarded", &discards).await;
         for o in buf.iter() {
             let id = o.entry_id.as_str();
+            let store = &self.stores[o.lane];
             let moved = match &o.action {
                 Action::Retry { due_ms, member } => {
                     self.write("retry", || {
-                        self.store.retry(&self.consumer, id, *due_ms, member)
+                        store.retry(&self.consumer, id, *due_ms, member)
                     })
                     .await
                 }
                 Action::Dead { fields } => {
                     self.write("dead", || {
-                        self.store
-                            .dead(&self.consumer, id, self.dead_max_len, fields)
+                        store.dead(&self.consumer, id, self.dead_max_len, fields)
                     })
                     .await
                 }
                 Action::Ack | Action::Discard => continue,
             };
             if moved == Some(false) {
-                self.report_lost(&[id.to_owned()]);
+                self.report_lost(store, &[id.to_owned()]);
             }
         }
         self.inflight
-            .remove_many(buf.iter().map(|o| o.entry_id.as_str()));
+            .remove_many(buf.iter().map(|o| (o.lane, o.entry_id.as_str())));
     }
 
     /// Acks `ids` in calls of at most `batch`, adding them to `counter`.
-    async fn ack_all(&self, counter: &str, ids: &[&str]) {
+    async fn ack_all(&self, store: &QueueStore, counter: &str, ids: &[&str]) {
         for chunk in ids.chunks(self.batch) {
             let acked = self
-                .write(counter, || self.store.ack(&self.consumer, counter, chunk))
+                .write(counter, || store.ack(&self.consumer, counter, chunk))
                 .await;
             if let Some(lost) = acked {
-                self.report_lost(&lost);
+                self.report_lost(store, &lost);
             }
         }
     }
 
-    fn report_lost(&self, lost: &[String]) {
+    fn report_lost(&self, store: &QueueStore, lost: &[String]) {
         for id in lost {
             tracing::warn!(
-                queue = %self.store.keys().name(),
+                queue = %store.keys().name(),
                 entry_id = %id,
                 "lease lost: the job is no longer pending on this worker (reclaimed by another, or the group was recreated); its outcome is dropped"
             );

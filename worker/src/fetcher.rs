@@ -1,22 +1,36 @@
-//! Fetches new jobs with a blocking `XREADGROUP`, never more than there are
-//! free handler slots, and starts each one at once.
+//! Fetches new jobs of one lane (one stream) with `XREADGROUP`, never more
+//! than the slots it holds, and starts each one at once. A worker serving
+//! several queues runs one fetcher per lane, each on its own connection;
+//! `slots.rs` decides which lane gets a freed slot.
+//!
+//! A lane is *active* while its reads come back full (a backlog): it asks
+//! the pool for slots, waits its turn, and reads without blocking. Once a
+//! read comes back short it goes *idle*: it takes only the slots no active
+//! lane wants and blocks on its stream (`BLOCK`) until a job arrives. With
+//! no slot to spare it still blocks, for one job, and that job then waits
+//! for a slot like an active lane's: an idle queue never holds slots away
+//! from busy ones, and a job arriving on it is seen at once. So a lane
+//! holds at most one fetched job that is not yet running; its lease is
+//! kept like a running job's, and shutdown gives it back.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use jobstream_core::{BlockingConn, QueueStore, Reconnect, StreamEntry, Timings};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::inflight::LaneId;
 use crate::processor::Dispatcher;
 use crate::reclaimer::Reclaimer;
 use crate::shutdown::{Fatal, Shutdown};
+use crate::slots::{Permit, Slots};
 
 pub(crate) struct Fetcher {
+    pub(crate) lane: LaneId,
     pub(crate) store: QueueStore,
     pub(crate) consumer: String,
     pub(crate) dispatcher: Arc<Dispatcher>,
-    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) slots: Slots,
     pub(crate) timings: Timings,
     pub(crate) max_batch: usize,
     /// `CLIENT ID` of the connection blocked in XREADGROUP (0 when none),
@@ -34,22 +48,34 @@ impl Fetcher {
         let mut conn: Option<BlockingConn> = None;
         let mut backoff = Reconnect::new(&self.timings);
         let mut next_reclaim = Instant::now() + self.timings.reclaim_interval;
-        // Whether the last read filled every slot it asked for: the queue
-        // has a backlog, so waiting a moment for more slots pays off.
-        let mut backlog = false;
+        let mut active = false;
         while !shutdown.is_set() {
-            let first = tokio::select! {
-                p = Arc::clone(&self.slots).acquire_owned() => p,
-                _ = shutdown.wait() => break,
+            let mut permits = if active {
+                let p = tokio::select! {
+                    p = self.slots.acquire(self.lane, self.max_batch) => p,
+                    _ = shutdown.wait() => break,
+                };
+                if p.is_empty() {
+                    break; // the pool is closed: shutting down
+                }
+                p
+            } else {
+                self.slots.try_acquire(self.lane, self.max_batch)
             };
-            let Ok(first) = first else { break };
-            let mut permits = vec![first];
-            self.take_free_slots(&mut permits, backlog).await;
+            if active {
+                self.gather(&mut permits).await;
+            }
             if Instant::now() >= next_reclaim {
                 next_reclaim = Instant::now() + self.timings.reclaim_interval;
-                permits = self.reclaim(permits).await;
-                if permits.is_empty() {
-                    continue;
+                match self.reclaim(permits, &mut shutdown).await {
+                    Some((left, waited)) => {
+                        active |= waited;
+                        if left.is_empty() {
+                            continue;
+                        }
+                        permits = left;
+                    }
+                    None => break,
                 }
             }
             let c = match conn.as_mut() {
@@ -67,6 +93,7 @@ impl Fetcher {
                         let wait = backoff.next_delay();
                         tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot reach Redis to fetch jobs; retrying");
                         drop(permits);
+                        self.go_idle(&mut active);
                         shutdown.sleep(wait).await;
                         continue;
                     }
@@ -75,28 +102,39 @@ impl Fetcher {
             if shutdown.is_set() {
                 break;
             }
-            // Wake up in time for the next reclaim pass.
-            let block = self
-                .timings
-                .block
-                .min(next_reclaim.saturating_duration_since(Instant::now()))
-                .max(std::time::Duration::from_millis(1));
-            let read = self
-                .store
-                .read(c, &self.consumer, permits.len(), block)
-                .await;
+            // An active lane reads what is there; an idle one waits for a
+            // job, waking up in time for the next reclaim pass.
+            let block = (!active).then(|| {
+                self.timings
+                    .block
+                    .min(next_reclaim.saturating_duration_since(Instant::now()))
+                    .max(std::time::Duration::from_millis(1))
+            });
+            let count = permits.len().max(1);
+            let read = self.store.read(c, &self.consumer, count, block).await;
             match read {
                 Ok(entries) => {
                     backoff.reset();
-                    backlog = entries.len() == permits.len();
                     if shutdown.is_set() && !entries.is_empty() {
-                        self.give_back(entries).await;
+                        self.give_back(entries.iter().map(|e| e.id.as_str()))
+                            .await;
                         break;
                     }
-                    self.start(entries, permits);
+                    let full = entries.len() == count;
+                    let entries = entries.into_iter().map(|e| (e, 1)).collect();
+                    let Some(waited) = self.start(entries, permits, &mut shutdown).await else {
+                        break;
+                    };
+                    if full || waited {
+                        active = true;
+                    } else {
+                        self.go_idle(&mut active);
+                    }
                 }
                 Err(e) if e.is_no_group() => {
                     tracing::warn!(queue = %self.store.keys().name(), "consumer group is gone (deleted, or Redis lost its data); recreating it");
+                    drop(permits);
+                    self.go_idle(&mut active);
                     let recreated = match self.store.ensure_group().await {
                         Ok(_) => self.store.create_consumer(&self.consumer).await,
                         Err(e) => Err(e),
@@ -118,6 +156,7 @@ impl Fetcher {
                         c.discard();
                     }
                     drop(permits);
+                    self.go_idle(&mut active);
                     shutdown.sleep(wait).await;
                 }
             }
@@ -125,24 +164,25 @@ impl Fetcher {
         self.reader_id.store(0, Ordering::SeqCst);
     }
 
-    /// Adds every free slot to `permits`, up to the batch size. With a
-    /// backlog and less than half a batch free, it first lets running
-    /// handlers finish (a few task yields, no timer), so a busy worker reads
-    /// in larger batches: fewer round trips per job. An idle worker reads at
-    /// once with what it has.
-    async fn take_free_slots(&self, permits: &mut Vec<OwnedSemaphorePermit>, backlog: bool) {
+    fn go_idle(&self, active: &mut bool) {
+        if *active {
+            *active = false;
+            self.slots.idle(self.lane);
+        }
+    }
+
+    /// With less than half a batch, lets running handlers finish first (a
+    /// few task yields, no timer) and takes the slots they free: a busy
+    /// worker reads in larger batches, so fewer round trips per job.
+    async fn gather(&self, permits: &mut Vec<Permit>) {
         const YIELDS: usize = 8;
-        for round in 0..=YIELDS {
-            while permits.len() < self.max_batch {
-                match Arc::clone(&self.slots).try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
-                }
-            }
-            if !backlog || round == YIELDS || permits.len() * 2 >= self.max_batch {
+        for _ in 0..YIELDS {
+            if permits.len() * 2 >= self.max_batch {
                 return;
             }
             tokio::task::yield_now().await;
+            let more = self.max_batch - permits.len();
+            permits.extend(self.slots.collect_more(self.lane, more));
         }
     }
 
@@ -153,43 +193,99 @@ impl Fetcher {
         Ok(c)
     }
 
-    /// Claims jobs of dead workers with the slots held; returns the slots
-    /// left over.
-    async fn reclaim(&self, mut permits: Vec<OwnedSemaphorePermit>) -> Vec<OwnedSemaphorePermit> {
-        match self.reclaimer.claim(permits.len()).await {
-            Ok(claimed) => {
-                for c in claimed {
-                    // Our own job, still running: its lease lapsed (Redis was
-                    // away longer than the visibility timeout) and the claim
-                    // gave it back to us. Running it a second time here would
-                    // help no one; the claim has renewed the lease.
-                    if self.dispatcher.inflight.contains(&c.entry.id) {
-                        tracing::info!(entry_id = %c.entry.id, "reclaimed a job this worker is still running; not starting it twice");
-                        continue;
-                    }
-                    let Some(permit) = permits.pop() else { break };
-                    self.dispatcher.dispatch(c.entry, c.deliveries, permit);
+    /// Claims jobs of dead workers with the slots held (one job at least,
+    /// which then waits for a slot); returns the slots left over and
+    /// whether a job had to wait for a slot (the lane is active then), or
+    /// None when shutdown came first.
+    async fn reclaim(
+        &self,
+        permits: Vec<Permit>,
+        shutdown: &mut Shutdown,
+    ) -> Option<(Vec<Permit>, bool)> {
+        let want = permits.len().max(1);
+        let claimed = match self.reclaimer.claim(want).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                if e.is_fatal() {
+                    self.fatal.report(e);
+                } else {
+                    tracing::warn!(error = %e, "reclaiming abandoned jobs failed; will retry");
                 }
+                return Some((permits, false));
             }
-            Err(e) if e.is_fatal() => self.fatal.report(e),
-            Err(e) => tracing::warn!(error = %e, "reclaiming abandoned jobs failed; will retry"),
+        };
+        let mut entries = Vec::with_capacity(claimed.len());
+        for c in claimed {
+            // Our own job, still running: its lease lapsed (Redis was
+            // away longer than the visibility timeout) and the claim
+            // gave it back to us. Running it a second time here would
+            // help no one; the claim has renewed the lease.
+            if self.dispatcher.inflight.contains(self.lane, &c.entry.id) {
+                tracing::info!(entry_id = %c.entry.id, "reclaimed a job this worker is still running; not starting it twice");
+                continue;
+            }
+            entries.push((c.entry, c.deliveries));
         }
-        permits
+        let mut permits = permits;
+        let keep = permits.len().saturating_sub(entries.len());
+        let rest = permits.split_off(permits.len() - keep);
+        let waited = self.start(entries, permits, shutdown).await?;
+        Some((rest, waited))
     }
 
-    fn start(&self, entries: Vec<StreamEntry>, permits: Vec<OwnedSemaphorePermit>) {
-        // Redis never returns more than COUNT = permits.len() entries; any
-        // permits left over are released when the iterator is dropped.
-        for (entry, permit) in entries.into_iter().zip(permits) {
-            self.dispatcher.dispatch(entry, 1, permit);
+    /// Starts `entries`, one per permit. Entries beyond the permits (at
+    /// most one: a read or claim made without a slot) are held, under
+    /// lease, until the pool gives this lane a slot (which makes the lane
+    /// active). Returns whether any had to wait, or None when shutdown came
+    /// first (the held entries were given back).
+    async fn start(
+        &self,
+        entries: Vec<(StreamEntry, u64)>,
+        permits: Vec<Permit>,
+        shutdown: &mut Shutdown,
+    ) -> Option<bool> {
+        let mut entries = entries.into_iter();
+        let mut permits = permits.into_iter();
+        for permit in permits.by_ref() {
+            let Some((entry, deliveries)) = entries.next() else {
+                break;
+            };
+            self.dispatcher.dispatch(self.lane, entry, deliveries, permit);
         }
+        drop(permits);
+        let mut waiting: Vec<(StreamEntry, u64)> = entries.collect();
+        let waited = !waiting.is_empty();
+        for (e, _) in &waiting {
+            self.dispatcher.inflight.insert(self.lane, &e.id);
+        }
+        while !waiting.is_empty() {
+            let got = tokio::select! {
+                p = self.slots.acquire(self.lane, waiting.len()) => p,
+                _ = shutdown.wait() => Vec::new(),
+            };
+            if got.is_empty() {
+                let ids: Vec<String> = waiting.iter().map(|(e, _)| e.id.clone()).collect();
+                self.give_back(ids.iter().map(String::as_str)).await;
+                self.dispatcher
+                    .inflight
+                    .remove_many(ids.iter().map(|id| (self.lane, id.as_str())));
+                return None;
+            }
+            let rest = waiting.split_off(got.len().min(waiting.len()));
+            for ((entry, deliveries), permit) in waiting.into_iter().zip(got) {
+                self.dispatcher.dispatch(self.lane, entry, deliveries, permit);
+            }
+            waiting = rest;
+        }
+        Some(waited)
     }
 
     /// Jobs fetched after shutdown began go straight back to `ready`.
-    async fn give_back(&self, entries: Vec<StreamEntry>) {
-        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+    async fn give_back(&self, ids: impl Iterator<Item = &str>) {
+        let ids: Vec<&str> = ids.collect();
         match self.store.requeue(&self.consumer, &ids).await {
             Ok(n) => tracing::info!(
+                queue = %self.store.keys().name(),
                 requeued = n,
                 "gave fetched jobs back to the queue on shutdown"
             ),

@@ -3,66 +3,79 @@
 //! grace period. Redis's pending entries list stays the record of truth;
 //! this is only the local view of it, touched once per batch by the
 //! fetcher and the acker, never by handler tasks.
+//!
+//! Jobs are keyed by lane (the stream they came from) and entry id: entry
+//! ids repeat across streams.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::task::AbortHandle;
 
+/// The index of a lane (one stream) in the worker's list of lanes.
+pub(crate) type LaneId = usize;
+
+type Jobs = HashMap<(LaneId, String), Option<AbortHandle>>;
+
 #[derive(Clone, Default)]
 pub(crate) struct Inflight {
-    jobs: Arc<Mutex<HashMap<String, Option<AbortHandle>>>>,
+    jobs: Arc<Mutex<Jobs>>,
 }
 
 impl Inflight {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Option<AbortHandle>>> {
+    fn lock(&self) -> MutexGuard<'_, Jobs> {
         // A panic while holding this lock cannot leave the map half-updated
         // (every operation is a single insert or remove), so poison is ignored.
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn insert(&self, entry_id: &str) {
-        self.lock().insert(entry_id.to_owned(), None);
+    pub(crate) fn insert(&self, lane: LaneId, entry_id: &str) {
+        self.lock().insert((lane, entry_id.to_owned()), None);
     }
 
     /// Records the task running `entry_id`, unless it already settled.
-    pub(crate) fn set_task(&self, entry_id: &str, task: AbortHandle) {
-        if let Some(slot) = self.lock().get_mut(entry_id) {
+    pub(crate) fn set_task(&self, lane: LaneId, entry_id: &str, task: AbortHandle) {
+        if let Some(slot) = self.lock().get_mut(&(lane, entry_id.to_owned())) {
             *slot = Some(task);
         }
     }
 
-    pub(crate) fn remove_many<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+    pub(crate) fn remove_many<'a>(&self, ids: impl IntoIterator<Item = (LaneId, &'a str)>) {
         let mut jobs = self.lock();
-        for id in ids {
-            jobs.remove(id);
+        for (lane, id) in ids {
+            jobs.remove(&(lane, id.to_owned()));
         }
     }
 
-    pub(crate) fn contains(&self, entry_id: &str) -> bool {
-        self.lock().contains_key(entry_id)
+    pub(crate) fn contains(&self, lane: LaneId, entry_id: &str) -> bool {
+        self.lock().contains_key(&(lane, entry_id.to_owned()))
     }
 
-    pub(crate) fn ids(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+    /// The entry ids held, lane by lane.
+    pub(crate) fn ids_by_lane(&self) -> HashMap<LaneId, Vec<String>> {
+        let mut out: HashMap<LaneId, Vec<String>> = HashMap::new();
+        for (lane, id) in self.lock().keys() {
+            out.entry(*lane).or_default().push(id.clone());
+        }
+        out
     }
 
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 
-    /// Aborts every task still running and returns the ids of their jobs.
-    /// Jobs whose task finished are left alone: their outcome is on its way
-    /// to the acker.
-    pub(crate) fn abort_running(&self) -> Vec<String> {
+    /// Aborts every task still running and returns their jobs, lane by
+    /// lane. Jobs whose task finished are left alone: their outcome is on
+    /// its way to the acker.
+    pub(crate) fn abort_running(&self) -> HashMap<LaneId, Vec<String>> {
         let jobs = self.lock();
-        let mut aborted = Vec::new();
-        for (id, task) in jobs.iter() {
+        let mut aborted: HashMap<LaneId, Vec<String>> = HashMap::new();
+        for ((lane, id), task) in jobs.iter() {
             if let Some(task) = task
                 && !task.is_finished()
             {
                 task.abort();
-                aborted.push(id.clone());
+                aborted.entry(*lane).or_default().push(id.clone());
             }
         }
         aborted

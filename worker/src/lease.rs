@@ -7,7 +7,8 @@ use crate::inflight::Inflight;
 use crate::shutdown::Shutdown;
 
 pub(crate) struct Lease {
-    pub(crate) store: QueueStore,
+    /// One store per lane, by lane id.
+    pub(crate) stores: Vec<QueueStore>,
     pub(crate) consumer: String,
     pub(crate) inflight: Inflight,
     pub(crate) timings: Timings,
@@ -27,13 +28,21 @@ impl Lease {
     }
 
     async fn refresh(&self) {
-        let ids = self.inflight.ids();
+        for (lane, ids) in self.inflight.ids_by_lane() {
+            let Some(store) = self.stores.get(lane) else {
+                continue;
+            };
+            self.refresh_lane(store, &ids).await;
+        }
+    }
+
+    async fn refresh_lane(&self, store: &QueueStore, ids: &[String]) {
         for chunk in ids.chunks(CHUNK) {
             let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            match self.store.extend(&self.consumer, &ids).await {
+            match store.extend(&self.consumer, &ids).await {
                 Ok(lost) => {
                     for id in &lost {
-                        tracing::warn!(queue = %self.store.keys().name(), entry_id = %id,
+                        tracing::warn!(queue = %store.keys().name(), entry_id = %id,
                             "lease lost while the job was running: another worker may run it too; this worker's outcome will be dropped");
                     }
                 }

@@ -47,9 +47,11 @@ mod middleware;
 pub mod outcome;
 mod processor;
 mod promoter;
+mod queues;
 mod reclaimer;
 mod runtime;
 mod shutdown;
+mod slots;
 mod startup;
 pub mod testing;
 
@@ -58,9 +60,10 @@ use std::sync::Arc;
 
 pub use handler::{BoxFuture, Handler, JobContext, JobOptions};
 pub use job_error::{FailureKind, JobError, JobResult};
-use jobstream_core::QueueName;
 pub use jobstream_core::{Backoff, Error, Limits, RetryPolicy, Timings, TlsOptions};
 pub use middleware::{Middleware, Next};
+pub use queues::QueueOptions;
+pub use slots::QueueOrder;
 use serde::de::DeserializeOwned;
 pub use shutdown::{ShutdownHandle, signal};
 
@@ -69,7 +72,8 @@ use crate::handler::{DynHandler, Registry, TypedFn};
 /// Configures a [`Worker`].
 pub struct WorkerBuilder {
     url: String,
-    queue: String,
+    queues: Vec<(String, QueueOptions)>,
+    order: QueueOrder,
     group: String,
     prefix: String,
     concurrency: usize,
@@ -86,7 +90,8 @@ impl std::fmt::Debug for WorkerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerBuilder")
             .field("url", &jobstream_core::connection::redact_url(&self.url))
-            .field("queue", &self.queue)
+            .field("queues", &self.queues)
+            .field("order", &self.order)
             .field("group", &self.group)
             .field("prefix", &self.prefix)
             .field("concurrency", &self.concurrency)
@@ -103,13 +108,37 @@ impl std::fmt::Debug for WorkerBuilder {
 }
 
 impl WorkerBuilder {
-    /// The queue to serve (default `default`).
-    pub fn queue(mut self, queue: &str) -> Self {
-        queue.clone_into(&mut self.queue);
+    /// Serves `queue` too, with weight 1 and no cap of its own. A worker
+    /// that adds no queue serves `default`.
+    ///
+    /// ```
+    /// # use jobstream_worker::{QueueOptions, Worker};
+    /// let builder = Worker::builder("redis://127.0.0.1:6379")
+    ///     .queue_with("critical", QueueOptions::new().weight(6))
+    ///     .queue_with("default", QueueOptions::new().weight(3))
+    ///     .queue_with("low", QueueOptions::new().weight(1).max_concurrency(2));
+    /// # let _ = builder;
+    /// ```
+    pub fn queue(self, queue: &str) -> Self {
+        self.queue_with(queue, QueueOptions::new())
+    }
+
+    /// Serves `queue` with its weight and concurrency cap. All queues share
+    /// one pool of [`concurrency`](Self::concurrency) slots and one Redis
+    /// client; [`queue_order`](Self::queue_order) says how.
+    pub fn queue_with(mut self, queue: &str, options: QueueOptions) -> Self {
+        self.queues.push((queue.to_owned(), options));
         self
     }
 
-    /// Most jobs run at once (default 10).
+    /// How the queues share the slots: by weight (the default) or in strict
+    /// priority, in the order they were added.
+    pub fn queue_order(mut self, order: QueueOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Most jobs run at once, over all queues (default 10).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
         self
@@ -205,7 +234,7 @@ impl WorkerBuilder {
     /// Checks the configuration and prepares the worker (nothing connects
     /// until [`Worker::run`]).
     pub fn build(self) -> Result<Worker, Error> {
-        let queue = QueueName::new(&self.queue)?;
+        let queues = queues::check(self.queues, self.concurrency)?;
         self.timings.validate()?;
         self.limits.validate()?;
         if self.concurrency == 0 {
@@ -240,7 +269,8 @@ impl WorkerBuilder {
         let (handle, shutdown) = shutdown::channel();
         Ok(Worker {
             url: self.url,
-            queue,
+            queues,
+            order: self.order,
             group: self.group,
             prefix: self.prefix,
             concurrency: self.concurrency,
@@ -255,10 +285,12 @@ impl WorkerBuilder {
     }
 }
 
-/// A worker process's runtime for one queue.
+/// A worker process's runtime: one pool of slots serving one or more
+/// queues.
 pub struct Worker {
     url: String,
-    queue: QueueName,
+    queues: Vec<queues::QueueSpec>,
+    order: QueueOrder,
     group: String,
     prefix: String,
     concurrency: usize,
@@ -276,7 +308,14 @@ impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
             .field("url", &jobstream_core::connection::redact_url(&self.url))
-            .field("queue", &self.queue)
+            .field(
+                "queues",
+                &self
+                    .queues
+                    .iter()
+                    .map(|q| q.name.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .field("consumer", &self.consumer)
             .field("concurrency", &self.concurrency)
             .field("job_types", &self.registry.types())
@@ -289,7 +328,8 @@ impl Worker {
     pub fn builder(url: &str) -> WorkerBuilder {
         WorkerBuilder {
             url: url.to_owned(),
-            queue: "default".to_owned(),
+            queues: Vec::new(),
+            order: QueueOrder::default(),
             group: jobstream_core::DEFAULT_GROUP.to_owned(),
             prefix: jobstream_core::DEFAULT_PREFIX.to_owned(),
             concurrency: 10,

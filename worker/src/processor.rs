@@ -10,12 +10,14 @@ use jobstream_core::envelope::{
     DEAD_CONTEXT, Envelope, MAX_ENTRY_FIELDS, entry_id_ms, field, fields_to_msgpack, truncate_error,
 };
 use jobstream_core::{Redis, StreamEntry};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
 use crate::handler::{JobContext, Registry};
-use crate::inflight::Inflight;
+use crate::inflight::{Inflight, LaneId};
 use crate::job_error::JobError;
 use crate::outcome::{DeadReason, Disposition, disposition};
+use crate::slots::Permit;
 
 /// What the acker must write for one entry.
 #[derive(Debug)]
@@ -28,6 +30,7 @@ pub(crate) enum Action {
 
 #[derive(Debug)]
 pub(crate) struct Outcome {
+    pub(crate) lane: LaneId,
     pub(crate) entry_id: String,
     pub(crate) action: Action,
 }
@@ -35,10 +38,13 @@ pub(crate) struct Outcome {
 /// Everything a job task needs, shared by all of them.
 pub(crate) struct Dispatcher {
     pub(crate) registry: Registry,
-    pub(crate) queue: Arc<str>,
+    /// The queue name of each lane.
+    pub(crate) queues: Vec<Arc<str>>,
     pub(crate) consumer: Arc<str>,
     pub(crate) outcomes: mpsc::Sender<Outcome>,
     pub(crate) inflight: Inflight,
+    /// Every job task: shutdown waits on it for running handlers.
+    pub(crate) tasks: TaskTracker,
     /// For the server's clock: due times and failure times never come from
     /// this host's clock.
     pub(crate) redis: Redis,
@@ -49,31 +55,34 @@ impl Dispatcher {
     /// until the outcome is handed over.
     pub(crate) fn dispatch(
         self: &Arc<Self>,
+        lane: LaneId,
         entry: StreamEntry,
         deliveries: u64,
-        permit: OwnedSemaphorePermit,
+        permit: Permit,
     ) {
         let this = Arc::clone(self);
         let id = entry.id.clone();
-        self.inflight.insert(&id);
-        let task = tokio::spawn(async move {
-            let outcome = this.run(entry, deliveries).await;
+        self.inflight.insert(lane, &id);
+        let task = self.tasks.spawn(async move {
+            let outcome = this.run(lane, entry, deliveries).await;
             // A closed channel means the worker is shutting down hard; the
             // job stays pending and comes back after the visibility timeout.
             let _ = this.outcomes.send(outcome).await;
             drop(permit);
         });
-        self.inflight.set_task(&id, task.abort_handle());
+        self.inflight.set_task(lane, &id, task.abort_handle());
     }
 
-    async fn run(&self, entry: StreamEntry, deliveries: u64) -> Outcome {
+    async fn run(&self, lane: LaneId, entry: StreamEntry, deliveries: u64) -> Outcome {
+        let queue = &self.queues[lane];
         let entry_id = entry.id;
         let envelope = match Envelope::decode(entry.fields) {
             Ok(env) => env,
             Err((bad, raw)) => {
-                tracing::warn!(queue = %self.queue, entry_id, reason = %bad, "malformed entry moved to dead");
+                tracing::warn!(queue = %queue, entry_id, reason = %bad, "malformed entry moved to dead");
                 let fields = self
                     .dead_fields(
+                        queue,
                         raw,
                         &entry_id,
                         DeadReason::Malformed,
@@ -83,19 +92,21 @@ impl Dispatcher {
                     )
                     .await;
                 return Outcome {
+                    lane,
                     entry_id,
                     action: Action::Dead { fields },
                 };
             }
         };
         let Some(route) = self.registry.get(&envelope.job_type) else {
-            tracing::warn!(queue = %self.queue, entry_id, job_type = %envelope.job_type, "no handler for job type; moved to dead");
+            tracing::warn!(queue = %queue, entry_id, job_type = %envelope.job_type, "no handler for job type; moved to dead");
             let msg = format!(
                 "no handler for job type {:?} on this worker",
                 envelope.job_type
             );
             let fields = self
                 .dead_fields(
+                    queue,
                     envelope.into_fields(),
                     &entry_id,
                     DeadReason::UnknownType,
@@ -105,6 +116,7 @@ impl Dispatcher {
                 )
                 .await;
             return Outcome {
+                lane,
                 entry_id,
                 action: Action::Dead { fields },
             };
@@ -119,7 +131,7 @@ impl Dispatcher {
         let ctx = JobContext {
             envelope: Arc::clone(&envelope),
             entry_id: Arc::from(entry_id.as_str()),
-            queue: Arc::clone(&self.queue),
+            queue: Arc::clone(queue),
             deliveries,
             max_attempts,
         };
@@ -144,7 +156,7 @@ impl Dispatcher {
         );
         let job_id = envelope.job_id(&entry_id);
         if let Err(e) = &result {
-            tracing::info!(queue = %self.queue, job_id, job_type = %envelope.job_type, attempt = envelope.attempt,
+            tracing::info!(queue = %queue, job_id, job_type = %envelope.job_type, attempt = envelope.attempt,
                 error_class = e.class(), error = %truncate_error(e.message()), elapsed_ms = started.elapsed().as_millis() as u64,
                 outcome = ?d, "job failed");
         }
@@ -168,12 +180,16 @@ impl Dispatcher {
                 let fields = Arc::try_unwrap(envelope)
                     .map_or_else(|shared| shared.fields().to_vec(), Envelope::into_fields);
                 let fields = self
-                    .dead_fields(fields, &entry_id, reason, class, msg, deliveries)
+                    .dead_fields(queue, fields, &entry_id, reason, class, msg, deliveries)
                     .await;
                 Action::Dead { fields }
             }
         };
-        Outcome { entry_id, action }
+        Outcome {
+            lane,
+            entry_id,
+            action,
+        }
     }
 
     async fn server_now(&self) -> u64 {
@@ -192,8 +208,10 @@ impl Dispatcher {
     /// field, or one that carries a failure-context name itself, is packed
     /// whole into `raw` (a MessagePack map, order and duplicates kept), so
     /// nothing of it is lost and context and job never mix.
+    #[allow(clippy::too_many_arguments)]
     async fn dead_fields(
         &self,
+        queue: &str,
         fields: Vec<(Vec<u8>, Vec<u8>)>,
         entry_id: &str,
         reason: DeadReason,
@@ -219,7 +237,7 @@ impl Dispatcher {
             (field::DELIVERIES, deliveries.to_string()),
             (field::FAILED_AT, failed_at.to_string()),
             (field::WORKER, self.consumer.to_string()),
-            (field::QUEUE, self.queue.to_string()),
+            (field::QUEUE, queue.to_owned()),
         ] {
             fields.push((k.into(), v.into()));
         }

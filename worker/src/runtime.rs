@@ -30,8 +30,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use jobstream_core::{QueueKeys, QueueStore, Redis};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use crate::Worker;
 use crate::acker::Acker;
@@ -42,12 +43,14 @@ use crate::processor::Dispatcher;
 use crate::promoter::Promoter;
 use crate::reclaimer::Reclaimer;
 use crate::shutdown::Fatal;
+use crate::slots::{Share, Slots};
 use crate::{shutdown, startup};
 
 pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     let Worker {
         url,
-        queue,
+        queues,
+        order,
         group,
         prefix,
         concurrency,
@@ -61,33 +64,51 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     } = worker;
     let tls = tls.unwrap_or_else(jobstream_core::TlsOptions::from_env);
     let redis = Redis::open_with_tls(&url, &timings, &tls)?;
-    let store = QueueStore::new(redis.clone(), QueueKeys::new(&prefix, &queue), group);
-    tracing::info!(queue = %queue, consumer = %consumer, concurrency, redis = %redis.display_url(),
+    // One lane per stream, indexed by lane id. Every duty works per lane
+    // and every script call touches one lane's keys only, so a queue split
+    // into partitions (one stream each, over Cluster slots) is more lanes.
+    let stores: Vec<QueueStore> = queues
+        .iter()
+        .map(|q| QueueStore::new(redis.clone(), QueueKeys::new(&prefix, &q.name), group.clone()))
+        .collect();
+    let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+    tracing::info!(queues = ?names, order = ?order, consumer = %consumer, concurrency, redis = %redis.display_url(),
         job_types = ?registry.types(), "worker starting");
 
     // Raced against shutdown: a worker still waiting for Redis stops at
     // once (nothing is fetched yet, so nothing is held).
     tokio::select! {
-        ready = startup::prepare(&store, &consumer, &timings) => ready?,
+        ready = startup::prepare(&stores, &consumer, &timings) => ready?,
         _ = shutdown.wait() => return Ok(()),
     }
-    tokio::select! {
-        r = store.register() => if let Err(e) = r {
-            tracing::warn!(error = %e, "could not add the queue to the registry of known queues");
-        },
-        _ = shutdown.wait() => return Ok(()),
+    for store in &stores {
+        tokio::select! {
+            r = store.register() => if let Err(e) = r {
+                tracing::warn!(error = %e, "could not add the queue to the registry of known queues");
+            },
+            _ = shutdown.wait() => return Ok(()),
+        }
     }
     let fatal = Fatal::new(handle.clone());
 
-    let slots = Arc::new(Semaphore::new(concurrency));
+    let shares: Vec<Share> = queues
+        .iter()
+        .map(|q| Share {
+            weight: q.options.weight,
+            cap: q.options.max_concurrency.unwrap_or(concurrency),
+        })
+        .collect();
+    let slots = Slots::new(concurrency, order, &shares);
     let inflight = Inflight::default();
+    let job_tasks = TaskTracker::new();
     let (outcome_tx, outcome_rx) = mpsc::channel(concurrency * 2 + limits.ack_batch);
     let dispatcher = Arc::new(Dispatcher {
         registry,
-        queue: Arc::from(queue.as_str()),
+        queues: queues.iter().map(|q| Arc::from(q.name.as_str())).collect(),
         consumer: Arc::from(consumer.as_str()),
         outcomes: outcome_tx,
         inflight: inflight.clone(),
+        tasks: job_tasks.clone(),
         redis: redis.clone(),
     });
     let (stop_lease, lease_stop) = shutdown::channel();
@@ -95,7 +116,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
 
     let acker = tokio::spawn(
         Acker {
-            store: store.clone(),
+            stores: stores.clone(),
             consumer: consumer.clone(),
             inflight: inflight.clone(),
             timings: timings.clone(),
@@ -108,117 +129,150 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     );
     let lease = tokio::spawn(
         Lease {
-            store: store.clone(),
+            stores: stores.clone(),
             consumer: consumer.clone(),
             inflight: inflight.clone(),
             timings: timings.clone(),
         }
         .run(lease_stop),
     );
-    let promoter = tokio::spawn(
-        Promoter {
-            store: store.clone(),
-            timings: timings.clone(),
-            limits: limits.clone(),
-            fatal: fatal.clone(),
-        }
-        .run(shutdown.clone()),
-    );
-    let reclaimer = || Reclaimer {
+    // Promoters and reapers, one per lane: they stop on shutdown.
+    let background = TaskTracker::new();
+    let mut background_tasks = Vec::with_capacity(stores.len() * 2);
+    let reclaimer = |store: &QueueStore| Reclaimer {
         store: store.clone(),
         consumer: consumer.clone(),
         timings: timings.clone(),
         limits: limits.clone(),
     };
-    let reaper = tokio::spawn(reclaimer().run_reaper(shutdown.clone()));
-    let reader_id = Arc::new(AtomicI64::new(0));
-    let mut fetcher = tokio::spawn(
-        Fetcher {
-            store: store.clone(),
-            consumer: consumer.clone(),
-            dispatcher: Arc::clone(&dispatcher),
-            slots: Arc::clone(&slots),
-            timings: timings.clone(),
-            max_batch: concurrency.min(limits.ack_batch),
-            reader_id: Arc::clone(&reader_id),
-            reclaimer: reclaimer(),
-            fatal: fatal.clone(),
-        }
-        .run(shutdown.clone()),
-    );
+    for store in &stores {
+        background_tasks.push(background.spawn(
+            Promoter {
+                store: store.clone(),
+                timings: timings.clone(),
+                limits: limits.clone(),
+                fatal: fatal.clone(),
+            }
+            .run(shutdown.clone()),
+        ));
+        background_tasks.push(background.spawn(reclaimer(store).run_reaper(shutdown.clone())));
+    }
+    background.close();
+    let fetchers = TaskTracker::new();
+    let mut reader_ids = Vec::with_capacity(stores.len());
+    let mut fetcher_tasks = Vec::with_capacity(stores.len());
+    for (lane, store) in stores.iter().enumerate() {
+        let reader_id = Arc::new(AtomicI64::new(0));
+        reader_ids.push((store.clone(), Arc::clone(&reader_id)));
+        fetcher_tasks.push(
+            fetchers.spawn(
+                Fetcher {
+                    lane,
+                    store: store.clone(),
+                    consumer: consumer.clone(),
+                    dispatcher: Arc::clone(&dispatcher),
+                    slots: slots.clone(),
+                    timings: timings.clone(),
+                    max_batch: concurrency.min(limits.ack_batch),
+                    reader_id,
+                    reclaimer: reclaimer(store),
+                    fatal: fatal.clone(),
+                }
+                .run(shutdown.clone()),
+            ),
+        );
+    }
+    fetchers.close();
     // If this future is dropped (a second signal), every task it started
     // stops with it, running handlers included: their jobs stay pending.
+    let mut tasks = vec![acker.abort_handle(), lease.abort_handle()];
+    tasks.extend(fetcher_tasks.iter().map(JoinHandle::abort_handle));
+    tasks.extend(background_tasks.iter().map(JoinHandle::abort_handle));
     let _tasks = AbortOnDrop {
-        tasks: vec![
-            acker.abort_handle(),
-            lease.abort_handle(),
-            promoter.abort_handle(),
-            reaper.abort_handle(),
-            fetcher.abort_handle(),
-        ],
+        tasks,
         inflight: inflight.clone(),
     };
 
     // 1. Stop fetching. A fatal error in any duty (a password changed, an
     //    ACL or a key type broken under us) raises shutdown too.
+    //    A fetcher that ends by itself (it never should) stops the worker
+    //    rather than leave its queue unserved.
     tokio::select! {
         _ = shutdown.wait() => {}
-        _ = &mut fetcher => {}
+        _ = futures_util::future::select_all(fetcher_tasks.iter_mut()) => {
+            tracing::error!("a fetcher stopped on its own; shutting down");
+        }
     }
     handle.shutdown();
     let began = Instant::now();
     let grace_end = began + timings.shutdown_grace;
     let give_up = grace_end + timings.shutdown_flush;
     give_up_tx.send_replace(Some(give_up));
-    tracing::info!(queue = %queue, running = inflight.len(), grace_ms = timings.shutdown_grace.as_millis() as u64,
+    slots.close();
+    tracing::info!(queues = ?names, running = inflight.len(), grace_ms = timings.shutdown_grace.as_millis() as u64,
         flush_ms = timings.shutdown_flush.as_millis() as u64, "shutting down: no new jobs are fetched");
-    // End the blocked read with CLIENT UNBLOCK; with Redis unreachable,
-    // stop waiting for it at the end of the grace period (after one short
-    // try at least): entries it may have been handed stay pending for
-    // reclaim.
+    // End the blocked reads with CLIENT UNBLOCK; with Redis unreachable,
+    // stop waiting for them at the end of the grace period (after one
+    // short try at least): entries they may have been handed stay pending
+    // for reclaim.
     let unblock_until = grace_end.max(began + Duration::from_millis(100));
-    while !fetcher.is_finished() {
+    while !fetchers.is_empty() {
         let left = unblock_until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
-        let id = reader_id.load(Ordering::SeqCst);
-        if id != 0 {
-            let _ =
-                tokio::time::timeout(left.min(Duration::from_millis(200)) / 2, store.unblock(id))
-                    .await;
+        for (store, reader_id) in &reader_ids {
+            let id = reader_id.load(Ordering::SeqCst);
+            if id != 0 {
+                let _ = tokio::time::timeout(
+                    left.min(Duration::from_millis(200)) / 2,
+                    store.unblock(id),
+                )
+                .await;
+            }
         }
         let left = unblock_until.saturating_duration_since(Instant::now());
-        let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), &mut fetcher).await;
+        let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), fetchers.wait()).await;
     }
-    fetcher.abort();
-    finish_by(promoter, give_up).await;
-    finish_by(reaper, give_up).await;
+    for f in &fetcher_tasks {
+        f.abort();
+    }
+    if tokio::time::timeout_at(give_up.into(), background.wait())
+        .await
+        .is_err()
+    {
+        for t in &background_tasks {
+            t.abort();
+        }
+    }
 
     // 2. Wait for running handlers, within the grace period.
-    let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
-    let finished = tokio::time::timeout_at(grace_end.into(), slots.acquire_many(all)).await;
+    job_tasks.close();
+    let finished = tokio::time::timeout_at(grace_end.into(), job_tasks.wait()).await;
 
     // 3. Abort what is still running and give those jobs back.
     if finished.is_err() {
-        let ids = inflight.abort_running();
+        let aborted = inflight.abort_running();
         tracing::warn!(
-            aborted = ids.len(),
+            aborted = aborted.values().map(Vec::len).sum::<usize>(),
             grace_ms = timings.shutdown_grace.as_millis() as u64,
             "handlers still running after the grace period were aborted; their jobs go back to the queue"
         );
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        for chunk in ids.chunks(500) {
-            match tokio::time::timeout_at(give_up.into(), store.requeue(&consumer, chunk)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "could not give aborted jobs back; they return after the visibility timeout")
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        "no time left to give aborted jobs back; they return after the visibility timeout"
-                    );
-                    break;
+        'lanes: for (lane, ids) in aborted {
+            let store = &stores[lane];
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            for chunk in ids.chunks(500) {
+                match tokio::time::timeout_at(give_up.into(), store.requeue(&consumer, chunk)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(queue = %store.keys().name(), error = %e, "could not give aborted jobs back; they return after the visibility timeout")
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            "no time left to give aborted jobs back; they return after the visibility timeout"
+                        );
+                        break 'lanes;
+                    }
                 }
             }
         }
@@ -230,7 +284,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     finish_by(acker, give_up + Duration::from_millis(50)).await;
     stop_lease.shutdown();
     finish_by(lease, give_up + Duration::from_millis(50)).await;
-    tracing::info!(queue = %queue, consumer = %consumer, shutdown_ms = began.elapsed().as_millis() as u64, "worker stopped");
+    tracing::info!(queues = ?names, consumer = %consumer, shutdown_ms = began.elapsed().as_millis() as u64, "worker stopped");
     match fatal.take() {
         Some(e) => Err(e.for_server(redis.display_url())),
         None => Ok(()),

@@ -1,48 +1,56 @@
-//! The shutdown signal every duty watches, and the OS signals that raise it.
+//! The shutdown signal every duty watches (a `tokio_util`
+//! [`CancellationToken`]), and the OS signals that raise it.
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Raises shutdown. Cheap to clone; any clone can trigger it.
 #[derive(Clone, Debug)]
 pub struct ShutdownHandle {
-    tx: std::sync::Arc<watch::Sender<bool>>,
+    token: CancellationToken,
 }
 
 impl ShutdownHandle {
     /// Starts a graceful shutdown of the worker.
     pub fn shutdown(&self) {
-        self.tx.send_replace(true);
+        self.token.cancel();
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Resolves once shutdown has started (by a signal, this handle, a
+    /// `run_until` future or a fatal error).
+    pub async fn started(&self) {
+        self.token.cancelled().await;
     }
 }
 
 /// Watches for shutdown.
 #[derive(Clone, Debug)]
 pub(crate) struct Shutdown {
-    rx: watch::Receiver<bool>,
+    token: CancellationToken,
 }
 
 pub(crate) fn channel() -> (ShutdownHandle, Shutdown) {
-    let (tx, rx) = watch::channel(false);
+    let token = CancellationToken::new();
     (
         ShutdownHandle {
-            tx: std::sync::Arc::new(tx),
+            token: token.clone(),
         },
-        Shutdown { rx },
+        Shutdown { token },
     )
 }
 
 impl Shutdown {
     pub(crate) fn is_set(&self) -> bool {
-        *self.rx.borrow()
+        self.token.is_cancelled()
     }
 
     /// Resolves once shutdown is raised.
     pub(crate) async fn wait(&mut self) {
-        // An error means every handle is gone: nothing can raise it any
-        // more, so wait forever rather than shut down by accident.
-        if self.rx.wait_for(|v| *v).await.is_err() {
-            std::future::pending::<()>().await;
-        }
+        self.token.cancelled().await;
     }
 
     /// Sleeps for `d`, or less if shutdown is raised. True if shut down.

@@ -29,13 +29,16 @@ const REQUIRED: &[&str] = &[
 /// configuration Redis refuses. Waits for as long as Redis is not ready:
 /// the caller races it against shutdown.
 pub(crate) async fn prepare(
-    store: &QueueStore,
+    stores: &[QueueStore],
     consumer: &str,
     timings: &Timings,
 ) -> Result<(), Error> {
+    let Some(store) = stores.first() else {
+        return Err(Error::Config("a worker serves at least one queue".into()));
+    };
     let mut backoff = Reconnect::new(timings);
     loop {
-        match check(store, consumer).await {
+        match check(stores, consumer).await {
             Ok(()) => {
                 warn_about_settings_that_lose_jobs(store).await;
                 return Ok(());
@@ -53,17 +56,23 @@ pub(crate) async fn prepare(
     }
 }
 
-async fn check(store: &QueueStore, consumer: &str) -> Result<(), Error> {
+async fn check(stores: &[QueueStore], consumer: &str) -> Result<(), Error> {
+    let Some(first) = stores.first() else {
+        return Ok(());
+    };
     // Reachable, credentials accepted, database selected, clock read.
-    store.redis().server_now_ms().await?;
-    store.redis().require_commands(REQUIRED).await?;
-    store.check_key_types().await?;
-    store.ensure_group().await?;
-    store.create_consumer(consumer).await?;
-    // Scripting is allowed for this user (and the script is loaded).
-    store.extend(consumer, &[]).await?;
+    first.redis().server_now_ms().await?;
+    first.redis().require_commands(REQUIRED).await?;
+    for store in stores {
+        store.check_key_types().await?;
+        store.ensure_group().await?;
+        store.create_consumer(consumer).await?;
+        // Scripting is allowed for this user on these keys (and the
+        // script is loaded).
+        store.extend(consumer, &[]).await?;
+    }
     // Newer commands where the server has them (XACKDEL on Redis 8.2+).
-    store.redis().detect_features().await;
+    first.redis().detect_features().await;
     Ok(())
 }
 

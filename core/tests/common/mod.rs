@@ -39,7 +39,7 @@ pub async fn add(store: &QueueStore, n: usize) -> Vec<String> {
 pub async fn fetch(store: &QueueStore, consumer: &str, n: usize) -> Vec<StreamEntry> {
     let mut conn = store.redis().blocking().await.unwrap();
     store
-        .read(&mut conn, consumer, n, Duration::from_millis(50))
+        .read(&mut conn, consumer, n, Some(Duration::from_millis(50)))
         .await
         .unwrap()
 }

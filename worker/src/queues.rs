@@ -1,0 +1,100 @@
+//! Which queues a worker serves, and how they share its slots.
+
+use jobstream_core::{Error, QueueName};
+
+/// How a queue shares the worker's slots with the other queues it serves
+/// (see [`WorkerBuilder::queue_with`](crate::WorkerBuilder::queue_with)).
+///
+/// ```
+/// use jobstream_worker::QueueOptions;
+/// // A third of the slots under backlog, never more than 4 at once.
+/// let reports = QueueOptions::new().weight(1).max_concurrency(4);
+/// # let _ = reports;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueOptions {
+    /// Share of the slots under backlog, against the other queues' weights
+    /// (ignored under [`QueueOrder::Strict`](crate::QueueOrder::Strict)).
+    /// At least 1; default 1.
+    pub weight: u32,
+    /// Most of this queue's jobs running at once (default: the worker's
+    /// whole concurrency). Caps keep slow work from taking every slot.
+    pub max_concurrency: Option<usize>,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl QueueOptions {
+    /// Weight 1, no cap of its own.
+    pub fn new() -> Self {
+        Self {
+            weight: 1,
+            max_concurrency: None,
+        }
+    }
+
+    /// This queue's weight.
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    /// At most `n` of this queue's jobs run at once.
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = Some(n);
+        self
+    }
+}
+
+/// A checked queue: its name and options.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueSpec {
+    pub(crate) name: QueueName,
+    pub(crate) options: QueueOptions,
+}
+
+/// Checks the queues as configured; none configured means `default`.
+pub(crate) fn check(
+    queues: Vec<(String, QueueOptions)>,
+    concurrency: usize,
+) -> Result<Vec<QueueSpec>, Error> {
+    let queues = if queues.is_empty() {
+        vec![("default".to_owned(), QueueOptions::new())]
+    } else {
+        queues
+    };
+    let mut out: Vec<QueueSpec> = Vec::with_capacity(queues.len());
+    for (name, options) in queues {
+        let name = QueueName::new(&name)?;
+        if out.iter().any(|q| q.name == name) {
+            return Err(Error::Config(format!(
+                "queue {:?} is added twice; add each queue once",
+                name.as_str()
+            )));
+        }
+        if options.weight == 0 {
+            return Err(Error::Config(format!(
+                "queue {:?}: weight must be at least 1",
+                name.as_str()
+            )));
+        }
+        if options.max_concurrency == Some(0) {
+            return Err(Error::Config(format!(
+                "queue {:?}: max_concurrency must be at least 1",
+                name.as_str()
+            )));
+        }
+        if let Some(cap) = options.max_concurrency
+            && cap > concurrency
+        {
+            tracing::debug!(queue = name.as_str(), cap, concurrency, "queue cap above the worker's concurrency has no effect");
+        }
+        out.push(QueueSpec { name, options });
+    }
+    Ok(out)
+}
