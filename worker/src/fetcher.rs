@@ -48,7 +48,10 @@ impl Fetcher {
         let mut conn: Option<BlockingConn> = None;
         let mut backoff = Reconnect::new(&self.timings);
         let mut next_reclaim = Instant::now() + self.timings.reclaim_interval;
-        let mut active = false;
+        // Start active: a lane with a backlog competes for slots by the
+        // order's rule from the first read (in strict order, a lower queue
+        // must not take the slots before a higher one had a look).
+        let mut active = true;
         while !shutdown.is_set() {
             let mut permits = if active {
                 let p = tokio::select! {

@@ -98,7 +98,8 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
             cap: q.options.max_concurrency.unwrap_or(concurrency),
         })
         .collect();
-    let slots = Slots::new(concurrency, order, &shares);
+    let max_batch = concurrency.min(limits.ack_batch);
+    let slots = Slots::new(concurrency, order, &shares, max_batch);
     let inflight = Inflight::default();
     let job_tasks = TaskTracker::new();
     let (outcome_tx, outcome_rx) = mpsc::channel(concurrency * 2 + limits.ack_batch);
@@ -173,7 +174,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
                     dispatcher: Arc::clone(&dispatcher),
                     slots: slots.clone(),
                     timings: timings.clone(),
-                    max_batch: concurrency.min(limits.ack_batch),
+                    max_batch,
                     reader_id,
                     reclaimer: reclaimer(store),
                     fatal: fatal.clone(),

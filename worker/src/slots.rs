@@ -136,7 +136,12 @@ pub(crate) struct Share {
 }
 
 impl Slots {
-    pub(crate) fn new(total: usize, order: QueueOrder, shares: &[Share]) -> Self {
+    /// A pool of `total` slots over lanes with `shares`. Every lane starts
+    /// active, asking for `want` slots: until its first read, a queue may
+    /// have a backlog, and the first slots are given by the order's rule
+    /// (in strict order, a lower queue must not start before a higher one
+    /// had a look).
+    pub(crate) fn new(total: usize, order: QueueOrder, shares: &[Share], want: usize) -> Self {
         let lanes = shares
             .iter()
             .map(|s| Lane {
@@ -144,20 +149,22 @@ impl Slots {
                 cap: s.cap.clamp(1, total),
                 held: 0,
                 reserved: 0,
-                want: 0,
-                active: false,
+                want: want.max(1),
+                active: true,
                 pass: 0.0,
             })
             .collect::<Vec<_>>();
-        let wake = lanes.iter().map(|_| Notify::new()).collect();
+        let wake: Vec<Notify> = lanes.iter().map(|_| Notify::new()).collect();
+        let mut state = State {
+            free: total,
+            order,
+            closed: false,
+            lanes,
+        };
+        distribute(&mut state, &wake);
         Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State {
-                    free: total,
-                    order,
-                    closed: false,
-                    lanes,
-                }),
+                state: Mutex::new(state),
                 wake,
             }),
         }
@@ -297,13 +304,9 @@ mod tests {
     /// follow the weights.
     #[tokio::test]
     async fn under_backlog_slots_follow_the_weights() {
-        let slots = Slots::new(10, QueueOrder::Weighted, &shares(&[(6, 10), (3, 10), (1, 10)]));
+        let slots = Slots::new(10, QueueOrder::Weighted, &shares(&[(6, 10), (3, 10), (1, 10)]), 10);
         let mut given = [0usize; 3];
         let mut running: Vec<Permit> = Vec::new();
-        for lane in 0..3 {
-            Slots::activate(&mut lock(&slots.inner.state), lane, 10);
-        }
-        distribute(&mut lock(&slots.inner.state), &slots.inner.wake);
         for round in 0..10_000 {
             for (lane, given) in given.iter_mut().enumerate() {
                 for p in slots.collect_more(lane, 10) {
@@ -325,10 +328,11 @@ mod tests {
 
     #[tokio::test]
     async fn strict_order_serves_a_lower_lane_only_when_higher_ones_are_idle() {
-        let slots = Slots::new(4, QueueOrder::Strict, &shares(&[(1, 4), (1, 4)]));
+        let slots = Slots::new(4, QueueOrder::Strict, &shares(&[(1, 4), (1, 4)]), 4);
+        // Both start active: the higher lane gets every slot.
+        assert_eq!(slots.collect_more(1, 4).len(), 0);
         let high = slots.acquire(0, 4).await;
         assert_eq!(high.len(), 4);
-        Slots::activate(&mut lock(&slots.inner.state), 1, 4);
         drop(high);
         // Every freed slot went back to the active higher lane.
         assert_eq!(slots.collect_more(1, 4).len(), 0);
@@ -339,9 +343,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_capped_lane_never_holds_more_than_its_cap() {
-        let slots = Slots::new(10, QueueOrder::Weighted, &shares(&[(1, 2), (1, 10)]));
+        let slots = Slots::new(10, QueueOrder::Weighted, &shares(&[(1, 2), (1, 10)]), 10);
         let slow = slots.acquire(0, 10).await;
         assert_eq!(slow.len(), 2);
+        slots.idle(1);
         assert_eq!(slots.try_acquire(0, 10).len(), 0);
         // The fast lane finds the other eight free at once.
         assert_eq!(slots.try_acquire(1, 10).len(), 8);
@@ -349,7 +354,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_wakes_a_waiting_fetcher_empty_handed() {
-        let slots = Slots::new(1, QueueOrder::Weighted, &shares(&[(1, 1)]));
+        let slots = Slots::new(1, QueueOrder::Weighted, &shares(&[(1, 1)]), 1);
         let held = slots.acquire(0, 1).await;
         let s2 = slots.clone();
         let waiter = tokio::spawn(async move { s2.acquire(0, 1).await.len() });
