@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use jobstream_producer::{Job, Producer};
+use jobstream_producer::{NewJob, Producer};
 use jobstream_testkit::RedisServer;
 use measure::RedisCost;
 use serde::{Deserialize, Serialize};
@@ -231,7 +231,7 @@ async fn single_enqueue(ctx: &mut Ctx, n: usize) -> Row {
     let q = ctx.queue("single");
     let key = format!("raw:{{{}}}:ready", ctx.queue("single-raw"));
     let producer = ctx.producer.clone();
-    producer.enqueue(&q, "bench", &payload).await.unwrap(); // registers the queue outside the timing
+    producer.enqueue_named(&q, "bench", &payload).await.unwrap(); // registers the queue outside the timing
     let mut conn = ctx.conn.clone();
     let (mut js, mut raw) = (
         (Duration::ZERO, RedisCost::default()),
@@ -243,7 +243,7 @@ async fn single_enqueue(ctx: &mut Ctx, n: usize) -> Row {
             .cost(async {
                 let t = Instant::now();
                 for _ in 0..per_round {
-                    producer.enqueue(&q, "bench", &payload).await.unwrap();
+                    producer.enqueue_named(&q, "bench", &payload).await.unwrap();
                 }
                 t.elapsed()
             })
@@ -263,7 +263,7 @@ async fn bulk_enqueue(ctx: &mut Ctx, n: usize) -> Row {
     let q = ctx.queue("bulk");
     let key = format!("raw:{{{}}}:ready", ctx.queue("bulk-raw"));
     let producer = ctx.producer.clone();
-    producer.enqueue(&q, "bench", &payload).await.unwrap();
+    producer.enqueue_named(&q, "bench", &payload).await.unwrap();
     let mut conn = ctx.conn.clone();
     let (mut js, mut raw) = (
         (Duration::ZERO, RedisCost::default()),
@@ -277,8 +277,8 @@ async fn bulk_enqueue(ctx: &mut Ctx, n: usize) -> Row {
                 let mut left = per_round;
                 while left > 0 {
                     let k = left.min(1000);
-                    let jobs: Vec<Job> = (0..k)
-                        .map(|_| Job::new("bench", &payload).unwrap())
+                    let jobs: Vec<NewJob> = (0..k)
+                        .map(|_| NewJob::new("bench", &payload).unwrap())
                         .collect();
                     producer.enqueue_many(&q, jobs).await.unwrap();
                     left -= k;
@@ -375,7 +375,7 @@ async fn pickup(ctx: &mut Ctx, n: usize, rate: u64) -> Row {
                     tokio::time::sleep_until(start + interval * i as u32).await;
                     let p = payload.stamped();
                     if kind == "jobstream" {
-                        producer.enqueue(&q, "bench", &p).await.unwrap();
+                        producer.enqueue_named(&q, "bench", &p).await.unwrap();
                     } else {
                         let _: String = redis::cmd("XADD")
                             .arg(&key)

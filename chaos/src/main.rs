@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use job::{ChaosJob, done_key, exec_key};
 use jobstream_producer::inspect::{DeadFilter, Inspector};
-use jobstream_producer::{Job, Producer};
+use jobstream_producer::{NewJob, Producer};
 use jobstream_testkit::RedisServer;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -214,7 +214,7 @@ async fn run(args: Args) -> Result<Report, String> {
             if job.permanent {
                 permanent_ids.insert(next_id);
             }
-            let mut j = Job::new("chaos", &job)
+            let mut j = NewJob::new("chaos", &job)
                 .map_err(|e| e.to_string())?
                 .field("chaos_id", next_id.to_string())
                 .map_err(|e| e.to_string())?;

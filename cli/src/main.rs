@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use jobstream_producer::inspect::{Inspector, QueueStats};
-use jobstream_producer::{Job, Producer, ProducerOptions};
+use jobstream_producer::{NewJob, Producer, ProducerOptions};
 
 #[derive(Parser)]
 #[command(
@@ -147,7 +147,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         } => {
             let payload: serde_json::Value = serde_json::from_str(&payload_json)
                 .map_err(|e| format!("--payload-json is not valid JSON: {e}"))?;
-            let mut job = Job::new(&job_type, &payload).map_err(|e| e.to_string())?;
+            let mut job = NewJob::new(&job_type, &payload).map_err(|e| e.to_string())?;
             if let Some(d) = delay {
                 job = job.delay(d);
             }

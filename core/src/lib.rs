@@ -15,6 +15,7 @@
 //! - [`connection`]: the shared multiplexed connection and the pool of
 //!   dedicated connections for blocking reads; reconnect backoff.
 //! - [`tls`]: `rediss://` over rustls (feature `tls`), [`TlsOptions`].
+//! - [`job`]: the [`Job`] trait (typed jobs) and [`JobOptions`].
 //! - [`retry`]: retry policy and backoff, pure.
 //! - [`config`]: every timing and limit, with defaults.
 //! - [`error`]: the infrastructure error type.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod connection;
 pub mod envelope;
 pub mod error;
+pub mod job;
 pub mod keys;
 mod reply;
 pub mod retry;
@@ -41,6 +43,7 @@ pub use config::{Limits, Timings};
 pub use connection::{BlockingConn, Reconnect, Redis};
 pub use envelope::Envelope;
 pub use error::{Error, RedisFailure, Result};
+pub use job::{Job, JobOptions};
 pub use keys::{DEFAULT_PREFIX, QueueKeys, QueueName};
 pub use reply::StreamEntry;
 pub use retry::{Backoff, RetryPolicy};

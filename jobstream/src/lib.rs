@@ -6,23 +6,33 @@
 //! The README's example, compiled with this crate:
 //!
 //! ```no_run
-//! use jobstream::{JobContext, JobError, Producer, Worker};
+//! use jobstream::{Job, JobContext, JobError, JobResult, Producer, Worker};
 //! use serde::{Deserialize, Serialize};
 //!
+//! /// A job type: the struct is the payload, `NAME` its type on the wire.
 //! #[derive(Serialize, Deserialize)]
-//! struct Email { to: String }
+//! struct SendEmail { to: String }
+//!
+//! impl Job for SendEmail {
+//!     const NAME: &'static str = "send_email";
+//!     const QUEUE: &'static str = "emails";
+//! }
+//!
+//! async fn send_email(email: SendEmail, job: JobContext) -> JobResult {
+//!     if email.to.is_empty() {
+//!         return Err(JobError::permanent("no recipient"));
+//!     }
+//!     println!("job {}: mail to {}", job.id(), email.to);
+//!     Ok(())
+//! }
 //!
 //! # async fn demo() -> Result<(), jobstream::Error> {
 //! let producer = Producer::connect("redis://127.0.0.1:6379").await?;
-//! producer.enqueue("emails", "send_email", &Email { to: "a@example.com".into() }).await?;
+//! producer.enqueue(&SendEmail { to: "a@example.com".into() }).await?;
 //!
 //! Worker::builder("redis://127.0.0.1:6379")
-//!     .queue("emails")
-//!     .handle("send_email", |email: Email, job: JobContext| async move {
-//!         if email.to.is_empty() { return Err(JobError::permanent("no recipient")); }
-//!         println!("job {}: mail to {}", job.id(), email.to);
-//!         Ok(())
-//!     })
+//!     .queue(SendEmail::QUEUE)
+//!     .job::<SendEmail>(send_email)
 //!     .build()?
 //!     .run()
 //!     .await
@@ -31,9 +41,12 @@
 //!
 //! # Features
 //!
-//! - `producer` (default): [`Producer`], [`Job`], and [`inspect`] for
+//! - always: the [`Job`] trait for typed jobs, [`JobOptions`], the
+//!   configuration types and [`Error`].
+//! - `producer` (default): [`Producer`], [`NewJob`], and [`inspect`] for
 //!   queue stats and dead letters.
-//! - `worker` (default): [`Worker`] and what handlers see.
+//! - `worker` (default): [`Worker`], what handlers see, and [`testing`]
+//!   for unit tests of handlers.
 //! - `tls`: `rediss://` URLs over rustls, with [`TlsOptions`] or the
 //!   `JOBSTREAM_TLS_CA`/`_CERT`/`_KEY` environment variables.
 //!
@@ -42,19 +55,21 @@
 //! [`core`].
 
 pub use jobstream_core as core;
-pub use jobstream_core::{Backoff, Error, Limits, RetryPolicy, Timings, TlsOptions};
+pub use jobstream_core::{
+    Backoff, Error, Job, JobOptions, Limits, RetryPolicy, Timings, TlsOptions,
+};
 
 #[cfg(feature = "producer")]
 pub use jobstream_producer as producer;
 #[cfg(feature = "producer")]
-pub use jobstream_producer::{Job, JobId, Producer, ProducerOptions, inspect};
+pub use jobstream_producer::{JobId, NewJob, Producer, ProducerOptions, inspect};
 
 #[cfg(feature = "worker")]
 pub use jobstream_worker as worker;
 #[cfg(feature = "worker")]
 pub use jobstream_worker::{
-    FailureKind, Handler, JobContext, JobError, JobOptions, JobResult, Middleware, Next,
-    ShutdownHandle, Worker, WorkerBuilder,
+    FailureKind, Handler, JobContext, JobError, JobFn, JobResult, Middleware, Next, QueueOptions,
+    QueueOrder, ShutdownHandle, Worker, WorkerBuilder, testing,
 };
 
 /// The README's code example, compiled as a doctest so it stays true.

@@ -1,25 +1,53 @@
-//! A job to enqueue: type, encoded payload and options.
+//! A job to enqueue: type, encoded payload, queue and options.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jobstream_core::envelope::{
     MAX_ATTEMPTS_CAP, MAX_FIELDS, MAX_TIMEOUT_MS, field, reserved_names,
 };
-use jobstream_core::{Error, Result};
+use jobstream_core::{Error, Job, Result};
 use serde::Serialize;
 
-/// A job ready to be enqueued. The payload is encoded when the job is made,
-/// so a payload that cannot be serialized fails here, not in Redis.
+/// A job ready to be enqueued, with its options (delay, attempts, timeout,
+/// idempotency key, extra fields). The payload is encoded when the job is
+/// made, so a payload that cannot be serialized fails here, not in Redis.
+///
+/// ```
+/// use jobstream_producer::{Job, NewJob};
+/// use serde::{Deserialize, Serialize};
+/// use std::time::Duration;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct SendEmail { to: String }
+/// impl Job for SendEmail {
+///     const NAME: &'static str = "send_email";
+///     const QUEUE: &'static str = "emails";
+/// }
+///
+/// let job = NewJob::of(&SendEmail { to: "a@example.com".into() })
+///     .unwrap()
+///     .delay(Duration::from_secs(30))
+///     .idempotency_key("welcome-42");
+/// assert_eq!(job.queue_name(), "emails");
+/// // Then: producer.push(job).await?
+/// ```
 #[derive(Debug, Clone)]
-pub struct Job {
+pub struct NewJob {
     pub(crate) job_type: String,
+    pub(crate) queue: Option<String>,
     pub(crate) payload: Vec<u8>,
     pub(crate) when: Option<When>,
     pub(crate) options: Vec<(&'static str, String)>,
     pub(crate) extra: Vec<(String, Vec<u8>)>,
 }
 
-impl Job {
+impl NewJob {
+    /// A typed job: its type name is [`Job::NAME`], its queue
+    /// [`Job::QUEUE`] (change it with [`NewJob::queue`]).
+    pub fn of<J: Job>(job: &J) -> Result<Self> {
+        Ok(Self::new(J::NAME, job)?.queue(J::QUEUE))
+    }
+
     /// A job of type `job_type` with `payload` encoded as MessagePack (maps
     /// keep their field names, so producers in other languages see the same
     /// shape).
@@ -51,11 +79,34 @@ impl Job {
         }
         Ok(Self {
             job_type: job_type.to_owned(),
+            queue: None,
             payload,
             when: None,
             options: Vec::new(),
             extra: Vec::new(),
         })
+    }
+
+    /// The queue [`Producer::push`](crate::Producer::push) puts it on
+    /// (`default` unless set).
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// The queue it goes to with [`Producer::push`](crate::Producer::push).
+    pub fn queue_name(&self) -> &str {
+        self.queue.as_deref().unwrap_or("default")
+    }
+
+    /// The job type.
+    pub fn job_type(&self) -> &str {
+        &self.job_type
+    }
+
+    /// The encoded payload (MessagePack).
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
     }
 
     /// Run no sooner than `delay` from when it is enqueued, by the Redis

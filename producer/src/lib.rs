@@ -2,22 +2,34 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), jobstream_producer::Error> {
-//! use jobstream_producer::{Job, Producer};
+//! use jobstream_producer::{Job, NewJob, Producer};
+//! use serde::{Deserialize, Serialize};
 //! use std::time::Duration;
 //!
+//! #[derive(Serialize, Deserialize)]
+//! struct SendEmail { to: String }
+//! impl Job for SendEmail {
+//!     const NAME: &'static str = "send_email";
+//!     const QUEUE: &'static str = "emails";
+//! }
+//!
 //! let producer = Producer::connect("redis://127.0.0.1:6379").await?;
-//! let id = producer.enqueue("emails", "send_email", &serde_json_like()).await?;
+//! // Typed: the type name and queue come from `SendEmail`.
+//! let id = producer.enqueue(&SendEmail { to: "a@example.com".into() }).await?;
+//! // With options.
 //! producer
-//!     .enqueue_job("emails", Job::new("send_email", &serde_json_like())?.delay(Duration::from_secs(30)))
+//!     .push(NewJob::of(&SendEmail { to: "b@example.com".into() })?.delay(Duration::from_secs(30)))
 //!     .await?;
+//! // By name, for job types without a Rust type (served by another language).
+//! producer.enqueue_named("thumbnails", "resize", &(640, 480)).await?;
 //! # Ok(()) }
-//! # fn serde_json_like() -> std::collections::HashMap<&'static str, &'static str> { Default::default() }
 //! ```
 //!
 //! # Layout
 //!
 //! - `lib.rs`: [`Producer`], enqueue one, many, delayed.
-//! - `job.rs`: [`Job`], a job with its options.
+//! - `job.rs`: [`NewJob`], a job with its options; the [`Job`] trait
+//!   (typed jobs) lives in jobstream-core.
 //! - `inspect.rs`: [`inspect::Inspector`], queue stats and dead letters
 //!   (list, replay, discard), away from the hot path.
 
@@ -28,7 +40,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub use job::Job;
+pub use job::NewJob;
+pub use jobstream_core::Job;
 use jobstream_core::envelope::{field, fields_to_msgpack};
 pub use jobstream_core::{Error, Limits, QueueName, Result, Timings, TlsOptions};
 use jobstream_core::{QueueKeys, QueueStore, Reconnect, Redis};
@@ -145,7 +158,7 @@ impl Producer {
         Ok(store)
     }
 
-    fn check_size(&self, job: &Job) -> Result<()> {
+    fn check_size(&self, job: &NewJob) -> Result<()> {
         let limit = self.limits.max_payload_bytes;
         if job.payload.len() > limit {
             return Err(Error::PayloadTooLarge {
@@ -156,18 +169,35 @@ impl Producer {
         Ok(())
     }
 
-    /// Enqueues a job of `job_type` with `payload` to run now.
-    pub async fn enqueue<T: Serialize + ?Sized>(
+    /// Enqueues the typed job `job` on its queue ([`Job::QUEUE`]) to run
+    /// now. For a delay or other options, [`Producer::push`] a
+    /// [`NewJob::of`].
+    pub async fn enqueue<J: Job>(&self, job: &J) -> Result<JobId> {
+        self.push(NewJob::of(job)?).await
+    }
+
+    /// Enqueues `job` on its queue ([`NewJob::queue`]), now or when its
+    /// delay is due.
+    pub async fn push(&self, job: NewJob) -> Result<JobId> {
+        let queue = job.queue_name().to_owned();
+        self.enqueue_job(&queue, job).await
+    }
+
+    /// Enqueues a job of type `job_type` with `payload` on `queue`, to run
+    /// now: the string API, for job types that have no Rust type here
+    /// (served by a worker in another language, or named at run time).
+    pub async fn enqueue_named<T: Serialize + ?Sized>(
         &self,
         queue: &str,
         job_type: &str,
         payload: &T,
     ) -> Result<JobId> {
-        self.enqueue_job(queue, Job::new(job_type, payload)?).await
+        self.enqueue_job(queue, NewJob::new(job_type, payload)?).await
     }
 
-    /// Enqueues `job` (now, or when its delay is due).
-    pub async fn enqueue_job(&self, queue: &str, job: Job) -> Result<JobId> {
+    /// Enqueues `job` on `queue` (whatever queue the job names), now or
+    /// when its delay is due.
+    pub async fn enqueue_job(&self, queue: &str, job: NewJob) -> Result<JobId> {
         let mut ids = self.enqueue_many(queue, vec![job]).await?;
         ids.pop()
             .ok_or_else(|| Error::InvalidJob("enqueue returned no id".into()))
@@ -175,8 +205,9 @@ impl Producer {
 
     /// Enqueues many jobs in pipelines of up to 1000 commands: one round
     /// trip per chunk. Returns the ids in the order given. Every job is
-    /// checked before anything is sent, so a bad job enqueues nothing.
-    pub async fn enqueue_many(&self, queue: &str, jobs: Vec<Job>) -> Result<Vec<JobId>> {
+    /// checked before anything is sent, so a bad job enqueues nothing. The
+    /// jobs go to `queue`, whatever queue they name.
+    pub async fn enqueue_many(&self, queue: &str, jobs: Vec<NewJob>) -> Result<Vec<JobId>> {
         for job in &jobs {
             self.check_size(job)?;
         }
@@ -208,7 +239,7 @@ impl Producer {
     async fn send_chunk(
         &self,
         store: &QueueStore,
-        jobs: &[Job],
+        jobs: &[NewJob],
         ids: &mut Vec<JobId>,
     ) -> Result<()> {
         // Due times come from the server's clock (read once a minute at
@@ -252,7 +283,7 @@ impl Producer {
 /// A job's stream fields, borrowed from the job.
 type Fields<'a> = Vec<(&'a [u8], &'a [u8])>;
 
-fn stream_fields(job: &Job) -> Fields<'_> {
+fn stream_fields(job: &NewJob) -> Fields<'_> {
     let mut fields: Fields<'_> = Vec::with_capacity(2 + job.options.len() + job.extra.len());
     fields.push((field::TYPE.as_bytes(), job.job_type.as_bytes()));
     fields.push((field::PAYLOAD.as_bytes(), &job.payload));
@@ -265,7 +296,7 @@ fn stream_fields(job: &Job) -> Fields<'_> {
     fields
 }
 
-fn scheduled_member(job: &Job, id: &str, now: u64) -> Vec<u8> {
+fn scheduled_member(job: &NewJob, id: &str, now: u64) -> Vec<u8> {
     let now = now.to_string();
     let mut fields: Vec<(Vec<u8>, Vec<u8>)> = stream_fields(job)
         .into_iter()

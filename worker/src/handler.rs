@@ -4,24 +4,77 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
-
-use jobstream_core::{Envelope, RetryPolicy};
+use jobstream_core::{Envelope, JobOptions};
 use serde::de::DeserializeOwned;
 
 use crate::job_error::{JobError, JobResult};
 
-/// A job as a handler sees it. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct JobContext {
+/// A job as a handler sees it, with the worker's shared state `S` (set
+/// with [`WorkerBuilder::state`](crate::WorkerBuilder::state); `()` when
+/// there is none). Cheap to clone when `S` is.
+///
+/// ```no_run
+/// use jobstream_worker::{JobContext, JobResult, Worker};
+///
+/// #[derive(Clone)]
+/// struct App {
+///     greeting: std::sync::Arc<str>,
+/// }
+///
+/// async fn greet(name: String, ctx: JobContext<App>) -> JobResult {
+///     println!("{} {name} (job {})", ctx.state().greeting, ctx.id());
+///     Ok(())
+/// }
+///
+/// let worker = Worker::builder("redis://127.0.0.1:6379")
+///     .state(App { greeting: "hello".into() })
+///     .handle("greet", greet)
+///     .build();
+/// # let _ = worker;
+/// ```
+#[derive(Clone)]
+pub struct JobContext<S = ()> {
     pub(crate) envelope: Arc<Envelope>,
     pub(crate) entry_id: Arc<str>,
     pub(crate) queue: Arc<str>,
     pub(crate) deliveries: u64,
     pub(crate) max_attempts: u32,
+    pub(crate) state: S,
+}
+
+/// Shows the job, not the state.
+impl<S> std::fmt::Debug for JobContext<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("id", &self.id())
+            .field("entry_id", &self.entry_id)
+            .field("job_type", &self.job_type())
+            .field("queue", &self.queue)
+            .field("attempt", &self.attempt())
+            .field("deliveries", &self.deliveries)
+            .finish_non_exhaustive()
+    }
 }
 
 impl JobContext {
+    /// This context with `state` attached.
+    pub(crate) fn with_state<S>(self, state: S) -> JobContext<S> {
+        JobContext {
+            envelope: self.envelope,
+            entry_id: self.entry_id,
+            queue: self.queue,
+            deliveries: self.deliveries,
+            max_attempts: self.max_attempts,
+            state,
+        }
+    }
+}
+
+impl<S> JobContext<S> {
+    /// The worker's shared state (a connection pool, a client, config).
+    pub fn state(&self) -> &S {
+        &self.state
+    }
     /// The job id, stable across retries and replays. Use it (or the
     /// idempotency key) to make a handler's effect happen once.
     pub fn id(&self) -> &str {
@@ -147,78 +200,48 @@ impl<H: Handler> DynHandler for H {
 /// A boxed, sendable future: what the registry runs.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Adapter for `async fn(T, JobContext) -> JobResult` closures with a typed
-/// payload.
-pub(crate) struct TypedFn<T, F> {
+/// A handler function: `async fn(payload: T, ctx: JobContext<S>) ->
+/// JobResult`, or a closure of that shape. Implemented for every such
+/// function; you never implement it yourself.
+pub trait JobFn<T, S>: Fn(T, JobContext<S>) -> Self::Future + Send + Sync + 'static {
+    /// The future the function returns.
+    type Future: Future<Output = JobResult> + Send + 'static;
+}
+
+impl<T, S, F, Fut> JobFn<T, S> for F
+where
+    F: Fn(T, JobContext<S>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = JobResult> + Send + 'static,
+{
+    type Future = Fut;
+}
+
+/// Adapter for a [`JobFn`] with a typed payload and the worker's state.
+pub(crate) struct TypedFn<T, S, F> {
     f: F,
+    state: S,
     _payload: PhantomData<fn() -> T>,
 }
 
-impl<T, F> TypedFn<T, F> {
-    pub(crate) fn new(f: F) -> Self {
+impl<T, S, F> TypedFn<T, S, F> {
+    pub(crate) fn new(f: F, state: S) -> Self {
         Self {
             f,
+            state,
             _payload: PhantomData,
         }
     }
 }
 
-impl<T, F, Fut> Handler for TypedFn<T, F>
+impl<T, S, F> Handler for TypedFn<T, S, F>
 where
     T: DeserializeOwned + Send + 'static,
-    F: Fn(T, JobContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = JobResult> + Send + 'static,
+    S: Clone + Send + Sync + 'static,
+    F: JobFn<T, S>,
 {
     async fn handle(&self, job: JobContext) -> JobResult {
         let payload = job.payload::<T>()?;
-        (self.f)(payload, job).await
-    }
-}
-
-/// How one job type runs: timeout and retry policy.
-#[derive(Debug, Clone)]
-pub struct JobOptions {
-    /// Longest a handler may run before the attempt fails with class
-    /// `timeout`. A job's `timeout_ms` field overrides it.
-    pub timeout: Duration,
-    /// Attempts and backoff.
-    pub retry: RetryPolicy,
-}
-
-impl Default for JobOptions {
-    /// 5 minutes timeout, [`RetryPolicy::default`].
-    fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(300),
-            retry: RetryPolicy::default(),
-        }
-    }
-}
-
-impl JobOptions {
-    /// The defaults: 5 minutes timeout, [`RetryPolicy::default`].
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Longest a handler may run before the attempt fails with class
-    /// `timeout`.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Attempts and backoff.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Handler runs allowed in all, the first included (1 = never retry);
-    /// the backoff stays as it is.
-    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
-        self.retry.max_attempts = max_attempts;
-        self
+        (self.f)(payload, job.with_state(self.state.clone())).await
     }
 }
 

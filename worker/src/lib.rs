@@ -58,9 +58,11 @@ pub mod testing;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use handler::{BoxFuture, Handler, JobContext, JobOptions};
+pub use handler::{BoxFuture, Handler, JobContext, JobFn};
 pub use job_error::{FailureKind, JobError, JobResult};
-pub use jobstream_core::{Backoff, Error, Limits, RetryPolicy, Timings, TlsOptions};
+pub use jobstream_core::{
+    Backoff, Error, Job, JobOptions, Limits, RetryPolicy, Timings, TlsOptions,
+};
 pub use middleware::{Middleware, Next};
 pub use queues::QueueOptions;
 pub use slots::QueueOrder;
@@ -69,8 +71,9 @@ pub use shutdown::{ShutdownHandle, signal};
 
 use crate::handler::{DynHandler, Registry, TypedFn};
 
-/// Configures a [`Worker`].
-pub struct WorkerBuilder {
+/// Configures a [`Worker`]. `S` is the shared state handlers receive
+/// ([`WorkerBuilder::state`]); `()` until one is set.
+pub struct WorkerBuilder<S = ()> {
     url: String,
     queues: Vec<(String, QueueOptions)>,
     order: QueueOrder,
@@ -83,10 +86,11 @@ pub struct WorkerBuilder {
     routes: Vec<(String, Arc<dyn DynHandler>, Option<JobOptions>)>,
     middleware: Vec<Arc<dyn middleware::DynMiddleware>>,
     tls: Option<TlsOptions>,
+    state: S,
 }
 
 /// Shows the configuration, never the password in the URL.
-impl std::fmt::Debug for WorkerBuilder {
+impl<S> std::fmt::Debug for WorkerBuilder<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerBuilder")
             .field("url", &jobstream_core::connection::redact_url(&self.url))
@@ -107,7 +111,89 @@ impl std::fmt::Debug for WorkerBuilder {
     }
 }
 
-impl WorkerBuilder {
+impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
+    /// Shared state for handlers registered after this call (a database
+    /// pool, an HTTP client, configuration): each job's
+    /// [`JobContext::state`] is a clone of it, so make it cheap to clone
+    /// (pools usually are; otherwise wrap it in an `Arc`). The state's type
+    /// is checked at compile time: a handler that takes `JobContext<App>`
+    /// is accepted only once `.state(app)` was given:
+    ///
+    /// ```compile_fail
+    /// # use jobstream_worker::{JobContext, JobResult, Worker};
+    /// #[derive(Clone)]
+    /// struct App;
+    /// async fn greet(_name: String, _ctx: JobContext<App>) -> JobResult { Ok(()) }
+    /// // error: expected `JobContext<()>`, found `JobContext<App>`
+    /// let builder = Worker::builder("redis://127.0.0.1:6379").handle("greet", greet);
+    /// ```
+    pub fn state<S2: Clone + Send + Sync + 'static>(self, state: S2) -> WorkerBuilder<S2> {
+        WorkerBuilder {
+            url: self.url,
+            queues: self.queues,
+            order: self.order,
+            group: self.group,
+            prefix: self.prefix,
+            concurrency: self.concurrency,
+            timings: self.timings,
+            limits: self.limits,
+            defaults: self.defaults,
+            routes: self.routes,
+            middleware: self.middleware,
+            tls: self.tls,
+            state,
+        }
+    }
+
+    /// Serves the typed job `J` with `handler`, an `async fn(J,
+    /// JobContext<S>) -> JobResult` (or a closure of that shape), under
+    /// `J`'s own options ([`Job::options`]) or else the worker's defaults.
+    /// The payload arrives as `J`; one that does not decode sends the job
+    /// to dead as `malformed`.
+    ///
+    /// This serves the job type; which queues the worker reads is set by
+    /// [`queue`](Self::queue) (`J::QUEUE` is where producers put it).
+    pub fn job<J: Job>(self, handler: impl JobFn<J, S>) -> Self {
+        let options = J::options();
+        let state = self.state.clone();
+        self.route(J::NAME, Arc::new(TypedFn::new(handler, state)), options)
+    }
+
+    /// Serves `job_type` with an async function taking the decoded payload
+    /// and the job's context, `async fn(T, JobContext<S>) -> JobResult`.
+    /// For job types without a Rust type of their own (produced by other
+    /// languages); prefer [`job`](Self::job) for typed jobs. A payload that
+    /// does not decode into `T` sends the job to dead as `malformed`.
+    pub fn handle<T: DeserializeOwned + Send + 'static>(
+        self,
+        job_type: &str,
+        f: impl JobFn<T, S>,
+    ) -> Self {
+        let state = self.state.clone();
+        self.route(job_type, Arc::new(TypedFn::new(f, state)), None)
+    }
+
+    /// [`WorkerBuilder::handle`] with the job type's own options.
+    pub fn handle_with<T: DeserializeOwned + Send + 'static>(
+        self,
+        job_type: &str,
+        options: JobOptions,
+        f: impl JobFn<T, S>,
+    ) -> Self {
+        let state = self.state.clone();
+        self.route(job_type, Arc::new(TypedFn::new(f, state)), Some(options))
+    }
+
+    fn route(
+        mut self,
+        job_type: &str,
+        handler: Arc<dyn DynHandler>,
+        options: Option<JobOptions>,
+    ) -> Self {
+        self.routes.push((job_type.to_owned(), handler, options));
+        self
+    }
+
     /// Serves `queue` too, with weight 1 and no cap of its own. A worker
     /// that adds no queue serves `default`.
     ///
@@ -190,45 +276,15 @@ impl WorkerBuilder {
         self
     }
 
-    /// Serves `job_type` with a [`Handler`].
-    pub fn handler(mut self, job_type: &str, handler: impl Handler) -> Self {
-        self.routes
-            .push((job_type.to_owned(), Arc::new(handler), None));
-        self
+    /// Serves `job_type` with a [`Handler`] (a type that implements it,
+    /// holding its own state).
+    pub fn handler(self, job_type: &str, handler: impl Handler) -> Self {
+        self.route(job_type, Arc::new(handler), None)
     }
 
     /// Serves `job_type` with a [`Handler`] and its own options.
-    pub fn handler_with(
-        mut self,
-        job_type: &str,
-        options: JobOptions,
-        handler: impl Handler,
-    ) -> Self {
-        self.routes
-            .push((job_type.to_owned(), Arc::new(handler), Some(options)));
-        self
-    }
-
-    /// Serves `job_type` with an async closure taking the decoded payload
-    /// and the job's context. A payload that does not decode into `T` sends
-    /// the job to dead as `malformed`.
-    pub fn handle<T, F, Fut>(self, job_type: &str, f: F) -> Self
-    where
-        T: DeserializeOwned + Send + 'static,
-        F: Fn(T, JobContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = JobResult> + Send + 'static,
-    {
-        self.handler(job_type, TypedFn::new(f))
-    }
-
-    /// [`WorkerBuilder::handle`] with the job type's own options.
-    pub fn handle_with<T, F, Fut>(self, job_type: &str, options: JobOptions, f: F) -> Self
-    where
-        T: DeserializeOwned + Send + 'static,
-        F: Fn(T, JobContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = JobResult> + Send + 'static,
-    {
-        self.handler_with(job_type, options, TypedFn::new(f))
+    pub fn handler_with(self, job_type: &str, options: JobOptions, handler: impl Handler) -> Self {
+        self.route(job_type, Arc::new(handler), Some(options))
     }
 
     /// Checks the configuration and prepares the worker (nothing connects
@@ -339,6 +395,7 @@ impl Worker {
             routes: Vec::new(),
             middleware: Vec::new(),
             tls: None,
+            state: (),
         }
     }
 

@@ -134,6 +134,7 @@ impl Dispatcher {
             queue: Arc::clone(queue),
             deliveries,
             max_attempts,
+            state: (),
         };
         let started = std::time::Instant::now();
         let fut = AssertUnwindSafe(crate::middleware::run(

@@ -25,15 +25,14 @@
 //! # }
 //! ```
 
-use std::future::Future;
 use std::sync::Arc;
 
 use jobstream_core::envelope::{Envelope, field};
-use jobstream_core::{Error, Result};
+use jobstream_core::{Error, JobOptions, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::handler::{Handler, JobContext, JobOptions, TypedFn};
+use crate::handler::{Handler, JobContext, JobFn, TypedFn};
 use crate::job_error::JobResult;
 use crate::outcome::{Disposition, disposition};
 
@@ -131,6 +130,7 @@ impl TestJob {
             queue: Arc::from(self.queue.as_str()),
             deliveries: self.deliveries,
             max_attempts,
+            state: (),
         })
     }
 
@@ -161,13 +161,26 @@ impl TestJob {
     /// [`TestJob::run`] for a handler written as an async function or
     /// closure taking the typed payload, as registered with
     /// `WorkerBuilder::handle`.
-    pub async fn run_fn<T, F, Fut>(&self, f: F, options: &JobOptions) -> TestRun
+    pub async fn run_fn<T>(&self, f: impl JobFn<T, ()>, options: &JobOptions) -> TestRun
     where
         T: DeserializeOwned + Send + 'static,
-        F: Fn(T, JobContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = JobResult> + Send + 'static,
     {
-        self.run(&TypedFn::new(f), options).await
+        self.run(&TypedFn::new(f, ()), options).await
+    }
+
+    /// [`TestJob::run_fn`] for a handler that takes the worker's shared
+    /// state (`JobContext<S>`), with `state` as the worker would pass it.
+    pub async fn run_with_state<T, S>(
+        &self,
+        f: impl JobFn<T, S>,
+        state: S,
+        options: &JobOptions,
+    ) -> TestRun
+    where
+        T: DeserializeOwned + Send + 'static,
+        S: Clone + Send + Sync + 'static,
+    {
+        self.run(&TypedFn::new(f, state), options).await
     }
 }
 

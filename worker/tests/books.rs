@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use jobstream_core::BooksStatus;
-use jobstream_producer::Job;
+use jobstream_producer::NewJob;
 use jobstream_testkit::{RedisServer, unique_queue};
 use jobstream_worker::{JobContext, JobError, JobOptions, Limits, RetryPolicy, Worker};
 use serde::{Deserialize, Serialize};
@@ -58,7 +58,7 @@ async fn the_books_balance_at_every_check_while_workers_drain_with_failures() {
     let server = RedisServer::start();
     let queue = unique_queue("books");
     let s = store(&server, &queue);
-    let jobs: Vec<Job> = (0..JOBS)
+    let jobs: Vec<NewJob> = (0..JOBS)
         .map(|i| {
             let o = match i % 10 {
                 6 => Outcome::FailOnce,
@@ -67,7 +67,7 @@ async fn the_books_balance_at_every_check_while_workers_drain_with_failures() {
                 9 => Outcome::AlwaysFail,
                 _ => Outcome::Ok,
             };
-            Job::new("job", &o).unwrap()
+            NewJob::new("job", &o).unwrap()
         })
         .collect();
     producer(&server)

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
-use jobstream_producer::Job;
+use jobstream_producer::NewJob;
 use jobstream_producer::inspect::DeadFilter;
 use jobstream_testkit::{RedisServer, unique_queue};
 use jobstream_worker::{JobContext, JobError, Worker};
@@ -39,13 +39,13 @@ async fn a_replayed_dead_job_runs_again_with_its_id_and_fresh_attempts() {
             }),
     );
     let producer = producer(&server).await;
-    let job = Job::new("deploy_bug", &1u8)
+    let job = NewJob::new("deploy_bug", &1u8)
         .unwrap()
         .traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
         .field("tenant", "acme")
         .unwrap();
     let id = producer.enqueue_job(&queue, job).await.unwrap();
-    producer.enqueue(&queue, "deploy_bug", &2u8).await.unwrap();
+    producer.enqueue_named(&queue, "deploy_bug", &2u8).await.unwrap();
     wait_stats(&server, &queue, "2 dead", |s| s.dead == 2).await;
     let inspector = producer.inspector();
     let only_first = DeadFilter {
@@ -112,7 +112,7 @@ async fn a_worker_that_lost_its_lease_drops_its_outcome() {
     );
     let id = producer(&server)
         .await
-        .enqueue(&queue, "slow", &1500u64)
+        .enqueue_named(&queue, "slow", &1500u64)
         .await
         .unwrap();
     wait_stats(&server, &queue, "running", |s| s.in_flight == 1).await;

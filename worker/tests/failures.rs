@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use jobstream_producer::Job;
+use jobstream_producer::NewJob;
 use jobstream_testkit::{RedisServer, unique_queue};
 use jobstream_worker::{JobContext, JobError, JobOptions, RetryPolicy, Worker};
 use serde::{Deserialize, Serialize};
@@ -78,7 +78,7 @@ fn worker(server: &RedisServer, queue: &str, runs: &Runs, max_attempts: u32) -> 
 async fn enqueue(server: &RedisServer, queue: &str, b: Behaviour) -> String {
     producer(server)
         .await
-        .enqueue(queue, "flaky", &b)
+        .enqueue_named(queue, "flaky", &b)
         .await
         .unwrap()
 }
@@ -158,7 +158,7 @@ async fn a_per_job_max_attempts_overrides_the_policy() {
     let queue = unique_queue("override");
     let runs = Runs::default();
     let w = worker(&server, &queue, &runs, 10);
-    let job = Job::new("flaky", &Behaviour::AlwaysFail)
+    let job = NewJob::new("flaky", &Behaviour::AlwaysFail)
         .unwrap()
         .max_attempts(2);
     let id = producer(&server)
@@ -202,7 +202,7 @@ async fn a_handler_over_its_timeout_is_dropped_and_fails_with_class_timeout() {
     let queue = unique_queue("timeout");
     let runs = Runs::default();
     let w = worker(&server, &queue, &runs, 2);
-    let job = Job::new("flaky", &Behaviour::Hang)
+    let job = NewJob::new("flaky", &Behaviour::Hang)
         .unwrap()
         .timeout(Duration::from_millis(100));
     producer(&server)

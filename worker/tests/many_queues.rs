@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! One worker, many queues, against a real server: weighted shares under
 //! backlog, strict priority, a capped slow queue beside a fast one, and
 //! entry ids that repeat across streams.
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use jobstream_producer::Job;
+use jobstream_producer::NewJob;
 use jobstream_testkit::{RedisServer, unique_queue};
 use jobstream_worker::{JobContext, QueueOptions, QueueOrder, Worker};
 use rand::{Rng, SeedableRng};
@@ -42,7 +43,7 @@ impl Starts {
 
 async fn fill(server: &RedisServer, queue: &str, n: usize) {
     let producer = producer(server).await;
-    let jobs = (0..n).map(|i| Job::new("work", &i).unwrap()).collect();
+    let jobs = (0..n).map(|i| NewJob::new("work", &i).unwrap()).collect();
     producer.enqueue_many(queue, jobs).await.unwrap();
 }
 
@@ -149,8 +150,8 @@ async fn in_strict_order_a_lower_queue_runs_only_when_higher_ones_are_empty() {
     }
     worker.stop().await;
     let seen = seen_at_first.lock().unwrap().clone();
-    for lower in 1..3 {
-        let at = seen[lower].clone().unwrap();
+    for (lower, at) in seen.iter().enumerate().skip(1) {
+        let at = at.clone().unwrap();
         for higher in 0..lower {
             // The last batch of a higher queue may still be starting on its
             // tasks when the lower queue gets the slots it frees.
@@ -216,7 +217,7 @@ async fn a_capped_slow_queue_never_takes_the_fast_queues_slots() {
     let producer = producer(&server).await;
     for _ in 0..20 {
         producer
-            .enqueue(&emails, "email", &jobstream_core::now_ms())
+            .enqueue_named(&emails, "email", &jobstream_core::now_ms())
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use jobstream_producer::Job;
+use jobstream_producer::NewJob;
 use jobstream_testkit::{RedisServer, unique_queue};
 use jobstream_worker::{JobContext, JobError, Worker};
 use serde::{Deserialize, Serialize};
@@ -43,13 +43,13 @@ async fn every_enqueued_job_runs_once_and_is_acknowledged() {
     let mut ids = Vec::new();
     ids.push(
         producer
-            .enqueue(&queue, "send_email", &Email { to: "a@x".into() })
+            .enqueue_named(&queue, "send_email", &Email { to: "a@x".into() })
             .await
             .unwrap(),
     );
-    let jobs: Vec<Job> = (0..500)
+    let jobs: Vec<NewJob> = (0..500)
         .map(|i| {
-            Job::new(
+            NewJob::new(
                 "send_email",
                 &Email {
                     to: format!("{i}@x"),
@@ -122,7 +122,7 @@ async fn an_idle_worker_picks_up_a_new_job_without_polling_delay() {
     let started = Instant::now();
     producer(&server)
         .await
-        .enqueue(&queue, "send_email", &Email { to: "a@x".into() })
+        .enqueue_named(&queue, "send_email", &Email { to: "a@x".into() })
         .await
         .unwrap();
     wait_stats(&server, &queue, "processed", |s| s.processed == 1).await;
@@ -147,7 +147,7 @@ async fn a_delayed_job_waits_for_its_time_then_runs() {
     let id = producer
         .enqueue_job(
             &queue,
-            Job::new(
+            NewJob::new(
                 "send_email",
                 &Email {
                     to: "later@x".into(),
@@ -204,12 +204,12 @@ async fn malformed_entries_go_to_dead_with_a_reason_and_the_worker_carries_on() 
     producer
         .enqueue_job(
             &queue,
-            Job::from_msgpack("send_email", wrong_shape).unwrap(),
+            NewJob::from_msgpack("send_email", wrong_shape).unwrap(),
         )
         .await
         .unwrap();
     producer
-        .enqueue_job(&queue, Job::from_msgpack("send_email", good).unwrap())
+        .enqueue_job(&queue, NewJob::from_msgpack("send_email", good).unwrap())
         .await
         .unwrap();
     let s = wait_stats(&server, &queue, "5 dead, 1 processed", |s| {
@@ -246,10 +246,10 @@ async fn malformed_entries_go_to_dead_with_a_reason_and_the_worker_carries_on() 
 async fn invalid_input_gets_a_clear_error_before_anything_is_sent() {
     let server = RedisServer::start();
     let producer = producer(&server).await;
-    let err = producer.enqueue("bad{queue}", "t", &1).await.unwrap_err();
+    let err = producer.enqueue_named("bad{queue}", "t", &1).await.unwrap_err();
     assert!(err.to_string().contains("hash tag"), "{err}");
     let big = vec![7u8; 600 * 1024];
-    let err = producer.enqueue("q", "t", &big).await.unwrap_err();
+    let err = producer.enqueue_named("q", "t", &big).await.unwrap_err();
     assert!(err.to_string().contains("exceeds the limit"), "{err}");
     struct Unserializable;
     impl Serialize for Unserializable {
@@ -258,12 +258,12 @@ async fn invalid_input_gets_a_clear_error_before_anything_is_sent() {
         }
     }
     let err = producer
-        .enqueue("q", "t", &Unserializable)
+        .enqueue_named("q", "t", &Unserializable)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("cannot serialize this"), "{err}");
-    assert!(Job::new("", &1).is_err());
-    assert!(Job::new("t", &1).unwrap().field("attempt", "3").is_err());
+    assert!(NewJob::new("", &1).is_err());
+    assert!(NewJob::new("t", &1).unwrap().field("attempt", "3").is_err());
     assert_eq!(
         server.cli(&["DBSIZE"]).unwrap().trim(),
         "0",
@@ -305,7 +305,7 @@ async fn run_until_stops_gracefully_when_the_future_completes() {
     }));
     let p = producer(&server).await;
     let id = p
-        .enqueue(&queue, "t", &serde_json::json!({}))
+        .enqueue_named(&queue, "t", &serde_json::json!({}))
         .await
         .unwrap();
     wait_stats(&server, &queue, "processed", |s| s.processed == 1).await;
@@ -388,7 +388,7 @@ async fn middleware_runs_around_every_job_in_order_and_can_stop_one() {
     );
     let p = producer(&server).await;
     for payload in ["ok", "fail", "veto"] {
-        p.enqueue(&queue, "t", &payload).await.unwrap();
+        p.enqueue_named(&queue, "t", &payload).await.unwrap();
         wait_stats(&server, &queue, "settled", |s| {
             s.in_flight == 0 && s.ready == 0
         })

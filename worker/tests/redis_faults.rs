@@ -79,7 +79,7 @@ async fn enqueue(server: &RedisServer, queue: &str, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         ids.push(
-            p.enqueue(queue, "t", &serde_json::json!({ "i": i }))
+            p.enqueue_named(queue, "t", &serde_json::json!({ "i": i }))
                 .await
                 .unwrap(),
         );

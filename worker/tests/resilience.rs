@@ -38,7 +38,7 @@ async fn enqueue_sleeps(server: &RedisServer, queue: &str, ms: u64, n: usize) ->
     let p = producer(server).await;
     let mut ids = Vec::new();
     for _ in 0..n {
-        ids.push(p.enqueue(queue, "sleep", &ms).await.unwrap());
+        ids.push(p.enqueue_named(queue, "sleep", &ms).await.unwrap());
     }
     ids
 }
@@ -271,7 +271,7 @@ async fn a_redis_outage_of_seconds_is_ridden_out_by_workers_and_producers() {
     server.kill();
     // A producer that enqueues while Redis is down retries until it is back.
     let q = queue.clone();
-    let late = tokio::spawn(async move { p.enqueue(&q, "sleep", &1u64).await });
+    let late = tokio::spawn(async move { p.enqueue_named(&q, "sleep", &1u64).await });
     tokio::time::sleep(Duration::from_secs(2)).await;
     server.restart();
     ids.push(

@@ -83,7 +83,7 @@ async fn enqueue_and_run(url: &str, tls: &TlsOptions, n: usize) {
     let producer = tls_producer(url, tls.clone());
     for i in 0..n {
         producer
-            .enqueue(&queue, "t", &serde_json::json!({ "i": i }))
+            .enqueue_named(&queue, "t", &serde_json::json!({ "i": i }))
             .await
             .unwrap();
     }
@@ -117,7 +117,7 @@ async fn enqueue_and_run(url: &str, tls: &TlsOptions, n: usize) {
     // A job enqueued while the worker idles in XREADGROUP ... BLOCK (on a
     // pooled TLS connection) is picked up too.
     producer
-        .enqueue(&queue, "t", &serde_json::json!({}))
+        .enqueue_named(&queue, "t", &serde_json::json!({}))
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -182,7 +182,7 @@ async fn an_untrusted_server_certificate_is_refused_at_start() {
         assert!(err.to_string().contains("JOBSTREAM_TLS_CA"), "{err}");
         // A producer is refused the same way, and fatally.
         let err = tls_producer(&url, tls)
-            .enqueue("tls-faults", "t", &serde_json::json!({}))
+            .enqueue_named("tls-faults", "t", &serde_json::json!({}))
             .await
             .unwrap_err();
         assert!(err.is_fatal(), "{err}");

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use jobstream_producer::{Job, Producer};
+use jobstream_producer::{NewJob, Producer};
 use jobstream_worker::{JobContext, JobError, JobOptions, RetryPolicy, Timings, Worker};
 use serde::{Deserialize, Serialize};
 
@@ -209,7 +209,7 @@ async fn produce(
             };
             permanent += usize::from(email.permanent_error.is_some());
             failing += usize::from(email.fail_attempts.is_some());
-            let job = Job::new("send_email", &email).map_err(|e| e.to_string())?;
+            let job = NewJob::new("send_email", &email).map_err(|e| e.to_string())?;
             jobs.push(job.delay(Duration::from_millis(delay_ms)));
         }
         producer

@@ -67,7 +67,7 @@ impl Running {
     }
 }
 
-pub fn start(builder: WorkerBuilder) -> Running {
+pub fn start<S: Clone + Send + Sync + 'static>(builder: WorkerBuilder<S>) -> Running {
     let worker = builder.build().unwrap();
     let handle = worker.shutdown_handle();
     let consumer = worker.consumer_name().to_owned();
