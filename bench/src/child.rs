@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use jobstream_worker::{JobContext, JobOptions, Timings, Worker};
+use jobstream_worker::{JobContext, JobOptions, QueueOptions, Timings, Worker};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -85,7 +85,16 @@ pub async fn run(
                 ..Default::default()
             }
         }
-        ("jobstream", what) => jobstream(what, url, queue, jobs, concurrency).await,
+        ("jobstream", what) => {
+            jobstream(what, url, &[(queue.to_owned(), 1)], jobs, concurrency).await
+        }
+        ("jobstream3", what) => {
+            let queues: Vec<(String, u32)> = crate::THREE_QUEUES
+                .iter()
+                .map(|(suffix, w)| (format!("{queue}-{suffix}"), *w))
+                .collect();
+            jobstream(what, url, &queues, jobs, concurrency).await
+        }
         _ => panic!("unknown child {kind} {what}"),
     };
     report.rss_mb = measure::peak_rss_mb();
@@ -95,7 +104,7 @@ pub async fn run(
 async fn jobstream(
     what: &str,
     url: &str,
-    queue: &str,
+    queues: &[(String, u32)],
     jobs: usize,
     concurrency: usize,
 ) -> ChildReport {
@@ -105,8 +114,11 @@ async fn jobstream(
     let pickup = what == "pickup";
     let (d, n, l) = (done.clone(), all_done.clone(), latencies.clone());
     let target = jobs as u64;
-    let worker = Worker::builder(url)
-        .queue(queue)
+    let mut builder = Worker::builder(url);
+    for (queue, weight) in queues {
+        builder = builder.queue_with(queue, QueueOptions::new().weight(*weight));
+    }
+    let worker = builder
         .concurrency(concurrency)
         .timings(Timings {
             block: Duration::from_secs(2),
@@ -137,19 +149,22 @@ async fn jobstream(
     if pickup {
         // Let the worker create its group and block in XREADGROUP.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        announce_ready(&mut conn, queue).await;
+        announce_ready(&mut conn, &queues[0].0).await;
     }
     all_done.notified().await;
     // Done means acknowledged: wait for the acks to land.
-    let stats = format!("jobstream:{{{queue}}}:stats");
     loop {
-        let processed: Option<u64> = redis::cmd("HGET")
-            .arg(&stats)
-            .arg("processed")
-            .query_async(&mut conn)
-            .await
-            .unwrap_or(None);
-        if processed.unwrap_or(0) >= target {
+        let mut processed = 0;
+        for (queue, _) in queues {
+            let n: Option<u64> = redis::cmd("HGET")
+                .arg(format!("jobstream:{{{queue}}}:stats"))
+                .arg("processed")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or(None);
+            processed += n.unwrap_or(0);
+        }
+        if processed >= target {
             break;
         }
         tokio::time::sleep(Duration::from_micros(500)).await;

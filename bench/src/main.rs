@@ -3,7 +3,9 @@
 //!
 //! Scenarios: single enqueue (sequential awaits), bulk enqueue (pipelined),
 //! drain of a pre-filled queue, pickup latency at a steady rate with an idle
-//! worker, drain with 1 KiB payloads, drain with AOF `everysec`. Every
+//! worker, drain with 1 KiB payloads, drain of three queues weighted
+//! 6/3/1 by one worker (against the raw drain of one stream of the same
+//! size), drain with AOF `everysec`. Every
 //! jobstream figure is also given as a ratio to the raw figure. Redis is the
 //! fleet's shared bottleneck, so Redis CPU and commands per job are reported
 //! for both sides too.
@@ -296,10 +298,28 @@ async fn bulk_enqueue(ctx: &mut Ctx, n: usize) -> Row {
     row("bulk_enqueue", per_round * ROUNDS, js, raw)
 }
 
+/// Weights of the three-queue drain, and the suffixes of its queues.
+pub(crate) const THREE_QUEUES: [(&str, u32); 3] = [("critical", 6), ("default", 3), ("low", 1)];
+
 /// Pre-fills both queues with the same entries, then drains each with its
 /// consumer in a child process; in two alternating rounds (jobstream, raw,
-/// jobstream, raw) so drift on a noisy machine hits both sides alike.
+/// jobstream, raw) so drift on a noisy machine hits both sides alike. With
+/// `three_queues`, the jobstream side is three queues weighted 6/3/1 (filled
+/// in that proportion, so all three have a backlog to the end) served by
+/// one worker; the raw side stays one stream of the same total: the raw
+/// limit of the machine.
 async fn drain(ctx: &mut Ctx, scenario: &str, n: usize, size: usize, concurrency: usize) -> Row {
+    drain_queues(ctx, scenario, n, size, concurrency, false).await
+}
+
+async fn drain_queues(
+    ctx: &mut Ctx,
+    scenario: &str,
+    n: usize,
+    size: usize,
+    concurrency: usize,
+    three_queues: bool,
+) -> Row {
     let payload = Payload::sized(size);
     let url = ctx.url.clone();
     let per_round = n / 2;
@@ -311,14 +331,29 @@ async fn drain(ctx: &mut Ctx, scenario: &str, n: usize, size: usize, concurrency
     for _ in 0..2 {
         let q = ctx.queue(scenario);
         let mut conn = ctx.conn.clone();
-        raw::bulk_xadd(
-            &mut conn,
-            &format!("jobstream:{{{q}}}:ready"),
-            per_round,
-            1000,
-            &payload,
-        )
-        .await;
+        if three_queues {
+            let total: u32 = THREE_QUEUES.iter().map(|(_, w)| w).sum();
+            let mut left = per_round;
+            for (i, (suffix, w)) in THREE_QUEUES.iter().enumerate() {
+                let k = if i == THREE_QUEUES.len() - 1 {
+                    left
+                } else {
+                    per_round * *w as usize / total as usize
+                };
+                left -= k;
+                let key = format!("jobstream:{{{q}-{suffix}}}:ready");
+                raw::bulk_xadd(&mut conn, &key, k, 1000, &payload).await;
+            }
+        } else {
+            raw::bulk_xadd(
+                &mut conn,
+                &format!("jobstream:{{{q}}}:ready"),
+                per_round,
+                1000,
+                &payload,
+            )
+            .await;
+        }
         raw::bulk_xadd(
             &mut conn,
             &format!("raw:{{{q}}}:ready"),
@@ -327,7 +362,12 @@ async fn drain(ctx: &mut Ctx, scenario: &str, n: usize, size: usize, concurrency
             &payload,
         )
         .await;
-        let (j, j_cost) = drain_child(ctx, "jobstream", &url, &q, per_round, concurrency).await;
+        let kind = if three_queues {
+            "jobstream3"
+        } else {
+            "jobstream"
+        };
+        let (j, j_cost) = drain_child(ctx, kind, &url, &q, per_round, concurrency).await;
         let (r, r_cost) = drain_child(ctx, "raw", &url, &q, per_round, concurrency).await;
         js = add(js, (Duration::from_secs_f64(j.elapsed_s), j_cost));
         raw = add(raw, (Duration::from_secs_f64(r.elapsed_s), r_cost));
@@ -504,6 +544,12 @@ async fn main() {
     if want("pickup_latency") {
         emit(
             pickup(&mut ctx, args.pickup_jobs, args.rate).await,
+            &mut rows,
+        );
+    }
+    if want("drain_3q") {
+        emit(
+            drain_queues(&mut ctx, "drain_3q", args.jobs, 100, args.concurrency, true).await,
             &mut rows,
         );
     }

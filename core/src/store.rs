@@ -191,9 +191,7 @@ impl QueueStore {
             // BLOCK 0 would wait forever: at least 1 ms.
             cmd.arg("BLOCK").arg((block.as_millis() as u64).max(1));
         }
-        cmd.arg("STREAMS")
-            .arg(self.keys.ready())
-            .arg(">");
+        cmd.arg("STREAMS").arg(self.keys.ready()).arg(">");
         let v: Value = cmd
             .query_async(&mut conn.conn)
             .await

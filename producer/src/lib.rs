@@ -192,7 +192,8 @@ impl Producer {
         job_type: &str,
         payload: &T,
     ) -> Result<JobId> {
-        self.enqueue_job(queue, NewJob::new(job_type, payload)?).await
+        self.enqueue_job(queue, NewJob::new(job_type, payload)?)
+            .await
     }
 
     /// Enqueues `job` on `queue` (whatever queue the job names), now or

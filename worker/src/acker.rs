@@ -90,10 +90,8 @@ impl Acker {
             let store = &self.stores[o.lane];
             let moved = match &o.action {
                 Action::Retry { due_ms, member } => {
-                    self.write("retry", || {
-                        store.retry(&self.consumer, id, *due_ms, member)
-                    })
-                    .await
+                    self.write("retry", || store.retry(&self.consumer, id, *due_ms, member))
+                        .await
                 }
                 Action::Dead { fields } => {
                     self.write("dead", || {

@@ -119,8 +119,7 @@ impl Fetcher {
                 Ok(entries) => {
                     backoff.reset();
                     if shutdown.is_set() && !entries.is_empty() {
-                        self.give_back(entries.iter().map(|e| e.id.as_str()))
-                            .await;
+                        self.give_back(entries.iter().map(|e| e.id.as_str())).await;
                         break;
                     }
                     let full = entries.len() == count;
@@ -253,7 +252,8 @@ impl Fetcher {
             let Some((entry, deliveries)) = entries.next() else {
                 break;
             };
-            self.dispatcher.dispatch(self.lane, entry, deliveries, permit);
+            self.dispatcher
+                .dispatch(self.lane, entry, deliveries, permit);
         }
         drop(permits);
         let mut waiting: Vec<(StreamEntry, u64)> = entries.collect();
@@ -276,7 +276,8 @@ impl Fetcher {
             }
             let rest = waiting.split_off(got.len().min(waiting.len()));
             for ((entry, deliveries), permit) in waiting.into_iter().zip(got) {
-                self.dispatcher.dispatch(self.lane, entry, deliveries, permit);
+                self.dispatcher
+                    .dispatch(self.lane, entry, deliveries, permit);
             }
             waiting = rest;
         }

@@ -1,11 +1,11 @@
 //! Handlers, routed by job type, and what they get to see of a job.
 
+use jobstream_core::{Envelope, JobOptions};
+use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use jobstream_core::{Envelope, JobOptions};
-use serde::de::DeserializeOwned;
 
 use crate::job_error::{JobError, JobResult};
 

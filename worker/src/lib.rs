@@ -28,7 +28,8 @@
 //!
 //! One file per duty, each a `run(self, shutdown)` loop; `runtime.rs`
 //! composes them and owns the shutdown order.
-//! - `fetcher.rs`: `XREADGROUP ... BLOCK`, sized to free handler slots.
+//! - `fetcher.rs`: one per queue (lane): `XREADGROUP`, sized to the slots
+//!   the pool gives it.
 //! - `processor.rs`: decode, route, run with timeout and panic capture, classify.
 //! - `outcome.rs`: the pure classification of an attempt's result.
 //! - `acker.rs`: writes outcomes, acks coalesced per flush.
@@ -36,8 +37,13 @@
 //! - `reclaimer.rs`: takes over jobs of dead workers; reaps idle consumers.
 //! - `promoter.rs`: moves due jobs from `scheduled` to `ready`.
 //! - `handler.rs`, `job_error.rs`: the API handlers see.
+//! - `queues.rs`, `slots.rs`: the queues a worker serves and how they
+//!   share its slots (weighted or strict, per-queue caps).
+//! - `events.rs`: what happens to jobs, reported once to sinks (the log
+//!   today, metrics later).
 
 mod acker;
+mod events;
 mod fetcher;
 mod handler;
 mod inflight;
@@ -65,9 +71,9 @@ pub use jobstream_core::{
 };
 pub use middleware::{Middleware, Next};
 pub use queues::QueueOptions;
-pub use slots::QueueOrder;
 use serde::de::DeserializeOwned;
 pub use shutdown::{ShutdownHandle, signal};
+pub use slots::QueueOrder;
 
 use crate::handler::{DynHandler, Registry, TypedFn};
 

@@ -13,6 +13,7 @@ use jobstream_core::{Redis, StreamEntry};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
+use crate::events::{Event, Events};
 use crate::handler::{JobContext, Registry};
 use crate::inflight::{Inflight, LaneId};
 use crate::job_error::JobError;
@@ -45,6 +46,8 @@ pub(crate) struct Dispatcher {
     pub(crate) inflight: Inflight,
     /// Every job task: shutdown waits on it for running handlers.
     pub(crate) tasks: TaskTracker,
+    /// Where what happens to jobs is reported (the log, later metrics).
+    pub(crate) events: Events,
     /// For the server's clock: due times and failure times never come from
     /// this host's clock.
     pub(crate) redis: Redis,
@@ -79,7 +82,11 @@ impl Dispatcher {
         let envelope = match Envelope::decode(entry.fields) {
             Ok(env) => env,
             Err((bad, raw)) => {
-                tracing::warn!(queue = %queue, entry_id, reason = %bad, "malformed entry moved to dead");
+                self.events.emit(Event::Malformed {
+                    queue,
+                    entry_id: &entry_id,
+                    detail: &bad.to_string(),
+                });
                 let fields = self
                     .dead_fields(
                         queue,
@@ -99,7 +106,11 @@ impl Dispatcher {
             }
         };
         let Some(route) = self.registry.get(&envelope.job_type) else {
-            tracing::warn!(queue = %queue, entry_id, job_type = %envelope.job_type, "no handler for job type; moved to dead");
+            self.events.emit(Event::UnknownType {
+                queue,
+                entry_id: &entry_id,
+                job_type: &envelope.job_type,
+            });
             let msg = format!(
                 "no handler for job type {:?} on this worker",
                 envelope.job_type
@@ -155,12 +166,15 @@ impl Dispatcher {
             &route.options.retry,
             rand::random::<f64>(),
         );
-        let job_id = envelope.job_id(&entry_id);
-        if let Err(e) = &result {
-            tracing::info!(queue = %queue, job_id, job_type = %envelope.job_type, attempt = envelope.attempt,
-                error_class = e.class(), error = %truncate_error(e.message()), elapsed_ms = started.elapsed().as_millis() as u64,
-                outcome = ?d, "job failed");
-        }
+        self.events.emit(Event::Finished {
+            queue,
+            job_type: &envelope.job_type,
+            job_id: envelope.job_id(&entry_id),
+            attempt: envelope.attempt,
+            elapsed: started.elapsed(),
+            error: result.as_ref().err().map(|e| (e.class(), e.message())),
+            outcome: &d,
+        });
         let (class, msg) = result
             .as_ref()
             .err()

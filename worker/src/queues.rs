@@ -92,7 +92,12 @@ pub(crate) fn check(
         if let Some(cap) = options.max_concurrency
             && cap > concurrency
         {
-            tracing::debug!(queue = name.as_str(), cap, concurrency, "queue cap above the worker's concurrency has no effect");
+            tracing::debug!(
+                queue = name.as_str(),
+                cap,
+                concurrency,
+                "queue cap above the worker's concurrency has no effect"
+            );
         }
         out.push(QueueSpec { name, options });
     }

@@ -69,7 +69,13 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     // into partitions (one stream each, over Cluster slots) is more lanes.
     let stores: Vec<QueueStore> = queues
         .iter()
-        .map(|q| QueueStore::new(redis.clone(), QueueKeys::new(&prefix, &q.name), group.clone()))
+        .map(|q| {
+            QueueStore::new(
+                redis.clone(),
+                QueueKeys::new(&prefix, &q.name),
+                group.clone(),
+            )
+        })
         .collect();
     let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
     tracing::info!(queues = ?names, order = ?order, consumer = %consumer, concurrency, redis = %redis.display_url(),
@@ -110,6 +116,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         outcomes: outcome_tx,
         inflight: inflight.clone(),
         tasks: job_tasks.clone(),
+        events: crate::events::Events::default(),
         redis: redis.clone(),
     });
     let (stop_lease, lease_stop) = shutdown::channel();
@@ -147,15 +154,17 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         limits: limits.clone(),
     };
     for store in &stores {
-        background_tasks.push(background.spawn(
-            Promoter {
-                store: store.clone(),
-                timings: timings.clone(),
-                limits: limits.clone(),
-                fatal: fatal.clone(),
-            }
-            .run(shutdown.clone()),
-        ));
+        background_tasks.push(
+            background.spawn(
+                Promoter {
+                    store: store.clone(),
+                    timings: timings.clone(),
+                    limits: limits.clone(),
+                    fatal: fatal.clone(),
+                }
+                .run(shutdown.clone()),
+            ),
+        );
         background_tasks.push(background.spawn(reclaimer(store).run_reaper(shutdown.clone())));
     }
     background.close();
@@ -263,7 +272,8 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
             let store = &stores[lane];
             let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
             for chunk in ids.chunks(500) {
-                match tokio::time::timeout_at(give_up.into(), store.requeue(&consumer, chunk)).await {
+                match tokio::time::timeout_at(give_up.into(), store.requeue(&consumer, chunk)).await
+                {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
                         tracing::warn!(queue = %store.keys().name(), error = %e, "could not give aborted jobs back; they return after the visibility timeout")

@@ -304,7 +304,12 @@ mod tests {
     /// follow the weights.
     #[tokio::test]
     async fn under_backlog_slots_follow_the_weights() {
-        let slots = Slots::new(10, QueueOrder::Weighted, &shares(&[(6, 10), (3, 10), (1, 10)]), 10);
+        let slots = Slots::new(
+            10,
+            QueueOrder::Weighted,
+            &shares(&[(6, 10), (3, 10), (1, 10)]),
+            10,
+        );
         let mut given = [0usize; 3];
         let mut running: Vec<Permit> = Vec::new();
         for round in 0..10_000 {
@@ -322,7 +327,10 @@ mod tests {
         let total: usize = given.iter().sum();
         for (lane, share) in [(0, 0.6), (1, 0.3), (2, 0.1)] {
             let got = given[lane] as f64 / total as f64;
-            assert!((got - share).abs() < share * 0.05, "lane {lane}: {got} of {total} ({given:?})");
+            assert!(
+                (got - share).abs() < share * 0.05,
+                "lane {lane}: {got} of {total} ({given:?})"
+            );
         }
     }
 

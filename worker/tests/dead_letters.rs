@@ -45,7 +45,10 @@ async fn a_replayed_dead_job_runs_again_with_its_id_and_fresh_attempts() {
         .field("tenant", "acme")
         .unwrap();
     let id = producer.enqueue_job(&queue, job).await.unwrap();
-    producer.enqueue_named(&queue, "deploy_bug", &2u8).await.unwrap();
+    producer
+        .enqueue_named(&queue, "deploy_bug", &2u8)
+        .await
+        .unwrap();
     wait_stats(&server, &queue, "2 dead", |s| s.dead == 2).await;
     let inspector = producer.inspector();
     let only_first = DeadFilter {

@@ -85,7 +85,11 @@ async fn under_backlog_started_jobs_follow_the_weights() {
     }));
     let deadline = Instant::now() + Duration::from_secs(60);
     while starts.snapshot().len() < counted + 100 {
-        assert!(Instant::now() < deadline, "too slow: {}", starts.snapshot().len());
+        assert!(
+            Instant::now() < deadline,
+            "too slow: {}",
+            starts.snapshot().len()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     worker.stop().await;
@@ -222,20 +226,30 @@ async fn a_capped_slow_queue_never_takes_the_fast_queues_slots() {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    wait_stats(&server, &emails, "every email processed", |s| s.processed == 20).await;
+    wait_stats(&server, &emails, "every email processed", |s| {
+        s.processed == 20
+    })
+    .await;
     worker.stop().await;
     let picks = pickups.lock().unwrap().clone();
     let worst = picks.iter().max().copied().unwrap_or_default();
     assert_eq!(picks.len(), 20);
     // A report takes 400 ms: an email that waited for a report's slot
     // would show it.
-    assert!(worst < Duration::from_millis(200), "an email waited {worst:?}: {picks:?}");
+    assert!(
+        worst < Duration::from_millis(200),
+        "an email waited {worst:?}: {picks:?}"
+    );
     assert!(
         most_reports.load(Ordering::SeqCst) <= cap,
         "the capped queue ran {} at once",
         most_reports.load(Ordering::SeqCst)
     );
-    assert_eq!(most_reports.load(Ordering::SeqCst), cap, "the flood should use its cap");
+    assert_eq!(
+        most_reports.load(Ordering::SeqCst),
+        cap,
+        "the flood should use its cap"
+    );
 }
 
 /// Entry ids repeat across streams: two queues with entries of the same id
@@ -286,7 +300,10 @@ async fn the_same_entry_id_in_two_queues_is_two_jobs() {
             }),
     );
     for q in [&a, &b] {
-        wait_stats(&server, q, "all processed", |s| s.processed == 5 && s.in_flight == 0 && s.ready == 0).await;
+        wait_stats(&server, q, "all processed", |s| {
+            s.processed == 5 && s.in_flight == 0 && s.ready == 0
+        })
+        .await;
     }
     worker.stop().await;
     assert_eq!(runs.distinct(), 10);
@@ -296,9 +313,14 @@ async fn the_same_entry_id_in_two_queues_is_two_jobs() {
 #[test]
 fn queues_are_checked_by_build() {
     let b = || Worker::builder("redis://127.0.0.1:1").handle("t", |_: u8, _| async { Ok(()) });
-    let err = |b: jobstream_worker::WorkerBuilder| b.build().err().map(|e| e.to_string()).unwrap_or_default();
+    let err = |b: jobstream_worker::WorkerBuilder| {
+        b.build().err().map(|e| e.to_string()).unwrap_or_default()
+    };
     assert!(err(b().queue("a").queue("a")).contains("added twice"));
     assert!(err(b().queue_with("a", QueueOptions::new().weight(0))).contains("weight"));
-    assert!(err(b().queue_with("a", QueueOptions::new().max_concurrency(0))).contains("max_concurrency"));
+    assert!(
+        err(b().queue_with("a", QueueOptions::new().max_concurrency(0)))
+            .contains("max_concurrency")
+    );
     assert!(b().queue("a").queue("b").build().is_ok());
 }

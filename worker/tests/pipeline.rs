@@ -246,7 +246,10 @@ async fn malformed_entries_go_to_dead_with_a_reason_and_the_worker_carries_on() 
 async fn invalid_input_gets_a_clear_error_before_anything_is_sent() {
     let server = RedisServer::start();
     let producer = producer(&server).await;
-    let err = producer.enqueue_named("bad{queue}", "t", &1).await.unwrap_err();
+    let err = producer
+        .enqueue_named("bad{queue}", "t", &1)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("hash tag"), "{err}");
     let big = vec![7u8; 600 * 1024];
     let err = producer.enqueue_named("q", "t", &big).await.unwrap_err();

@@ -1,0 +1,160 @@
+//! What happens to jobs, as events: one place where the runtime reports
+//! them, and sinks that consume them. Today the one sink writes the log;
+//! metrics and dashboards subscribe here later, so every consumer sees the
+//! same facts, and none of them sits in the job path's code.
+//!
+//! Events carry names, ids, classes and timings, never payloads or error
+//! details beyond the (truncated) message a handler returned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobstream_core::envelope::truncate_error;
+
+use crate::outcome::Disposition;
+
+/// One thing that happened to a job.
+#[derive(Debug)]
+pub(crate) enum Event<'a> {
+    /// A handler finished an attempt (or failed, timed out, panicked).
+    Finished {
+        queue: &'a str,
+        job_type: &'a str,
+        job_id: &'a str,
+        attempt: u32,
+        elapsed: Duration,
+        /// The error's class and message, when the attempt failed.
+        error: Option<(&'a str, &'a str)>,
+        outcome: &'a Disposition,
+    },
+    /// An entry that does not decode went to dead.
+    Malformed {
+        queue: &'a str,
+        entry_id: &'a str,
+        detail: &'a str,
+    },
+    /// No handler serves the job's type; it went to dead.
+    UnknownType {
+        queue: &'a str,
+        entry_id: &'a str,
+        job_type: &'a str,
+    },
+}
+
+/// Consumes events. Called on the job's task, so it must be quick and
+/// must not block.
+pub(crate) trait EventSink: Send + Sync + 'static {
+    fn emit(&self, event: &Event<'_>);
+}
+
+/// The sinks of one worker.
+#[derive(Clone)]
+pub(crate) struct Events {
+    sinks: Arc<[Arc<dyn EventSink>]>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self {
+            sinks: Arc::new([Arc::new(LogSink) as Arc<dyn EventSink>]),
+        }
+    }
+}
+
+impl Events {
+    pub(crate) fn emit(&self, event: Event<'_>) {
+        for sink in self.sinks.iter() {
+            sink.emit(&event);
+        }
+    }
+}
+
+/// Writes events to the log (`tracing`): failures at info, dead letters
+/// of undecodable or unknown jobs at warn, successes at debug.
+pub(crate) struct LogSink;
+
+impl EventSink for LogSink {
+    fn emit(&self, event: &Event<'_>) {
+        match *event {
+            Event::Finished {
+                queue,
+                job_type,
+                job_id,
+                attempt,
+                elapsed,
+                error: Some((class, message)),
+                outcome,
+            } => tracing::info!(queue, job_id, job_type, attempt, error_class = class,
+                error = %truncate_error(message), elapsed_ms = elapsed.as_millis() as u64,
+                outcome = ?outcome, "job failed"),
+            Event::Finished {
+                queue,
+                job_type,
+                job_id,
+                attempt,
+                elapsed,
+                error: None,
+                ..
+            } => tracing::debug!(
+                queue,
+                job_id,
+                job_type,
+                attempt,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "job done"
+            ),
+            Event::Malformed {
+                queue,
+                entry_id,
+                detail,
+            } => tracing::warn!(queue, entry_id, reason = %detail, "malformed entry moved to dead"),
+            Event::UnknownType {
+                queue,
+                entry_id,
+                job_type,
+            } => tracing::warn!(
+                queue,
+                entry_id,
+                job_type,
+                "no handler for job type; moved to dead"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Record(Mutex<Vec<String>>);
+
+    impl EventSink for Record {
+        fn emit(&self, event: &Event<'_>) {
+            if let Ok(mut v) = self.0.lock() {
+                v.push(format!("{event:?}"));
+            }
+        }
+    }
+
+    #[test]
+    fn every_sink_sees_every_event() {
+        let a = Arc::new(Record::default());
+        let events = Events {
+            sinks: Arc::new([
+                Arc::new(LogSink) as Arc<dyn EventSink>,
+                a.clone() as Arc<dyn EventSink>,
+            ]),
+        };
+        events.emit(Event::UnknownType {
+            queue: "q",
+            entry_id: "1-0",
+            job_type: "nope",
+        });
+        let seen = a.0.lock().map(|v| v.clone()).unwrap_or_default();
+        assert_eq!(seen.len(), 1);
+        assert!(seen[0].contains("nope"));
+    }
+}
