@@ -82,6 +82,19 @@ impl RetryPolicy {
         }
     }
 
+    /// Sets `max_attempts`: handler runs allowed in all, the first included
+    /// (1 = never retry).
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// Sets `backoff`: the wait between attempts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
     /// True when `attempt` (1-based, the one that just failed) may be
     /// followed by another, given an optional per-job override.
     pub fn has_attempts_left(&self, attempt: u32, job_override: Option<u32>) -> bool {

@@ -142,6 +142,46 @@ pub struct DeadFilter {
     pub limit: usize,
 }
 
+/// Builder methods, one per field, for code outside this crate (the struct
+/// is `#[non_exhaustive]`, so it cannot be built with a literal there):
+///
+/// ```
+/// use jobstream_producer::inspect::DeadFilter;
+///
+/// let filter = DeadFilter::default().job_type("send_email").limit(100);
+/// # let _ = filter;
+/// ```
+impl DeadFilter {
+    /// Sets `ids`: only these dead entry ids or job ids.
+    pub fn ids<I, S>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.ids = ids.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets `job_type`: only jobs of this type.
+    pub fn job_type(mut self, job_type: impl Into<String>) -> Self {
+        self.job_type = Some(job_type.into());
+        self
+    }
+
+    /// Sets `reason`: only jobs dead for this reason (`exhausted`,
+    /// `permanent`, `abandoned`, `malformed`, `unknown_type`).
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// Sets `limit`: at most this many (0 = no limit).
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
 impl DeadFilter {
     fn matches(&self, job: &DeadJob) -> bool {
         (self.ids.is_empty()
