@@ -108,10 +108,7 @@ async fn jobstream(
     let worker = Worker::builder(url)
         .queue(queue)
         .concurrency(concurrency)
-        .timings(Timings {
-            block: Duration::from_secs(2),
-            ..Timings::default()
-        })
+        .timings(Timings::default().block(Duration::from_secs(2)))
         .handle_with(
             "bench",
             JobOptions::default(),

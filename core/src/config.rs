@@ -8,6 +8,7 @@ use crate::error::Error;
 
 /// How long things wait. Defaults suit a production fleet; tests shorten them.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Timings {
     /// `XREADGROUP ... BLOCK`: how long an idle fetch waits for a job.
     /// Shutdown does not wait for it: the read is unblocked with
@@ -191,6 +192,7 @@ impl Timings {
 
 /// Sizes and counts.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest encoded payload a producer accepts, bytes.
     pub max_payload_bytes: usize,

@@ -17,6 +17,7 @@ pub struct Inspector {
 
 /// A dead-lettered job with its failure context.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct DeadJob {
     /// Entry id in the dead stream (what replay and discard take).
     pub dead_id: String,
@@ -131,6 +132,7 @@ impl DeadJob {
 
 /// Which dead jobs a command applies to. Empty filters match everything.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct DeadFilter {
     /// Only these dead entry ids or job ids.
     pub ids: Vec<String>,

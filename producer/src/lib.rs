@@ -54,6 +54,7 @@ pub struct Producer {
 
 /// Options for [`Producer::with_options`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ProducerOptions {
     /// Key prefix, `jobstream` by default.
     pub prefix: String,

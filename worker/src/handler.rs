@@ -177,6 +177,7 @@ where
 
 /// How one job type runs: timeout and retry policy.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct JobOptions {
     /// Longest a handler may run before the attempt fails with class
     /// `timeout`. A job's `timeout_ms` field overrides it.
