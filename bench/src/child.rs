@@ -120,10 +120,7 @@ async fn jobstream(
     }
     let worker = builder
         .concurrency(concurrency)
-        .timings(Timings {
-            block: Duration::from_secs(2),
-            ..Timings::default()
-        })
+        .timings(Timings::default().block(Duration::from_secs(2)))
         .handle_with(
             "bench",
             JobOptions::default(),

@@ -139,14 +139,10 @@ mod tests {
 
     #[test]
     fn a_mismatch_outranks_cannot_check_which_outranks_warnings() {
-        let warned = ServerSafety {
-            warnings: vec!["w".into()],
-            ..ServerSafety::default()
-        };
-        let noted = ServerSafety {
-            note: Some("n".into()),
-            ..ServerSafety::default()
-        };
+        let mut warned = ServerSafety::default();
+        warned.warnings = vec!["w".into()];
+        let mut noted = ServerSafety::default();
+        noted.note = Some("n".into());
         let ok = books(Some(1), 1);
         let bad = books(Some(2), 1);
         let old = books(None, 1);

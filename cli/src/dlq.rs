@@ -61,12 +61,10 @@ pub(crate) struct Select {
 
 impl Select {
     fn filter(&self, limit: usize) -> DeadFilter {
-        DeadFilter {
-            ids: self.ids.clone(),
-            job_type: self.job_type.clone(),
-            reason: self.reason.clone(),
-            limit,
-        }
+        let mut filter = DeadFilter::default().ids(self.ids.clone()).limit(limit);
+        filter.job_type.clone_from(&self.job_type);
+        filter.reason.clone_from(&self.reason);
+        filter
     }
 
     fn is_empty(&self) -> bool {

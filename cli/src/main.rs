@@ -157,10 +157,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             if let Some(k) = idempotency_key {
                 job = job.idempotency_key(k);
             }
-            let options = ProducerOptions {
-                prefix: cli.prefix.clone(),
-                ..ProducerOptions::default()
-            };
+            let options = ProducerOptions::default().prefix(cli.prefix.clone());
             let producer =
                 Producer::with_options(&cli.redis_url, options).map_err(|e| e.to_string())?;
             let id = producer

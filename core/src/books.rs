@@ -42,6 +42,7 @@ const COUNTERS: [&str; 8] = [
 /// Whether a queue's books balance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum BooksStatus {
     /// Every entry added to `ready` is accounted for.
     Ok,
@@ -58,6 +59,7 @@ pub enum BooksStatus {
 /// Counters are signed and unclamped on purpose: a counter someone set to a
 /// negative value by hand shows up as it is, never hidden as 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Books {
     /// Queue name.
     pub name: String,

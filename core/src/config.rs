@@ -8,6 +8,7 @@ use crate::error::Error;
 
 /// How long things wait. Defaults suit a production fleet; tests shorten them.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Timings {
     /// `XREADGROUP ... BLOCK`: how long an idle fetch waits for a job.
     /// Shutdown does not wait for it: the read is unblocked with
@@ -92,8 +93,106 @@ impl Timings {
     }
 }
 
+/// Builder methods, one per field, for code outside this crate (the struct
+/// is `#[non_exhaustive]`, so it cannot be built with a literal there):
+///
+/// ```
+/// use std::time::Duration;
+/// use jobstream_core::Timings;
+///
+/// let t = Timings::default()
+///     .block(Duration::from_millis(200))
+///     .visibility_timeout(Duration::from_secs(10))
+///     .lease_refresh(Duration::from_secs(3));
+/// assert!(t.validate().is_ok());
+/// ```
+impl Timings {
+    /// Sets `block`: how long an idle fetch waits for a job.
+    pub fn block(mut self, d: Duration) -> Self {
+        self.block = d;
+        self
+    }
+
+    /// Sets `visibility_timeout`: how long a lease may go unrefreshed before
+    /// another worker takes the job.
+    pub fn visibility_timeout(mut self, d: Duration) -> Self {
+        self.visibility_timeout = d;
+        self
+    }
+
+    /// Sets `lease_refresh`: how often a worker refreshes the lease of its
+    /// running jobs (at most a third of the visibility timeout).
+    pub fn lease_refresh(mut self, d: Duration) -> Self {
+        self.lease_refresh = d;
+        self
+    }
+
+    /// Sets `reclaim_interval`: how often a worker looks for jobs of dead
+    /// workers.
+    pub fn reclaim_interval(mut self, d: Duration) -> Self {
+        self.reclaim_interval = d;
+        self
+    }
+
+    /// Sets `promote_interval`: the longest wait between two looks at the
+    /// scheduled set.
+    pub fn promote_interval(mut self, d: Duration) -> Self {
+        self.promote_interval = d;
+        self
+    }
+
+    /// Sets `shutdown_grace`: how long running handlers may take to finish on
+    /// shutdown.
+    pub fn shutdown_grace(mut self, d: Duration) -> Self {
+        self.shutdown_grace = d;
+        self
+    }
+
+    /// Sets `shutdown_flush`: how long after the grace period a shutdown may
+    /// spend writing what it holds.
+    pub fn shutdown_flush(mut self, d: Duration) -> Self {
+        self.shutdown_flush = d;
+        self
+    }
+
+    /// Sets `response_timeout`: a reply slower than this counts as a connection
+    /// failure.
+    pub fn response_timeout(mut self, d: Duration) -> Self {
+        self.response_timeout = d;
+        self
+    }
+
+    /// Sets `connect_timeout`: how long connecting to Redis may take before it
+    /// backs off and tries again.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Sets `reconnect_min`: the first wait after a Redis failure.
+    pub fn reconnect_min(mut self, d: Duration) -> Self {
+        self.reconnect_min = d;
+        self
+    }
+
+    /// Sets `reconnect_max`: the longest wait between two tries after a Redis
+    /// failure.
+    pub fn reconnect_max(mut self, d: Duration) -> Self {
+        self.reconnect_max = d;
+        self
+    }
+
+    /// Sets `consumer_idle_reap`: how long a consumer with nothing pending may
+    /// stay idle before it is removed from the group.
+    pub fn consumer_idle_reap(mut self, d: Duration) -> Self {
+        self.consumer_idle_reap = d;
+        self
+    }
+}
+
 /// Sizes and counts.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest encoded payload a producer accepts, bytes.
     pub max_payload_bytes: usize,
@@ -140,6 +239,56 @@ impl Limits {
             }
         }
         Ok(())
+    }
+}
+
+/// Builder methods, one per field, for code outside this crate (the struct
+/// is `#[non_exhaustive]`, so it cannot be built with a literal there):
+///
+/// ```
+/// use jobstream_core::Limits;
+///
+/// let l = Limits::default().max_deliveries(3).ack_batch(100);
+/// assert!(l.validate().is_ok());
+/// ```
+impl Limits {
+    /// Sets `max_payload_bytes`: the largest encoded payload a producer
+    /// accepts, bytes.
+    pub fn max_payload_bytes(mut self, n: usize) -> Self {
+        self.max_payload_bytes = n;
+        self
+    }
+
+    /// Sets `max_deliveries`: deliveries without an outcome before a job goes
+    /// to dead as `abandoned`.
+    pub fn max_deliveries(mut self, n: u32) -> Self {
+        self.max_deliveries = n;
+        self
+    }
+
+    /// Sets `dead_max_len`: the approximate cap on the dead stream's length (0
+    /// = unbounded).
+    pub fn dead_max_len(mut self, n: u64) -> Self {
+        self.dead_max_len = n;
+        self
+    }
+
+    /// Sets `promote_batch`: jobs moved per promote script call.
+    pub fn promote_batch(mut self, n: usize) -> Self {
+        self.promote_batch = n;
+        self
+    }
+
+    /// Sets `reclaim_batch`: jobs claimed per reclaim script call.
+    pub fn reclaim_batch(mut self, n: usize) -> Self {
+        self.reclaim_batch = n;
+        self
+    }
+
+    /// Sets `ack_batch`: outcomes written per ack script call.
+    pub fn ack_batch(mut self, n: usize) -> Self {
+        self.ack_batch = n;
+        self
     }
 }
 

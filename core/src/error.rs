@@ -9,6 +9,7 @@
 /// What kind of Redis failure happened, so callers can decide to retry
 /// without matching on messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RedisFailure {
     /// The connection could not be made, broke, or timed out. Transient.
     Connection,
@@ -177,6 +178,7 @@ impl RedisFailure {
 
 /// An infrastructure error.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A queue name that cannot be used.
     #[error("invalid queue name {name:?}: {reason}")]

@@ -52,6 +52,7 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
 
 /// How one job type runs: timeout and retry policy.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct JobOptions {
     /// Longest a handler may run before the attempt fails with class
     /// `timeout`. A job's `timeout_ms` field overrides it.

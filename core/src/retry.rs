@@ -5,6 +5,7 @@ use std::time::Duration;
 
 /// How long to wait before the next attempt.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Backoff {
     /// `base * factor^(attempt-1)`, capped at `max`, with "equal jitter":
     /// the wait is uniformly drawn from `[d/2, d]`.
@@ -31,6 +32,7 @@ pub enum Backoff {
 
 /// How a job type retries.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Total handler runs allowed, the first included. 1 = never retry.
     pub max_attempts: u32,
@@ -80,6 +82,19 @@ impl RetryPolicy {
             max_attempts: 1,
             backoff: Backoff::Fixed(Duration::ZERO),
         }
+    }
+
+    /// Sets `max_attempts`: handler runs allowed in all, the first included
+    /// (1 = never retry).
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// Sets `backoff`: the wait between attempts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
     }
 
     /// True when `attempt` (1-based, the one that just failed) may be

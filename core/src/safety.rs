@@ -69,6 +69,7 @@ impl std::str::FromStr for Fsync {
 /// The server settings that decide whether jobs survive memory pressure and
 /// restarts, and what is wrong with them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ServerSafety {
     /// `maxmemory-policy`, if it could be read.
     pub maxmemory_policy: Option<String>,

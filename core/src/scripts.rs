@@ -41,7 +41,9 @@ macro_rules! job_script {
             name: $name,
             keys: $keys,
             script: LazyLock::new(|| {
-                redis::Script::new(include_str!(concat!("../../scripts/", $name, ".lua")))
+                // `core/scripts` links to the repository's `scripts/`, so
+                // the published crate carries the scripts it embeds.
+                redis::Script::new(include_str!(concat!("../scripts/", $name, ".lua")))
             }),
         };
     };

@@ -12,6 +12,7 @@ use crate::store::QueueStore;
 
 /// A snapshot of one queue, as `jobstream stats --json` prints it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct QueueStats {
     /// Queue name.
     pub name: String,

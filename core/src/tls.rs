@@ -32,6 +32,7 @@ pub const KEY_ENV: &str = "JOBSTREAM_TLS_KEY";
 /// `JOBSTREAM_TLS_CA`, `JOBSTREAM_TLS_CERT` and `JOBSTREAM_TLS_KEY`, which
 /// is what every connection uses unless given options in code.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TlsOptions {
     /// A PEM file of the CA certificate(s) to trust instead of the system's
     /// roots (for a private CA or a self-signed server).

@@ -98,10 +98,7 @@ async fn an_unreachable_server_is_an_error() {
     let url = format!("redis://127.0.0.1:{}", jobstream_testkit::free_port());
     let r = Redis::open(
         &url,
-        &Timings {
-            connect_timeout: std::time::Duration::from_millis(200),
-            ..Timings::default()
-        },
+        &Timings::default().connect_timeout(std::time::Duration::from_millis(200)),
     )
     .unwrap();
     assert!(safety_warnings(&r, Fsync::Everysec).await.is_err());

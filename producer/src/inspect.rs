@@ -17,6 +17,7 @@ pub struct Inspector {
 
 /// A dead-lettered job with its failure context.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct DeadJob {
     /// Entry id in the dead stream (what replay and discard take).
     pub dead_id: String,
@@ -131,6 +132,7 @@ impl DeadJob {
 
 /// Which dead jobs a command applies to. Empty filters match everything.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct DeadFilter {
     /// Only these dead entry ids or job ids.
     pub ids: Vec<String>,
@@ -140,6 +142,46 @@ pub struct DeadFilter {
     pub reason: Option<String>,
     /// At most this many (0 = no limit).
     pub limit: usize,
+}
+
+/// Builder methods, one per field, for code outside this crate (the struct
+/// is `#[non_exhaustive]`, so it cannot be built with a literal there):
+///
+/// ```
+/// use jobstream_producer::inspect::DeadFilter;
+///
+/// let filter = DeadFilter::default().job_type("send_email").limit(100);
+/// # let _ = filter;
+/// ```
+impl DeadFilter {
+    /// Sets `ids`: only these dead entry ids or job ids.
+    pub fn ids<I, S>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.ids = ids.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets `job_type`: only jobs of this type.
+    pub fn job_type(mut self, job_type: impl Into<String>) -> Self {
+        self.job_type = Some(job_type.into());
+        self
+    }
+
+    /// Sets `reason`: only jobs dead for this reason (`exhausted`,
+    /// `permanent`, `abandoned`, `malformed`, `unknown_type`).
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// Sets `limit`: at most this many (0 = no limit).
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
 }
 
 impl DeadFilter {

@@ -67,6 +67,7 @@ pub struct Producer {
 
 /// Options for [`Producer::with_options`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ProducerOptions {
     /// Key prefix, `jobstream` by default.
     pub prefix: String,
@@ -94,6 +95,53 @@ impl Default for ProducerOptions {
             retry_for: Duration::from_secs(5),
             tls: None,
         }
+    }
+}
+
+/// Builder methods, one per field, for code outside this crate (the struct
+/// is `#[non_exhaustive]`, so it cannot be built with a literal there):
+///
+/// ```
+/// use std::time::Duration;
+/// use jobstream_producer::{ProducerOptions, Timings};
+///
+/// let options = ProducerOptions::default()
+///     .prefix("myapp")
+///     .timings(Timings::default().response_timeout(Duration::from_secs(2)))
+///     .retry_for(Duration::ZERO);
+/// # let _ = options;
+/// ```
+impl ProducerOptions {
+    /// Sets `prefix`: the key prefix (`jobstream` by default).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets `limits` (only `max_payload_bytes` matters to a producer).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets `timings`: timeouts and reconnect backoff.
+    pub fn timings(mut self, timings: Timings) -> Self {
+        self.timings = timings;
+        self
+    }
+
+    /// Sets `retry_for`: how long an enqueue keeps retrying while Redis is
+    /// unreachable before it returns the error (zero = fail at once).
+    pub fn retry_for(mut self, retry_for: Duration) -> Self {
+        self.retry_for = retry_for;
+        self
+    }
+
+    /// Sets `tls`: the CA to trust and the client certificate for a
+    /// `rediss://` URL, instead of reading them from the environment.
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
     }
 }
 

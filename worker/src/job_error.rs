@@ -5,6 +5,7 @@ use std::time::Duration;
 
 /// How a failure should be treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FailureKind {
     /// Try again after the backoff of the retry policy (the default).
     Retry,

@@ -9,6 +9,7 @@ use crate::job_error::{FailureKind, JobError};
 
 /// Why a job went to the dead-letter stream (the `reason` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DeadReason {
     /// Every attempt failed.
     Exhausted,
@@ -37,6 +38,7 @@ impl DeadReason {
 
 /// What to do with a job after an attempt.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Disposition {
     /// Done: acknowledge and delete.
     Ack,

@@ -49,6 +49,7 @@ pub struct TestJob {
 /// would do with it under the given options (ack, retry after a delay,
 /// dead with a reason, discard).
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct TestRun {
     /// The handler's result.
     pub result: JobResult,

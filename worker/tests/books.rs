@@ -26,19 +26,20 @@ const JOBS: usize = 3000;
 const MALFORMED: usize = 20;
 
 fn worker(server: &RedisServer, queue: &str) -> Running {
-    let options = JobOptions {
-        timeout: Duration::from_secs(5),
-        retry: RetryPolicy::exponential(2, Duration::from_millis(5), Duration::from_millis(20)),
-    };
+    let options =
+        JobOptions::default()
+            .timeout(Duration::from_secs(5))
+            .retry(RetryPolicy::exponential(
+                2,
+                Duration::from_millis(5),
+                Duration::from_millis(20),
+            ));
     start(
         Worker::builder(&server.url())
             .queue(queue)
             .concurrency(8)
             .timings(fast_timings())
-            .limits(Limits {
-                dead_max_len: 50,
-                ..Limits::default()
-            })
+            .limits(Limits::default().dead_max_len(50))
             .handle_with("job", options, |o: Outcome, job: JobContext| async move {
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 match o {

@@ -51,10 +51,7 @@ async fn a_replayed_dead_job_runs_again_with_its_id_and_fresh_attempts() {
         .unwrap();
     wait_stats(&server, &queue, "2 dead", |s| s.dead == 2).await;
     let inspector = producer.inspector();
-    let only_first = DeadFilter {
-        ids: vec![id.clone()],
-        ..Default::default()
-    };
+    let only_first = DeadFilter::default().ids(vec![id.clone()]);
     let dead = inspector.dead_list(&queue, &only_first).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert!(
@@ -95,11 +92,9 @@ async fn a_worker_that_lost_its_lease_drops_its_outcome() {
     let r = runs.clone();
     // A visibility timeout longer than the test, so the thief's claim is
     // not reclaimed back while we look.
-    let timings = jobstream_worker::Timings {
-        visibility_timeout: Duration::from_secs(30),
-        lease_refresh: Duration::from_millis(300),
-        ..fast_timings()
-    };
+    let timings = fast_timings()
+        .visibility_timeout(Duration::from_secs(30))
+        .lease_refresh(Duration::from_millis(300));
     let w = start(
         Worker::builder(&server.url())
             .queue(&queue)

@@ -24,14 +24,13 @@ enum Behaviour {
 }
 
 fn fast_retry(max_attempts: u32) -> JobOptions {
-    JobOptions {
-        timeout: Duration::from_millis(300),
-        retry: RetryPolicy::exponential(
+    JobOptions::default()
+        .timeout(Duration::from_millis(300))
+        .retry(RetryPolicy::exponential(
             max_attempts,
             Duration::from_millis(20),
             Duration::from_millis(100),
-        ),
-    }
+        ))
 }
 
 fn worker(server: &RedisServer, queue: &str, runs: &Runs, max_attempts: u32) -> Running {

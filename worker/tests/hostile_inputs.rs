@@ -390,19 +390,17 @@ async fn every_hostile_job_ends_processed_or_dead_with_its_fields() {
             }
         }
     };
-    let options = JobOptions {
-        retry: RetryPolicy::exponential(3, Duration::from_millis(1), Duration::from_millis(5)),
-        ..Default::default()
-    };
+    let options = JobOptions::default().retry(RetryPolicy::exponential(
+        3,
+        Duration::from_millis(1),
+        Duration::from_millis(5),
+    ));
     let w = start(
         Worker::builder(&server.url())
             .queue(&queue)
             .concurrency(100)
             .timings(fast_timings())
-            .limits(Limits {
-                dead_max_len: 0,
-                ..Limits::default()
-            })
+            .limits(Limits::default().dead_max_len(0))
             .default_options(options)
             .handle("ok", handler(processed.clone()))
             .handle("flaky", handler(processed.clone())),

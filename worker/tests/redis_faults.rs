@@ -36,11 +36,9 @@ impl Gate {
 /// retried well inside it, and short enough to show an extra run if the
 /// worker gave up.
 fn timings() -> Timings {
-    Timings {
-        visibility_timeout: Duration::from_secs(4),
-        lease_refresh: Duration::from_millis(400),
-        ..fast_timings()
-    }
+    fast_timings()
+        .visibility_timeout(Duration::from_secs(4))
+        .lease_refresh(Duration::from_millis(400))
 }
 
 /// A worker whose handler fails attempt 1 (a retry must be written) and
@@ -52,14 +50,13 @@ fn gated_worker(server: &RedisServer, queue: &str, runs: &Runs, gate: &Gate) -> 
             .queue(queue)
             .concurrency(50)
             .timings(timings())
-            .default_options(jobstream_worker::JobOptions {
-                retry: jobstream_worker::RetryPolicy::exponential(
+            .default_options(jobstream_worker::JobOptions::default().retry(
+                jobstream_worker::RetryPolicy::exponential(
                     3,
                     Duration::from_millis(10),
                     Duration::from_millis(10),
                 ),
-                ..Default::default()
-            })
+            ))
             .handle("t", move |_: Value, job: JobContext| {
                 let (runs, gate) = (runs.clone(), gate.clone());
                 async move {
@@ -401,11 +398,11 @@ async fn shutdown_while_waiting_for_redis_at_start_is_immediate() {
     let w = start(
         Worker::builder(&server.url())
             .queue(&unique_queue("paused"))
-            .timings(Timings {
-                shutdown_grace: Duration::from_millis(200),
-                shutdown_flush: Duration::from_millis(100),
-                ..fast_timings()
-            })
+            .timings(
+                fast_timings()
+                    .shutdown_grace(Duration::from_millis(200))
+                    .shutdown_flush(Duration::from_millis(100)),
+            )
             .handle("t", |_: Value, _| async { Ok(()) }),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -464,11 +461,7 @@ async fn shutdown_with_redis_unreachable_is_bounded_and_loses_nothing() {
         Worker::builder(&server.url())
             .queue(&queue)
             .concurrency(50)
-            .timings(Timings {
-                shutdown_grace: grace,
-                shutdown_flush: flush,
-                ..timings()
-            })
+            .timings(timings().shutdown_grace(grace).shutdown_flush(flush))
             .handle("t", move |_: Value, job: JobContext| {
                 let (r, g) = (r.clone(), g.clone());
                 async move {

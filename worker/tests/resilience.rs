@@ -16,10 +16,9 @@ use jobstream_worker::{
 /// A worker whose `sleep` jobs sleep for the payload's ms.
 fn sleeper(server: &RedisServer, queue: &str, runs: &Runs, timings: Timings) -> WorkerBuilder {
     let runs = runs.clone();
-    let options = JobOptions {
-        timeout: Duration::from_secs(3600),
-        retry: RetryPolicy::default(),
-    };
+    let options = JobOptions::default()
+        .timeout(Duration::from_secs(3600))
+        .retry(RetryPolicy::default());
     Worker::builder(&server.url())
         .queue(queue)
         .concurrency(4)
@@ -151,10 +150,7 @@ async fn a_job_still_running_after_the_grace_period_goes_back_to_the_queue_at_on
     let queue = unique_queue("grace");
     let runs = Runs::default();
     enqueue_sleeps(&server, &queue, 3_600_000, 1).await;
-    let timings = Timings {
-        shutdown_grace: Duration::from_millis(200),
-        ..fast_timings()
-    };
+    let timings = fast_timings().shutdown_grace(Duration::from_millis(200));
     let w = start(sleeper(&server, &queue, &runs, timings));
     wait_stats(&server, &queue, "job running", |s| s.in_flight == 1).await;
     w.stop().await;
@@ -213,10 +209,7 @@ async fn a_job_that_keeps_killing_its_worker_is_dead_lettered_as_abandoned() {
             .unwrap();
     }
     let w = start(
-        sleeper(&server, &queue, &runs, fast_timings()).limits(Limits {
-            max_deliveries: 3,
-            ..Limits::default()
-        }),
+        sleeper(&server, &queue, &runs, fast_timings()).limits(Limits::default().max_deliveries(3)),
     );
     let s = wait_stats(&server, &queue, "abandoned", |s| s.dead == 1).await;
     assert_eq!((s.processed, s.in_flight), (0, 0));

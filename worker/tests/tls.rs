@@ -56,11 +56,7 @@ fn with_client_cert(server: &RedisServer) -> TlsOptions {
 fn tls_producer(url: &str, tls: TlsOptions) -> Producer {
     Producer::with_options(
         url,
-        ProducerOptions {
-            timings: fast_timings(),
-            tls: Some(tls),
-            ..ProducerOptions::default()
-        },
+        ProducerOptions::default().timings(fast_timings()).tls(tls),
     )
     .unwrap()
 }

@@ -54,34 +54,32 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let visibility = Duration::from_millis(args.visibility_ms);
-    let timings = Timings {
-        visibility_timeout: visibility,
-        lease_refresh: visibility / 4,
-        reclaim_interval: visibility / 4,
-        block: Duration::from_millis(1000),
-        promote_interval: Duration::from_millis(100),
-        shutdown_grace: Duration::from_secs(5),
-        response_timeout: Duration::from_secs(2),
-        connect_timeout: Duration::from_millis(500),
-        reconnect_min: Duration::from_millis(50),
-        reconnect_max: Duration::from_millis(500),
-        ..Timings::default()
-    };
-    let options = JobOptions {
-        timeout: Duration::from_secs(10),
+    let timings = Timings::default()
+        .visibility_timeout(visibility)
+        .lease_refresh(visibility / 4)
+        .reclaim_interval(visibility / 4)
+        .block(Duration::from_millis(1000))
+        .promote_interval(Duration::from_millis(100))
+        .shutdown_grace(Duration::from_secs(5))
+        .response_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_millis(500))
+        .reconnect_min(Duration::from_millis(50))
+        .reconnect_max(Duration::from_millis(500));
+    let options = JobOptions::default()
+        .timeout(Duration::from_secs(10))
         // Generous: a Redis restart can fail a few attempts on top of the
         // planned transient failures, and none of those may exhaust a job.
-        retry: RetryPolicy::exponential(25, Duration::from_millis(50), Duration::from_millis(500)),
-    };
+        .retry(RetryPolicy::exponential(
+            25,
+            Duration::from_millis(50),
+            Duration::from_millis(500),
+        ));
     let run = args.run.clone();
     let worker = Worker::builder(&args.redis_url)
         .queue(&args.queue)
         .concurrency(args.concurrency)
         .timings(timings)
-        .limits(Limits {
-            max_deliveries: 10,
-            ..Limits::default()
-        })
+        .limits(Limits::default().max_deliveries(10))
         .handle_with("chaos", options, move |job: ChaosJob, ctx: JobContext| {
             let mut rec = recorder.clone();
             let run = run.clone();

@@ -125,21 +125,16 @@ async fn main() -> std::process::ExitCode {
             shutdown_grace_ms,
         } => {
             let visibility = Duration::from_millis(visibility_timeout_ms);
-            let timings = Timings {
-                visibility_timeout: visibility,
-                lease_refresh: visibility / 3,
-                reclaim_interval: (visibility / 6).max(Duration::from_millis(100)),
-                shutdown_grace: Duration::from_millis(shutdown_grace_ms),
-                ..Timings::default()
-            };
-            let options = JobOptions {
-                retry: RetryPolicy::exponential(
-                    max_attempts,
-                    Duration::from_millis(backoff_ms),
-                    Duration::from_millis(backoff_max_ms),
-                ),
-                ..JobOptions::default()
-            };
+            let timings = Timings::default()
+                .visibility_timeout(visibility)
+                .lease_refresh(visibility / 3)
+                .reclaim_interval((visibility / 6).max(Duration::from_millis(100)))
+                .shutdown_grace(Duration::from_millis(shutdown_grace_ms));
+            let options = JobOptions::default().retry(RetryPolicy::exponential(
+                max_attempts,
+                Duration::from_millis(backoff_ms),
+                Duration::from_millis(backoff_max_ms),
+            ));
             match Worker::builder(&cli.redis_url)
                 .queue(&queue)
                 .concurrency(concurrency)

@@ -12,20 +12,19 @@ use jobstream_testkit::RedisServer;
 use jobstream_worker::{ShutdownHandle, Timings, WorkerBuilder};
 
 pub fn fast_timings() -> Timings {
-    Timings {
-        block: Duration::from_millis(500),
-        visibility_timeout: Duration::from_millis(1500),
-        lease_refresh: Duration::from_millis(300),
-        reclaim_interval: Duration::from_millis(200),
-        promote_interval: Duration::from_millis(50),
-        shutdown_grace: Duration::from_secs(5),
-        shutdown_flush: Duration::from_secs(2),
-        response_timeout: Duration::from_secs(2),
-        connect_timeout: Duration::from_millis(500),
-        reconnect_min: Duration::from_millis(20),
-        reconnect_max: Duration::from_millis(300),
-        consumer_idle_reap: Duration::from_secs(3600),
-    }
+    Timings::default()
+        .block(Duration::from_millis(500))
+        .visibility_timeout(Duration::from_millis(1500))
+        .lease_refresh(Duration::from_millis(300))
+        .reclaim_interval(Duration::from_millis(200))
+        .promote_interval(Duration::from_millis(50))
+        .shutdown_grace(Duration::from_secs(5))
+        .shutdown_flush(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_millis(500))
+        .reconnect_min(Duration::from_millis(20))
+        .reconnect_max(Duration::from_millis(300))
+        .consumer_idle_reap(Duration::from_secs(3600))
 }
 
 /// Which job ids ran, how often.
