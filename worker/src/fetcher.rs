@@ -5,13 +5,14 @@
 //!
 //! A lane is *active* while its reads come back full (a backlog): it asks
 //! the pool for slots, waits its turn, and reads without blocking. Once a
-//! read comes back short it goes *idle*: it takes only the slots no active
-//! lane wants and blocks on its stream (`BLOCK`) until a job arrives. With
-//! no slot to spare it still blocks, for one job, and that job then waits
-//! for a slot like an active lane's: an idle queue never holds slots away
-//! from busy ones, and a job arriving on it is seen at once. So a lane
-//! holds at most one fetched job that is not yet running; its lease is
-//! kept like a running job's, and shutdown gives it back.
+//! read comes back short it goes *idle*: it blocks on its stream (`BLOCK`)
+//! holding no slot, asking for as many jobs as there are slots no active
+//! lane wants (one at least), and takes the slots when the jobs arrive. A
+//! job that finds no slot then (another lane took it meanwhile, or none was
+//! free) waits for one like an active lane's: an idle queue never holds
+//! slots away from the others, and a job arriving on it is seen at once.
+//! Jobs waiting for a slot are leased like running ones, and shutdown
+//! gives them back.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -53,30 +54,30 @@ impl Fetcher {
         // must not take the slots before a higher one had a look).
         let mut active = true;
         while !shutdown.is_set() {
-            let mut permits = if active {
-                let p = tokio::select! {
+            let mut permits = Vec::new();
+            if active {
+                permits = tokio::select! {
                     p = self.slots.acquire(self.lane, self.max_batch) => p,
                     _ = shutdown.wait() => break,
                 };
-                if p.is_empty() {
+                if permits.is_empty() {
                     break; // the pool is closed: shutting down
                 }
-                p
-            } else {
-                self.slots.try_acquire(self.lane, self.max_batch)
-            };
-            if active {
                 self.gather(&mut permits).await;
             }
             if Instant::now() >= next_reclaim {
                 next_reclaim = Instant::now() + self.timings.reclaim_interval;
+                if !active {
+                    // Free slots, held only for the claim (no blocking).
+                    permits = self.slots.try_acquire(self.lane, self.max_batch);
+                }
                 match self.reclaim(permits, &mut shutdown).await {
                     Some((left, waited)) => {
                         active |= waited;
-                        if left.is_empty() {
+                        permits = if active { left } else { Vec::new() };
+                        if active && permits.is_empty() {
                             continue;
                         }
-                        permits = left;
                     }
                     None => break,
                 }
@@ -105,19 +106,29 @@ impl Fetcher {
             if shutdown.is_set() {
                 break;
             }
-            // An active lane reads what is there; an idle one waits for a
-            // job, waking up in time for the next reclaim pass.
+            // An active lane reads what is there, with the slots it holds.
+            // An idle one waits for jobs, waking up in time for the next
+            // reclaim pass, and holds no slot while it waits: it asks for as
+            // many jobs as there are slots to spare now, and takes the
+            // slots once the jobs are there.
             let block = (!active).then(|| {
                 self.timings
                     .block
                     .min(next_reclaim.saturating_duration_since(Instant::now()))
                     .max(std::time::Duration::from_millis(1))
             });
-            let count = permits.len().max(1);
+            let count = if active {
+                permits.len()
+            } else {
+                self.slots.spare(self.lane, self.max_batch).max(1)
+            };
             let read = self.store.read(c, &self.consumer, count, block).await;
             match read {
                 Ok(entries) => {
                     backoff.reset();
+                    if !active {
+                        permits = self.slots.try_acquire(self.lane, entries.len());
+                    }
                     if shutdown.is_set() && !entries.is_empty() {
                         self.give_back(entries.iter().map(|e| e.id.as_str())).await;
                         break;

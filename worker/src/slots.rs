@@ -20,8 +20,8 @@
 //! is away for one round trip loses nothing. A lane that goes idle hands
 //! its reservations back at once.
 //!
-//! Idle lanes block on their stream without slots to spare for them; what
-//! they read then waits here for a slot like any active lane's (see
+//! Idle lanes block on their stream holding no slot; what they read takes
+//! a spare slot, or waits here for one like any active lane's (see
 //! `fetcher.rs`).
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -249,6 +249,18 @@ impl Slots {
         s.lanes[lane].held += n;
         drop(s);
         self.permits(lane, n)
+    }
+
+    /// How many slots an idle `lane` could take now (free, wanted by no
+    /// active lane, within its cap), up to `max`; takes none.
+    pub(crate) fn spare(&self, lane: usize, max: usize) -> usize {
+        let mut s = lock(&self.inner.state);
+        distribute(&mut s, &self.inner.wake);
+        if s.closed {
+            return 0;
+        }
+        let l = &s.lanes[lane];
+        s.free.min(max).min(l.cap.saturating_sub(l.held))
     }
 
     /// `lane` has no backlog (its last read came back short): it stops

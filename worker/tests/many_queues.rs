@@ -324,3 +324,54 @@ fn queues_are_checked_by_build() {
     );
     assert!(b().queue("a").queue("b").build().is_ok());
 }
+
+/// Two idle queues, no caps: a job arriving on either is picked up at once.
+/// An idle queue's blocked read must hold no slot the other one needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_on_an_idle_queue_is_picked_up_at_once_whichever_queue() {
+    let server = RedisServer::start();
+    let queues = [unique_queue("idle-a"), unique_queue("idle-b")];
+    let pickups: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let picks = pickups.clone();
+    let mut timings = fast_timings();
+    // A long block: a read holding slots would show as a long wait.
+    timings.block = Duration::from_secs(3);
+    timings.reclaim_interval = Duration::from_secs(10);
+    let worker = start(
+        Worker::builder(&server.url())
+            .timings(timings)
+            .concurrency(4)
+            .queue(&queues[0])
+            .queue(&queues[1])
+            .handle("email", move |sent_ms: u64, _job: JobContext| {
+                let picks = picks.clone();
+                async move {
+                    let waited = jobstream_core::now_ms().saturating_sub(sent_ms);
+                    picks.lock().unwrap().push(Duration::from_millis(waited));
+                    Ok(())
+                }
+            }),
+    );
+    // Both lanes find their queue empty and block.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let producer = producer(&server).await;
+    // Ten jobs on one queue, then ten on the other: whichever lane blocks
+    // with the free slots, the other one's jobs must not wait for it.
+    for i in 0..20 {
+        producer
+            .enqueue_named(&queues[i / 10], "email", &jobstream_core::now_ms())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    for q in &queues {
+        wait_stats(&server, q, "processed", |s| s.processed == 10).await;
+    }
+    worker.stop().await;
+    let picks = pickups.lock().unwrap().clone();
+    let worst = picks.iter().max().copied().unwrap_or_default();
+    assert!(
+        worst < Duration::from_millis(200),
+        "a job waited {worst:?}: {picks:?}"
+    );
+}
