@@ -171,6 +171,16 @@ impl Redis {
         self.inner.shared.clone()
     }
 
+    /// Makes room for at least `n` dedicated connections held at once (a
+    /// worker holds one per queue it serves, blocked in its read; the pool
+    /// has 16 by default, and a fetcher beyond that would wait for ever).
+    pub fn reserve_blocking(&self, n: usize) {
+        let status = self.inner.blocking.status();
+        if n > status.max_size {
+            self.inner.blocking.resize(n);
+        }
+    }
+
     /// A dedicated connection for blocking reads.
     pub async fn blocking(&self) -> Result<BlockingConn> {
         let conn = self.inner.blocking.get().await.map_err(|e| match e {

@@ -64,6 +64,9 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     } = worker;
     let tls = tls.unwrap_or_else(jobstream_core::TlsOptions::from_env);
     let redis = Redis::open_with_tls(&url, &timings, &tls)?;
+    // Each lane's fetcher holds a dedicated connection for its blocking
+    // read, for as long as it runs.
+    redis.reserve_blocking(queues.len());
     // One lane per stream, indexed by lane id. Every duty works per lane
     // and every script call touches one lane's keys only, so a queue split
     // into partitions (one stream each, over Cluster slots) is more lanes.

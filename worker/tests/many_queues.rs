@@ -375,3 +375,25 @@ async fn a_job_on_an_idle_queue_is_picked_up_at_once_whichever_queue() {
         "a job waited {worst:?}: {picks:?}"
     );
 }
+
+/// More queues than the pool's 16 dedicated connections: every queue is
+/// served (each lane's fetcher holds a connection while it blocks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_serves_more_queues_than_the_connection_pool_had() {
+    let server = RedisServer::start();
+    let queues: Vec<String> = (0..20).map(|i| unique_queue(&format!("many{i}"))).collect();
+    let mut builder = Worker::builder(&server.url())
+        .timings(fast_timings())
+        .concurrency(4);
+    for q in &queues {
+        builder = builder.queue(q);
+    }
+    let worker = start(builder.handle("work", |_: u64, _job: JobContext| async { Ok(()) }));
+    for q in &queues {
+        fill(&server, q, 3).await;
+    }
+    for q in &queues {
+        wait_stats(&server, q, "processed on every queue", |s| s.processed == 3).await;
+    }
+    worker.stop().await;
+}
