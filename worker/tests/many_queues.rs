@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use jobstream_producer::NewJob;
 use jobstream_testkit::{RedisServer, unique_queue};
-use jobstream_worker::{JobContext, QueueOptions, QueueOrder, Worker};
+use jobstream_worker::{JobContext, JobResult, QueueOptions, QueueOrder, Worker};
 use rand::{Rng, SeedableRng};
 
 fn seed() -> u64 {
@@ -38,6 +38,31 @@ impl Starts {
     }
     fn snapshot(&self) -> Vec<String> {
         self.0.lock().unwrap().clone()
+    }
+}
+
+/// How long each job waited from its enqueue (its payload: the enqueue
+/// time, unix ms) to its handler's start.
+#[derive(Clone, Default)]
+struct Pickups(Arc<Mutex<Vec<Duration>>>);
+
+impl Pickups {
+    fn handler(
+        &self,
+    ) -> impl Fn(u64, JobContext) -> std::future::Ready<JobResult> + Send + Sync + 'static {
+        let picks = self.0.clone();
+        move |sent_ms, _job| {
+            let waited = jobstream_core::now_ms().saturating_sub(sent_ms);
+            picks.lock().unwrap().push(Duration::from_millis(waited));
+            std::future::ready(Ok(()))
+        }
+    }
+
+    fn assert_all_within(&self, jobs: usize, limit: Duration) {
+        let picks = self.0.lock().unwrap().clone();
+        assert_eq!(picks.len(), jobs);
+        let worst = picks.iter().max().copied().unwrap_or_default();
+        assert!(worst < limit, "a job waited {worst:?}: {picks:?}");
     }
 }
 
@@ -181,11 +206,10 @@ async fn a_capped_slow_queue_never_takes_the_fast_queues_slots() {
     fill(&server, &reports, 200).await;
     let running_reports = Arc::new(AtomicUsize::new(0));
     let most_reports = Arc::new(AtomicUsize::new(0));
-    let pickups: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let (run, most, picks, reports_name) = (
+    let pickups = Pickups::default();
+    let (run, most, reports_name) = (
         running_reports.clone(),
         most_reports.clone(),
-        pickups.clone(),
         reports.clone(),
     );
     let worker = start(
@@ -207,14 +231,7 @@ async fn a_capped_slow_queue_never_takes_the_fast_queues_slots() {
                     Ok(())
                 }
             })
-            .handle("email", move |sent_ms: u64, _job: JobContext| {
-                let picks = picks.clone();
-                async move {
-                    let waited = jobstream_core::now_ms().saturating_sub(sent_ms);
-                    picks.lock().unwrap().push(Duration::from_millis(waited));
-                    Ok(())
-                }
-            }),
+            .handle("email", pickups.handler()),
     );
     // Let the flood take every slot it can.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -231,15 +248,9 @@ async fn a_capped_slow_queue_never_takes_the_fast_queues_slots() {
     })
     .await;
     worker.stop().await;
-    let picks = pickups.lock().unwrap().clone();
-    let worst = picks.iter().max().copied().unwrap_or_default();
-    assert_eq!(picks.len(), 20);
     // A report takes 400 ms: an email that waited for a report's slot
     // would show it.
-    assert!(
-        worst < Duration::from_millis(200),
-        "an email waited {worst:?}: {picks:?}"
-    );
+    pickups.assert_all_within(20, Duration::from_millis(200));
     assert!(
         most_reports.load(Ordering::SeqCst) <= cap,
         "the capped queue ran {} at once",
@@ -331,8 +342,7 @@ fn queues_are_checked_by_build() {
 async fn a_job_on_an_idle_queue_is_picked_up_at_once_whichever_queue() {
     let server = RedisServer::start();
     let queues = [unique_queue("idle-a"), unique_queue("idle-b")];
-    let pickups: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let picks = pickups.clone();
+    let pickups = Pickups::default();
     let mut timings = fast_timings();
     // A long block: a read holding slots would show as a long wait.
     timings.block = Duration::from_secs(3);
@@ -343,14 +353,7 @@ async fn a_job_on_an_idle_queue_is_picked_up_at_once_whichever_queue() {
             .concurrency(4)
             .queue(&queues[0])
             .queue(&queues[1])
-            .handle("email", move |sent_ms: u64, _job: JobContext| {
-                let picks = picks.clone();
-                async move {
-                    let waited = jobstream_core::now_ms().saturating_sub(sent_ms);
-                    picks.lock().unwrap().push(Duration::from_millis(waited));
-                    Ok(())
-                }
-            }),
+            .handle("email", pickups.handler()),
     );
     // Both lanes find their queue empty and block.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -368,12 +371,7 @@ async fn a_job_on_an_idle_queue_is_picked_up_at_once_whichever_queue() {
         wait_stats(&server, q, "processed", |s| s.processed == 10).await;
     }
     worker.stop().await;
-    let picks = pickups.lock().unwrap().clone();
-    let worst = picks.iter().max().copied().unwrap_or_default();
-    assert!(
-        worst < Duration::from_millis(200),
-        "a job waited {worst:?}: {picks:?}"
-    );
+    pickups.assert_all_within(20, Duration::from_millis(200));
 }
 
 /// More queues than the pool's 16 dedicated connections: every queue is
