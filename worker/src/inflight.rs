@@ -15,7 +15,10 @@ use tokio::task::AbortHandle;
 /// The index of a lane (one stream) in the worker's list of lanes.
 pub(crate) type LaneId = usize;
 
-type Jobs = HashMap<(LaneId, String), Option<AbortHandle>>;
+/// Per lane, entry id to the task running it (None until it is spawned,
+/// or while it waits for a slot). Nested, so a lookup by `&str` needs no
+/// key allocation on the hot path.
+type Jobs = HashMap<LaneId, HashMap<String, Option<AbortHandle>>>;
 
 #[derive(Clone, Default)]
 pub(crate) struct Inflight {
@@ -30,12 +33,19 @@ impl Inflight {
     }
 
     pub(crate) fn insert(&self, lane: LaneId, entry_id: &str) {
-        self.lock().insert((lane, entry_id.to_owned()), None);
+        self.lock()
+            .entry(lane)
+            .or_default()
+            .insert(entry_id.to_owned(), None);
     }
 
     /// Records the task running `entry_id`, unless it already settled.
     pub(crate) fn set_task(&self, lane: LaneId, entry_id: &str, task: AbortHandle) {
-        if let Some(slot) = self.lock().get_mut(&(lane, entry_id.to_owned())) {
+        if let Some(slot) = self
+            .lock()
+            .get_mut(&lane)
+            .and_then(|jobs| jobs.get_mut(entry_id))
+        {
             *slot = Some(task);
         }
     }
@@ -43,25 +53,28 @@ impl Inflight {
     pub(crate) fn remove_many<'a>(&self, ids: impl IntoIterator<Item = (LaneId, &'a str)>) {
         let mut jobs = self.lock();
         for (lane, id) in ids {
-            jobs.remove(&(lane, id.to_owned()));
+            if let Some(lane) = jobs.get_mut(&lane) {
+                lane.remove(id);
+            }
         }
     }
 
     pub(crate) fn contains(&self, lane: LaneId, entry_id: &str) -> bool {
-        self.lock().contains_key(&(lane, entry_id.to_owned()))
+        self.lock()
+            .get(&lane)
+            .is_some_and(|jobs| jobs.contains_key(entry_id))
     }
 
     /// The entry ids held, lane by lane.
     pub(crate) fn ids_by_lane(&self) -> HashMap<LaneId, Vec<String>> {
-        let mut out: HashMap<LaneId, Vec<String>> = HashMap::new();
-        for (lane, id) in self.lock().keys() {
-            out.entry(*lane).or_default().push(id.clone());
-        }
-        out
+        self.lock()
+            .iter()
+            .map(|(lane, jobs)| (*lane, jobs.keys().cloned().collect()))
+            .collect()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().values().map(HashMap::len).sum()
     }
 
     /// Aborts every task still running and returns their jobs, lane by
@@ -70,12 +83,14 @@ impl Inflight {
     pub(crate) fn abort_running(&self) -> HashMap<LaneId, Vec<String>> {
         let jobs = self.lock();
         let mut aborted: HashMap<LaneId, Vec<String>> = HashMap::new();
-        for ((lane, id), task) in jobs.iter() {
-            if let Some(task) = task
-                && !task.is_finished()
-            {
-                task.abort();
-                aborted.entry(*lane).or_default().push(id.clone());
+        for (lane, jobs) in jobs.iter() {
+            for (id, task) in jobs {
+                if let Some(task) = task
+                    && !task.is_finished()
+                {
+                    task.abort();
+                    aborted.entry(*lane).or_default().push(id.clone());
+                }
             }
         }
         aborted
