@@ -50,13 +50,14 @@
 //! - `tls`: `rediss://` URLs over rustls, with [`TlsOptions`] or the
 //!   `JOBSTREAM_TLS_CA`/`_CERT`/`_KEY` environment variables.
 //!
-//! The crates behind it (`jobstream-producer`, `jobstream-worker`,
-//! `jobstream-core`) are re-exported whole as [`producer`], [`worker`] and
-//! [`core`].
+//! The user-facing crates behind it, `jobstream-producer` and
+//! `jobstream-worker`, are re-exported whole as [`producer`] and
+//! [`worker`]. `jobstream-core` (key layout, scripts, the typed Redis
+//! operations) is internal: what users need of it is re-exported here.
 
-pub use jobstream_core as core;
 pub use jobstream_core::{
-    Backoff, Error, Job, JobOptions, Limits, RetryPolicy, Timings, TlsOptions,
+    Backoff, Error, Job, JobOptions, Limits, RedisFailure, Result, RetryPolicy, Timings,
+    TlsOptions,
 };
 
 #[cfg(feature = "producer")]
