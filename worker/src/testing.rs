@@ -3,15 +3,18 @@
 //! trip and get what the worker would do with the result.
 //!
 //! ```
-//! use jobstream_worker::testing::TestJob;
-//! use jobstream_worker::outcome::Disposition;
-//! use jobstream_worker::{JobContext, JobError, JobOptions, JobResult};
+//! use jobstream_worker::testing::{DeadReason, Disposition, TestJob};
+//! use jobstream_worker::{Job, JobContext, JobError, JobResult};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Serialize, Deserialize)]
-//! struct Email { to: String }
+//! struct SendEmail { to: String }
 //!
-//! async fn send_email(email: Email, _job: JobContext) -> JobResult {
+//! impl Job for SendEmail {
+//!     const NAME: &'static str = "send_email";
+//! }
+//!
+//! async fn send_email(email: SendEmail, _job: JobContext) -> JobResult {
 //!     if email.to.is_empty() {
 //!         return Err(JobError::permanent("no recipient"));
 //!     }
@@ -19,22 +22,30 @@
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let job = TestJob::new("send_email", &Email { to: String::new() }).unwrap();
-//! let run = job.run_fn(send_email, &JobOptions::new()).await;
-//! assert!(matches!(run.disposition, Disposition::Dead { .. }));
+//! let run = TestJob::of(&SendEmail { to: String::new() })
+//!     .unwrap()
+//!     .run_job(send_email)
+//!     .await;
+//! assert_eq!(run.disposition, Disposition::Dead { reason: DeadReason::Permanent });
 //! # }
 //! ```
+//!
+//! A handler that takes the worker's shared state runs with
+//! [`TestJob::run_job_with_state`]; [`TestJob::context_with_state`] builds
+//! the `JobContext<S>` for code that takes one. To run jobs through a real
+//! worker and Redis instead, see [`Drain`].
 
 use std::sync::Arc;
 
 use jobstream_core::envelope::{Envelope, field};
-use jobstream_core::{Error, JobOptions, Result};
+use jobstream_core::{Error, Job, JobOptions, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::handler::{Handler, JobContext, JobFn, TypedFn};
 use crate::job_error::JobResult;
-use crate::outcome::{Disposition, disposition};
+use crate::outcome::disposition;
+pub use crate::outcome::{DeadReason, Disposition};
 
 /// A job as a worker would receive it, built in a test.
 #[derive(Debug, Clone)]
@@ -71,6 +82,13 @@ impl TestJob {
             queue: "default".to_owned(),
             deliveries: 1,
         })
+    }
+
+    /// A job of the typed job `J`, as `Producer::enqueue(&job)` writes
+    /// it: type [`Job::NAME`], queue [`Job::QUEUE`], the payload encoded
+    /// as the producer encodes it.
+    pub fn of<J: Job>(job: &J) -> Result<Self> {
+        Ok(Self::new(J::NAME, job)?.queue(J::QUEUE))
     }
 
     /// This attempt (1 = the first run).
@@ -120,6 +138,13 @@ impl TestJob {
     /// The context a handler receives for this job, decoded the way the
     /// worker decodes a stream entry (a malformed job is an error here).
     pub fn context(&self, options: &JobOptions) -> Result<JobContext> {
+        self.context_with_state((), options)
+    }
+
+    /// [`TestJob::context`] with the worker's shared state attached, for
+    /// code that takes a `JobContext<S>`
+    /// ([`WorkerBuilder::state`](crate::WorkerBuilder::state)).
+    pub fn context_with_state<S>(&self, state: S, options: &JobOptions) -> Result<JobContext<S>> {
         let envelope = Envelope::decode(self.fields.clone()).map_err(|(bad, _)| Error::Decode {
             what: "test job",
             detail: bad.detail,
@@ -131,7 +156,7 @@ impl TestJob {
             queue: Arc::from(self.queue.as_str()),
             deliveries: self.deliveries,
             max_attempts,
-            state: (),
+            state,
         })
     }
 
@@ -182,6 +207,24 @@ impl TestJob {
         S: Clone + Send + Sync + 'static,
     {
         self.run(&TypedFn::new(f, state), options).await
+    }
+
+    /// Runs the job through a handler of the typed job `J`, as registered
+    /// with `WorkerBuilder::job::<J>`, under `J`'s own options
+    /// ([`Job::options`]; when it has none, [`JobOptions::default`], which
+    /// is what a worker uses unless its builder set `default_options`).
+    pub async fn run_job<J: Job>(&self, f: impl JobFn<J, ()>) -> TestRun {
+        self.run_job_with_state(f, ()).await
+    }
+
+    /// [`TestJob::run_job`] for a handler that takes the worker's shared
+    /// state (`JobContext<S>`), with `state` as the worker would pass it.
+    pub async fn run_job_with_state<J: Job, S>(&self, f: impl JobFn<J, S>, state: S) -> TestRun
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let options = J::options().unwrap_or_default();
+        self.run(&TypedFn::new(f, state), &options).await
     }
 }
 
@@ -261,5 +304,74 @@ mod tests {
         );
         assert_eq!(ctx.field("tenant"), Some(&b"acme"[..]));
         assert_eq!(ctx.payload::<String>().unwrap(), "x");
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Charge {
+        cents: i64,
+    }
+
+    impl Job for Charge {
+        const NAME: &'static str = "charge";
+        const QUEUE: &'static str = "payments";
+        fn options() -> Option<JobOptions> {
+            Some(JobOptions::new().max_attempts(2))
+        }
+    }
+
+    #[derive(Clone)]
+    struct App {
+        limit: i64,
+    }
+
+    async fn charge(job: Charge, ctx: JobContext<App>) -> JobResult {
+        assert_eq!((ctx.job_type(), ctx.queue()), ("charge", "payments"));
+        if job.cents > ctx.state().limit {
+            return Err(JobError::retry("over the limit"));
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_typed_job_runs_under_its_own_name_queue_and_options() {
+        let app = App { limit: 100 };
+        let job = TestJob::of(&Charge { cents: 5 }).unwrap();
+        let ok = job.run_job_with_state(charge, app.clone()).await;
+        assert_eq!(ok.disposition, Disposition::Ack);
+        // The type's options allow 2 attempts: the first failure retries,
+        // the second is the last.
+        let over = TestJob::of(&Charge { cents: 500 }).unwrap();
+        let first = over.run_job_with_state(charge, app.clone()).await;
+        assert!(matches!(first.disposition, Disposition::Retry { .. }));
+        let last = over
+            .clone()
+            .attempt(2)
+            .run_job_with_state(charge, app.clone())
+            .await;
+        assert_eq!(
+            last.disposition,
+            Disposition::Dead {
+                reason: DeadReason::Exhausted
+            }
+        );
+        let ctx = job.context_with_state(app, &JobOptions::new()).unwrap();
+        assert_eq!(ctx.state().limit, 100);
+        assert_eq!(ctx.queue(), "payments");
+        assert_eq!(ctx.payload::<Charge>().unwrap().cents, 5);
+    }
+
+    #[tokio::test]
+    async fn a_typed_job_without_options_gets_the_defaults() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Ping;
+        impl Job for Ping {
+            const NAME: &'static str = "ping";
+        }
+        async fn ping(_: Ping, ctx: JobContext) -> JobResult {
+            assert_eq!(ctx.max_attempts(), JobOptions::default().retry.max_attempts);
+            Err(JobError::retry("again"))
+        }
+        let run = TestJob::of(&Ping).unwrap().run_job(ping).await;
+        assert!(matches!(run.disposition, Disposition::Retry { .. }));
     }
 }
