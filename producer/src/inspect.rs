@@ -10,7 +10,8 @@ use serde::Serialize;
 /// Reads and repairs queues.
 #[derive(Debug, Clone)]
 pub struct Inspector {
-    redis: Redis,
+    /// `None` for the inspector of a recording producer.
+    redis: Option<Redis>,
     prefix: String,
     group: String,
 }
@@ -202,10 +203,30 @@ impl Inspector {
     /// An inspector on `redis` for keys under `prefix`.
     pub fn new(redis: Redis, prefix: &str) -> Self {
         Self {
-            redis,
+            redis: Some(redis),
             prefix: prefix.to_owned(),
             group: jobstream_core::DEFAULT_GROUP.to_owned(),
         }
+    }
+
+    /// The inspector of a recording producer: every call is an error.
+    pub(crate) fn without_redis(prefix: &str) -> Self {
+        Self {
+            redis: None,
+            prefix: prefix.to_owned(),
+            group: jobstream_core::DEFAULT_GROUP.to_owned(),
+        }
+    }
+
+    fn redis(&self) -> Result<&Redis> {
+        self.redis.as_ref().ok_or_else(|| {
+            jobstream_core::Error::Config(
+                "this is the inspector of a recording producer (Producer::recording): \
+                 inspecting queues needs Redis; use Inspector::connect or a producer \
+                 from Producer::connect"
+                    .into(),
+            )
+        })
     }
 
     /// Reads the consumer group `group` instead of `workers`.
@@ -225,7 +246,7 @@ impl Inspector {
     fn store(&self, queue: &str) -> Result<QueueStore> {
         let name = QueueName::new(queue)?;
         Ok(QueueStore::new(
-            self.redis.clone(),
+            self.redis()?.clone(),
             QueueKeys::new(&self.prefix, &name),
             self.group.as_str(),
         ))
@@ -233,7 +254,7 @@ impl Inspector {
 
     /// Names of the queues producers and workers have registered.
     pub async fn queues(&self) -> Result<Vec<String>> {
-        jobstream_core::known_queues(&self.redis, &self.prefix).await
+        jobstream_core::known_queues(self.redis()?, &self.prefix).await
     }
 
     /// Stats of one queue.
@@ -249,7 +270,7 @@ impl Inspector {
 
     /// Redis settings that can lose jobs, judged against `expect_fsync`.
     pub async fn server_safety(&self, expect_fsync: Fsync) -> Result<ServerSafety> {
-        ServerSafety::read(&self.redis, expect_fsync).await
+        ServerSafety::read(self.redis()?, expect_fsync).await
     }
 
     /// Dead jobs of `queue` that match `filter`, oldest first.

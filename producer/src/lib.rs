@@ -32,9 +32,12 @@
 //!   (typed jobs) lives in jobstream-core.
 //! - `inspect.rs`: [`inspect::Inspector`], queue stats and dead letters
 //!   (list, replay, discard), away from the hot path.
+//! - `testing.rs`: [`Producer::recording`] and assertions on what was
+//!   enqueued, for users' tests.
 
 pub mod inspect;
 mod job;
+pub mod testing;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -57,12 +60,21 @@ const PIPELINE_CHUNK: usize = 1000;
 /// Enqueues jobs. Cheap to clone; share one per process.
 #[derive(Debug, Clone)]
 pub struct Producer {
-    redis: Redis,
+    backend: Backend,
     prefix: String,
     limits: Limits,
     stores: std::sync::Arc<Mutex<HashMap<String, QueueStore>>>,
     retry_for: Duration,
     timings: Timings,
+}
+
+/// Where a producer's jobs go.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// To Redis.
+    Redis(Redis),
+    /// Into a test's [`testing::Recorder`] ([`Producer::recording`]).
+    Recording(testing::Recorder),
 }
 
 /// Options for [`Producer::with_options`].
@@ -149,7 +161,9 @@ impl Producer {
     /// Connects to `url` and checks that Redis answers.
     pub async fn connect(url: &str) -> Result<Self> {
         let producer = Self::with_options(url, ProducerOptions::default())?;
-        producer.redis.ping().await?;
+        if let Backend::Redis(redis) = &producer.backend {
+            redis.ping().await?;
+        }
         Ok(producer)
     }
 
@@ -163,11 +177,11 @@ impl Producer {
     pub fn with_options(url: &str, options: ProducerOptions) -> Result<Self> {
         options.timings.validate()?;
         Ok(Self {
-            redis: Redis::open_with_tls(
+            backend: Backend::Redis(Redis::open_with_tls(
                 url,
                 &options.timings,
                 &options.tls.unwrap_or_else(TlsOptions::from_env),
-            )?,
+            )?),
             prefix: options.prefix,
             limits: options.limits,
             stores: Default::default(),
@@ -176,26 +190,49 @@ impl Producer {
         })
     }
 
-    /// The Redis URL without credentials.
-    pub fn display_url(&self) -> &str {
-        self.redis.display_url()
+    /// A recording producer with the default options
+    /// ([`Producer::recording`]).
+    fn recording_into(recorder: testing::Recorder) -> Self {
+        let options = ProducerOptions::default();
+        Self {
+            backend: Backend::Recording(recorder),
+            prefix: options.prefix,
+            limits: options.limits,
+            stores: Default::default(),
+            retry_for: Duration::ZERO,
+            timings: options.timings,
+        }
     }
 
-    /// An inspector over the same connection.
+    /// The Redis URL without credentials (`recording (no Redis)` for a
+    /// [recording](Producer::recording) producer).
+    pub fn display_url(&self) -> &str {
+        match &self.backend {
+            Backend::Redis(redis) => redis.display_url(),
+            Backend::Recording(_) => "recording (no Redis)",
+        }
+    }
+
+    /// An inspector over the same connection. A
+    /// [recording](Producer::recording) producer's inspector answers every
+    /// call with an error: inspecting queues needs Redis.
     pub fn inspector(&self) -> inspect::Inspector {
-        inspect::Inspector::new(self.redis.clone(), &self.prefix)
+        match &self.backend {
+            Backend::Redis(redis) => inspect::Inspector::new(redis.clone(), &self.prefix),
+            Backend::Recording(_) => inspect::Inspector::without_redis(&self.prefix),
+        }
     }
 
     /// The store of `queue`, built and registered in `PREFIX:queues` on
     /// first use, then cached: the hot path allocates no key names.
-    async fn store(&self, queue: &str) -> Result<QueueStore> {
+    async fn store(&self, redis: &Redis, queue: &str) -> Result<QueueStore> {
         let cached = self.stores.lock().ok().and_then(|m| m.get(queue).cloned());
         if let Some(store) = cached {
             return Ok(store);
         }
         let name = QueueName::new(queue)?;
         let store = QueueStore::new(
-            self.redis.clone(),
+            redis.clone(),
             QueueKeys::new(&self.prefix, &name),
             jobstream_core::DEFAULT_GROUP,
         );
@@ -260,13 +297,17 @@ impl Producer {
         for job in &jobs {
             self.check_size(job)?;
         }
+        let redis = match &self.backend {
+            Backend::Redis(redis) => redis,
+            Backend::Recording(recorder) => return recorder.record(queue, &jobs),
+        };
         let mut ids = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(PIPELINE_CHUNK) {
             let first = ids.len();
             let deadline = Instant::now() + self.retry_for;
             let mut backoff = Reconnect::new(&self.timings);
             loop {
-                let sent = match self.store(queue).await {
+                let sent = match self.store(redis, queue).await {
                     Ok(store) => self.send_chunk(&store, chunk, &mut ids).await,
                     Err(e) => Err(e),
                 };
@@ -294,7 +335,7 @@ impl Producer {
         // Due times come from the server's clock (read once a minute at
         // most); jobs to run now never ask for it.
         let now = match jobs.iter().any(|j| j.when.is_some()) {
-            true => Some(self.redis.server_now_ms().await?),
+            true => Some(store.redis().server_now_ms().await?),
             false => None,
         };
         let first = ids.len();
@@ -357,7 +398,7 @@ fn scheduled_member(job: &NewJob, id: &str, now: u64) -> Vec<u8> {
 }
 
 /// An id for a job that has no stream entry yet: time-ordered, random tail.
-fn generate_id(now_ms: u64) -> String {
+pub(crate) fn generate_id(now_ms: u64) -> String {
     format!("j{now_ms:012x}{:016x}", rand::random::<u64>())
 }
 
