@@ -208,6 +208,80 @@ impl QueueStore {
         reply::entries("XRANGE", v)
     }
 
+    /// The id of the newest entry of the dead stream, if any
+    /// (`XREVRANGE dead + - COUNT 1`): dead letters added later have larger
+    /// ids.
+    pub async fn last_dead_id(&self) -> Result<Option<String>> {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(self.keys().dead())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1);
+        let v: Value = self.query("XREVRANGE", &cmd).await?;
+        Ok(reply::entries("XREVRANGE", v)?.pop().map(|e| e.id))
+    }
+
+    /// Entries of `ready` from `start` (an entry id, `(id` for after it,
+    /// or `-`), oldest first, at most `count`: jobs waiting and running.
+    pub async fn ready_entries(&self, start: &str, count: usize) -> Result<Vec<StreamEntry>> {
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(self.keys().ready())
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(count);
+        let v: Value = self.query("XRANGE", &cmd).await?;
+        reply::entries("XRANGE", v)
+    }
+
+    /// Members of `scheduled` with their due times (unix ms), earliest
+    /// first, from rank `offset`, at most `count`.
+    pub async fn scheduled_members(
+        &self,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<(Vec<u8>, u64)>> {
+        const OP: &str = "ZRANGE";
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(self.keys().scheduled())
+            .arg(offset)
+            .arg(offset + count - 1)
+            .arg("WITHSCORES");
+        let v: Value = self.query(OP, &cmd).await?;
+        let score = |v: Value| -> Result<u64> {
+            match v {
+                Value::Double(d) => Ok(d.max(0.0) as u64),
+                other => {
+                    let text = reply::string(OP, other)?;
+                    text.parse::<f64>()
+                        .map(|d| d.max(0.0) as u64)
+                        .map_err(|_| Error::protocol(OP, "a score is not a number"))
+                }
+            }
+        };
+        let mut out = Vec::new();
+        let mut items = reply::array(OP, v)?.into_iter();
+        while let Some(item) = items.next() {
+            // RESP3 nests each pair; RESP2 sends them flat.
+            let (member, due) = match item {
+                Value::Array(pair) => {
+                    let mut pair = pair.into_iter();
+                    (pair.next(), pair.next())
+                }
+                member => (Some(member), items.next()),
+            };
+            let (Some(member), Some(due)) = (member, due) else {
+                return Err(Error::protocol(OP, "expected member, score pairs"));
+            };
+            out.push((reply::bytes(OP, member)?, score(due)?));
+        }
+        Ok(out)
+    }
+
     /// Script `replay-3`: moves dead entries back to `ready`, deleting them
     /// from `dead`. Returns how many were replayed.
     pub async fn replay(&self, dead_ids: &[&str]) -> Result<u64> {

@@ -35,6 +35,8 @@
 //! the `JobContext<S>` for code that takes one. To run jobs through a real
 //! worker and Redis instead, see [`Drain`].
 
+mod drain;
+
 use std::sync::Arc;
 
 use jobstream_core::envelope::{Envelope, field};
@@ -46,6 +48,7 @@ use crate::handler::{Handler, JobContext, JobFn, TypedFn};
 use crate::job_error::JobResult;
 use crate::outcome::disposition;
 pub use crate::outcome::{DeadReason, Disposition};
+pub use drain::{DeadLetter, Drain, DrainError, DrainReport};
 
 /// A job as a worker would receive it, built in a test.
 #[derive(Debug, Clone)]
