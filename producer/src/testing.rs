@@ -48,8 +48,8 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jobstream_core::envelope::field;
-use jobstream_core::{Error, Job, QueueName, Result};
+use jobstream_core::envelope::{field, msgpack_to_fields, reserved_names};
+use jobstream_core::{Error, Job, QueueKeys, QueueName, QueueStore, Redis, Result, Timings};
 use serde::de::DeserializeOwned;
 
 use crate::job::{NewJob, When};
@@ -151,6 +151,48 @@ impl EnqueuedJob {
             traceparent: option(field::TRACEPARENT).map(str::to_owned),
             fields: job.extra.clone(),
         }
+    }
+
+    /// A job read back from Redis: stream entry fields or a `scheduled`
+    /// member's, due at `due_ms` for a scheduled one.
+    fn from_fields(
+        queue: &str,
+        entry_id: String,
+        fields: Vec<(Vec<u8>, Vec<u8>)>,
+        due_ms: Option<u64>,
+    ) -> Self {
+        let mut job = Self {
+            id: entry_id,
+            queue: queue.to_owned(),
+            job_type: String::new(),
+            payload: Vec::new(),
+            delay: None,
+            run_at: due_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            max_attempts: None,
+            timeout: None,
+            idempotency_key: None,
+            traceparent: None,
+            fields: Vec::new(),
+        };
+        for (name, value) in fields {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            let text = || String::from_utf8_lossy(&value).into_owned();
+            match name.as_str() {
+                field::TYPE => job.job_type = text(),
+                field::ID => job.id = text(),
+                field::MAX_ATTEMPTS => job.max_attempts = text().parse().ok(),
+                field::TIMEOUT_MS => {
+                    job.timeout = text().parse().ok().map(Duration::from_millis);
+                }
+                field::IDEMPOTENCY_KEY => job.idempotency_key = Some(text()),
+                field::TRACEPARENT => job.traceparent = Some(text()),
+                field::PAYLOAD => job.payload = value,
+                // What the worker writes (attempt, last error, ...).
+                n if reserved_names().any(|r| r == n) => {}
+                _ => job.fields.push((name, value)),
+            }
+        }
+        job
     }
 
     /// One line for failure messages: queue, type, payload as text, when.
@@ -446,6 +488,68 @@ impl Producer {
         let recorder = Recorder::default();
         (Producer::recording_into(recorder.clone()), recorder)
     }
+}
+
+/// What is in `queue` on the Redis at `url` now (default key prefix
+/// `jobstream`), for integration tests: the jobs in its `ready` stream
+/// (waiting or running), oldest first, then those in its `scheduled` set
+/// (delayed, or waiting for a retry) with their due time as
+/// [`EnqueuedJob::run_at`], earliest first. A job read back has its
+/// options and extra fields but no [`delay`](EnqueuedJob::delay) (only the
+/// due time is stored); its `id` is its `id` field, or else its entry id.
+/// `scheduled` members that are not a map of string fields are left out
+/// (the worker dead-letters them as malformed).
+///
+/// ```no_run
+/// # async fn demo(url: &str) -> jobstream_producer::Result<()> {
+/// let jobs = jobstream_producer::testing::enqueued(url, "emails").await?;
+/// jobs.assert_enqueued_named("emails", "send_email");
+/// # Ok(()) }
+/// ```
+pub async fn enqueued(url: &str, queue: &str) -> Result<EnqueuedJobs> {
+    const PAGE: usize = 1000;
+    let name = QueueName::new(queue)?;
+    let store = QueueStore::new(
+        Redis::open(url, &Timings::default())?,
+        QueueKeys::new(jobstream_core::DEFAULT_PREFIX, &name),
+        jobstream_core::DEFAULT_GROUP,
+    );
+    let mut jobs = Vec::new();
+    let mut start = "-".to_owned();
+    loop {
+        let page = store.ready_entries(&start, PAGE).await?;
+        let full = page.len() == PAGE;
+        if let Some(last) = page.last() {
+            start = format!("({}", last.id);
+        }
+        jobs.extend(
+            page.into_iter()
+                .map(|e| EnqueuedJob::from_fields(queue, e.id, e.fields, None)),
+        );
+        if !full {
+            break;
+        }
+    }
+    let mut offset = 0;
+    loop {
+        let page = store.scheduled_members(offset, PAGE).await?;
+        offset += page.len();
+        let full = page.len() == PAGE;
+        for (member, due) in page {
+            if let Some(fields) = msgpack_to_fields(&member) {
+                jobs.push(EnqueuedJob::from_fields(
+                    queue,
+                    String::new(),
+                    fields,
+                    Some(due),
+                ));
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(EnqueuedJobs(jobs))
 }
 
 /// A MessagePack payload as short text (`{to: "a@example.com", n: 3}`), for
