@@ -45,8 +45,14 @@
 //!   configuration types and [`Error`].
 //! - `producer` (default): [`Producer`], [`NewJob`], and [`inspect`] for
 //!   queue stats and dead letters.
-//! - `worker` (default): [`Worker`], what handlers see, and [`testing`]
-//!   for unit tests of handlers.
+//! - `worker` (default): [`Worker`] and what handlers see.
+//! - [`testing`], with either: run a job through its handler in a unit
+//!   test ([`testing::TestJob`]), record what code enqueues
+//!   ([`Producer::recording`]), drain queues through a real worker
+//!   ([`testing::Drain`]).
+//! - `testkit` (off): [`testkit`], a throwaway `redis-server` for
+//!   integration tests; turn it on in `[dev-dependencies]`:
+//!   `jobstream = { …, features = ["testkit"] }`.
 //! - `tls`: `rediss://` URLs over rustls, with [`TlsOptions`] or the
 //!   `JOBSTREAM_TLS_CA`/`_CERT`/`_KEY` environment variables.
 //!
@@ -70,8 +76,38 @@ pub use jobstream_worker as worker;
 #[cfg(feature = "worker")]
 pub use jobstream_worker::{
     FailureKind, Handler, JobContext, JobError, JobFn, JobResult, Middleware, Next, QueueOptions,
-    QueueOrder, ShutdownHandle, Worker, WorkerBuilder, testing,
+    QueueOrder, ShutdownHandle, Worker, WorkerBuilder,
 };
+
+/// A throwaway `redis-server` for integration tests (feature `testkit`):
+/// [`testkit::RedisServer::start`], [`testkit::unique_queue`].
+#[cfg(feature = "testkit")]
+pub use jobstream_testkit as testkit;
+
+#[cfg(any(feature = "producer", feature = "worker"))]
+pub mod testing {
+    //! Test support, per test and never a global mode:
+    //!
+    //! - unit tests of handlers, no Redis: [`TestJob`] runs one job through
+    //!   its handler with the real MessagePack round trip and says what the
+    //!   worker would do ([`TestRun`]), or builds its `JobContext`;
+    //! - what code enqueued, no Redis: [`Producer::recording`](crate::Producer::recording)
+    //!   gives a producer and its [`Recorder`], with
+    //!   [`assert_enqueued`](Recorder::assert_enqueued) and friends;
+    //! - integration tests against a real Redis: [`Drain`] runs a worker's
+    //!   handlers until its queues are empty (scheduled and follow-up jobs
+    //!   included), [`enqueued`] reads a queue back; the `testkit` feature
+    //!   starts a throwaway server.
+    //!
+    //! See docs/testing.md in the repository for a walk through.
+
+    #[cfg(feature = "producer")]
+    pub use jobstream_producer::testing::{EnqueuedJob, EnqueuedJobs, Recorder, enqueued};
+    #[cfg(feature = "worker")]
+    pub use jobstream_worker::testing::{
+        DeadLetter, DeadReason, Disposition, Drain, DrainError, DrainReport, TestJob, TestRun,
+    };
+}
 
 /// The README's code example, compiled as a doctest so it stays true.
 #[cfg(all(doctest, feature = "producer", feature = "worker"))]
