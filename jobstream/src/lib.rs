@@ -62,8 +62,7 @@
 //! operations) is internal: what users need of it is re-exported here.
 
 pub use jobstream_core::{
-    Backoff, Error, Job, JobOptions, Limits, RedisFailure, Result, RetryPolicy, Timings,
-    TlsOptions,
+    Backoff, Error, Job, JobOptions, Limits, RedisFailure, Result, RetryPolicy, Timings, TlsOptions,
 };
 
 #[cfg(feature = "producer")]
