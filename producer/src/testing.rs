@@ -405,7 +405,7 @@ impl EnqueuedJobs {
 /// What a recording producer ([`Producer::recording`]) enqueued. Cheap to
 /// clone; every clone sees the same jobs. The assertions are those of
 /// [`EnqueuedJobs`], on everything recorded so far.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Recorder {
     jobs: Arc<Mutex<Vec<EnqueuedJob>>>,
 }
@@ -485,7 +485,9 @@ impl Producer {
     /// # }
     /// ```
     pub fn recording() -> (Producer, Recorder) {
-        let recorder = Recorder::default();
+        let recorder = Recorder {
+            jobs: Arc::default(),
+        };
         (Producer::recording_into(recorder.clone()), recorder)
     }
 }
