@@ -50,7 +50,7 @@
 //!   test ([`testing::TestJob`]), record what code enqueues
 //!   ([`Producer::recording`]), drain queues through a real worker
 //!   ([`testing::Drain`]).
-//! - `testkit` (off): [`testkit`], a throwaway `redis-server` for
+//! - `testkit` (off): `jobstream::testkit`, a throwaway `redis-server` for
 //!   integration tests; turn it on in `[dev-dependencies]`:
 //!   `jobstream = { …, features = ["testkit"] }`.
 //! - `tls`: `rediss://` URLs over rustls, with [`TlsOptions`] or the
