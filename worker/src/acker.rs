@@ -3,12 +3,13 @@
 //! piled up while the previous one was in flight, so batches grow with load
 //! and an idle worker still acks at once.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use jobstream_core::{Error, QueueStore, Reconnect, Timings};
 use tokio::sync::{mpsc, watch};
 
-use crate::inflight::Inflight;
+use crate::inflight::{Inflight, LaneId};
 use crate::processor::{Action, Outcome};
 use crate::shutdown::Fatal;
 
@@ -72,16 +73,16 @@ impl Acker {
     async fn flush(&self, buf: &mut [Outcome]) {
         // One ack call per lane and counter: each script touches one
         // stream's keys only (ready to be spread over Cluster slots).
-        for (lane, store) in self.stores.iter().enumerate() {
-            let mut acks: Vec<&str> = Vec::with_capacity(buf.len());
-            let mut discards: Vec<&str> = Vec::new();
-            for o in buf.iter().filter(|o| o.lane == lane) {
-                match &o.action {
-                    Action::Ack => acks.push(&o.entry_id),
-                    Action::Discard => discards.push(&o.entry_id),
-                    _ => {}
-                }
+        let mut by_lane: BTreeMap<LaneId, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+        for o in buf.iter() {
+            match &o.action {
+                Action::Ack => by_lane.entry(o.lane).or_default().0.push(&o.entry_id),
+                Action::Discard => by_lane.entry(o.lane).or_default().1.push(&o.entry_id),
+                _ => {}
             }
+        }
+        for (lane, (acks, discards)) in by_lane {
+            let store = &self.stores[lane];
             self.ack_all(store, "processed", &acks).await;
             self.ack_all(store, "discarded", &discards).await;
         }

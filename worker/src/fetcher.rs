@@ -1,22 +1,25 @@
 //! Fetches new jobs of one lane (one stream) with `XREADGROUP`, never more
-//! than the slots it holds, and starts each one at once. A worker serving
+//! than the slots in sight, and starts each one at once. A worker serving
 //! several queues runs one fetcher per lane, each on its own connection;
 //! `slots.rs` decides which lane gets a freed slot.
 //!
 //! A lane is *active* while its reads come back full (a backlog): it asks
-//! the pool for slots, waits its turn, and reads without blocking. Once a
-//! read comes back short it goes *idle*: it blocks on its stream (`BLOCK`)
-//! holding no slot, asking for as many jobs as there are slots no active
-//! lane wants (one at least), and takes the slots when the jobs arrive. A
-//! job that finds no slot then (another lane took it meanwhile, or none was
-//! free) waits for one like an active lane's: an idle queue never holds
-//! slots away from the others, and a job arriving on it is seen at once.
-//! Jobs waiting for a slot are leased like running ones, and shutdown
-//! gives them back.
+//! the pool for slots, waits its turn, and reads without blocking, with the
+//! slots it holds. Once a read comes back short it goes *idle*: it takes a
+//! promise of the spare slots (free, wanted by no active lane, promised to
+//! no other idle lane) and blocks on its stream (`BLOCK`) holding no slot,
+//! asking for as many jobs as it was promised; the promise turns into
+//! slots when the jobs arrive. An idle lane with no spare slot claims
+//! nothing (a job it claimed would wait here while other workers could run
+//! it): it waits for a spare slot, and after `block` without one it has a
+//! look as an active lane, competing for a slot by the order's rule, so a
+//! queue is never starved by busier ones. A job that arrives to find its
+//! promised slot taken by an active lane waits for the next one, leased;
+//! shutdown gives it back.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jobstream_core::{BlockingConn, QueueStore, Reconnect, StreamEntry, Timings};
 
@@ -41,6 +44,14 @@ pub(crate) struct Fetcher {
     pub(crate) fatal: Fatal,
 }
 
+/// Where the fetch loop goes next.
+enum Next {
+    /// Carry on; the lane is active (true) or idle (false).
+    Go(bool),
+    /// Shutdown (or a fatal error): stop.
+    Stop,
+}
+
 impl Fetcher {
     /// Runs until shutdown. An error by which Redis refuses the
     /// configuration (retrying cannot help) is reported as fatal, which
@@ -54,133 +65,215 @@ impl Fetcher {
         // must not take the slots before a higher one had a look).
         let mut active = true;
         while !shutdown.is_set() {
-            let mut permits = Vec::new();
-            if active {
-                permits = tokio::select! {
-                    p = self.slots.acquire(self.lane, self.max_batch) => p,
-                    _ = shutdown.wait() => break,
-                };
-                if permits.is_empty() {
-                    break; // the pool is closed: shutting down
-                }
-                self.gather(&mut permits).await;
-            }
-            if Instant::now() >= next_reclaim {
-                next_reclaim = Instant::now() + self.timings.reclaim_interval;
-                if !active {
-                    // Free slots, held only for the claim (no blocking).
-                    permits = self.slots.try_acquire(self.lane, self.max_batch);
-                }
-                match self.reclaim(permits, &mut shutdown).await {
-                    Some((left, waited)) => {
-                        active |= waited;
-                        permits = if active { left } else { Vec::new() };
-                        if active && permits.is_empty() {
-                            continue;
-                        }
-                    }
-                    None => break,
-                }
-            }
-            let c = match conn.as_mut() {
-                Some(c) => c,
-                None => match self.connect().await {
-                    Ok(c) => {
-                        backoff.reset();
-                        conn.insert(c)
-                    }
-                    Err(e) if e.is_fatal() => {
-                        self.fatal.report(e);
-                        break;
-                    }
-                    Err(e) => {
-                        let wait = backoff.next_delay();
-                        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot reach Redis to fetch jobs; retrying");
-                        drop(permits);
-                        self.go_idle(&mut active);
-                        shutdown.sleep(wait).await;
-                        continue;
-                    }
-                },
-            };
-            if shutdown.is_set() {
-                break;
-            }
-            // An active lane reads what is there, with the slots it holds.
-            // An idle one waits for jobs, waking up in time for the next
-            // reclaim pass, and holds no slot while it waits: it asks for as
-            // many jobs as there are slots to spare now, and takes the
-            // slots once the jobs are there.
-            let block = (!active).then(|| {
-                self.timings
-                    .block
-                    .min(next_reclaim.saturating_duration_since(Instant::now()))
-                    .max(std::time::Duration::from_millis(1))
-            });
-            let count = if active {
-                permits.len()
+            let step = if active {
+                self.active_round(&mut conn, &mut backoff, &mut next_reclaim, &mut shutdown)
+                    .await
             } else {
-                self.slots.spare(self.lane, self.max_batch).max(1)
+                self.idle_round(&mut conn, &mut backoff, &mut next_reclaim, &mut shutdown)
+                    .await
             };
-            let read = self.store.read(c, &self.consumer, count, block).await;
-            match read {
-                Ok(entries) => {
-                    backoff.reset();
-                    if !active {
-                        permits = self.slots.try_acquire(self.lane, entries.len());
-                    }
-                    if shutdown.is_set() && !entries.is_empty() {
-                        self.give_back(entries.iter().map(|e| e.id.as_str())).await;
-                        break;
-                    }
-                    let full = entries.len() == count;
-                    let entries = entries.into_iter().map(|e| (e, 1)).collect();
-                    let Some(waited) = self.start(entries, permits, &mut shutdown).await else {
-                        break;
-                    };
-                    if full || waited {
-                        active = true;
-                    } else {
-                        self.go_idle(&mut active);
-                    }
-                }
-                Err(e) if e.is_no_group() => {
-                    tracing::warn!(queue = %self.store.keys().name(), "consumer group is gone (deleted, or Redis lost its data); recreating it");
-                    drop(permits);
-                    self.go_idle(&mut active);
-                    let recreated = match self.store.ensure_group().await {
-                        Ok(_) => self.store.create_consumer(&self.consumer).await,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = recreated {
-                        tracing::warn!(error = %e, "could not recreate the consumer group");
-                        shutdown.sleep(backoff.next_delay()).await;
-                    }
-                }
-                Err(e) if e.is_fatal() => {
-                    self.fatal.report(e);
-                    break;
-                }
-                Err(e) => {
-                    let wait = backoff.next_delay();
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "fetching jobs failed; reconnecting");
-                    self.reader_id.store(0, Ordering::SeqCst);
-                    if let Some(c) = conn.take() {
-                        c.discard();
-                    }
-                    drop(permits);
-                    self.go_idle(&mut active);
-                    shutdown.sleep(wait).await;
-                }
+            match step {
+                Next::Go(a) => active = a,
+                Next::Stop => break,
             }
         }
         self.reader_id.store(0, Ordering::SeqCst);
     }
 
-    fn go_idle(&self, active: &mut bool) {
-        if *active {
-            *active = false;
-            self.slots.idle(self.lane);
+    /// One round of a lane with a backlog: slots first, then a read (or a
+    /// claim) that does not block.
+    async fn active_round(
+        &self,
+        conn: &mut Option<BlockingConn>,
+        backoff: &mut Reconnect,
+        next_reclaim: &mut Instant,
+        shutdown: &mut Shutdown,
+    ) -> Next {
+        let mut permits = tokio::select! {
+            p = self.slots.acquire(self.lane, self.max_batch) => p,
+            _ = shutdown.wait() => return Next::Stop,
+        };
+        if permits.is_empty() {
+            return Next::Stop; // the pool is closed: shutting down
+        }
+        self.gather(&mut permits).await;
+        if Instant::now() >= *next_reclaim {
+            *next_reclaim = Instant::now() + self.timings.reclaim_interval;
+            let Some((left, waited)) = self.reclaim(permits, shutdown).await else {
+                return Next::Stop;
+            };
+            if left.is_empty() || waited {
+                self.slots.unused(self.lane, left);
+                return Next::Go(true);
+            }
+            permits = left;
+        }
+        let Some(c) = self.connection(conn, backoff, shutdown).await else {
+            return self.after_failure(permits, shutdown);
+        };
+        let count = permits.len();
+        let read = self.store.read(c, &self.consumer, count, None).await;
+        self.after_read(read, permits, count, conn, backoff, shutdown)
+            .await
+    }
+
+    /// One round of a lane without a backlog: a read that blocks until
+    /// jobs arrive, holding no slot; or, with no slot to spare, a wait.
+    async fn idle_round(
+        &self,
+        conn: &mut Option<BlockingConn>,
+        backoff: &mut Reconnect,
+        next_reclaim: &mut Instant,
+        shutdown: &mut Shutdown,
+    ) -> Next {
+        let promise = self.slots.promise(self.lane, self.max_batch);
+        let until_reclaim = next_reclaim.saturating_duration_since(Instant::now());
+        if promise.len() == 0 {
+            drop(promise);
+            // Nothing to spare: claim nothing. After `block` (or at the
+            // next reclaim pass) have a look as an active lane.
+            let wait = self.timings.block.min(until_reclaim);
+            return tokio::select! {
+                _ = self.slots.spare_changed(self.lane) => Next::Go(false),
+                _ = tokio::time::sleep(wait) => Next::Go(true),
+                _ = shutdown.wait() => Next::Stop,
+            };
+        }
+        if until_reclaim.is_zero() {
+            *next_reclaim = Instant::now() + self.timings.reclaim_interval;
+            let claimed = self.claim(promise.len()).await;
+            let permits = promise.fulfil(claimed.len());
+            return match self.start(claimed, permits, shutdown).await {
+                Some((left, waited)) => {
+                    drop(left);
+                    Next::Go(waited)
+                }
+                None => Next::Stop,
+            };
+        }
+        let Some(c) = self.connection(conn, backoff, shutdown).await else {
+            drop(promise);
+            return self.after_failure(Vec::new(), shutdown);
+        };
+        // Wake up in time for the next reclaim pass.
+        let block = self
+            .timings
+            .block
+            .min(until_reclaim)
+            .max(Duration::from_millis(1));
+        let count = promise.len();
+        let read = self.store.read(c, &self.consumer, count, Some(block)).await;
+        let got = read.as_ref().map_or(0, Vec::len);
+        let permits = promise.fulfil(got);
+        self.after_read(read, permits, count, conn, backoff, shutdown)
+            .await
+    }
+
+    /// The dedicated connection, made if needed. None when it cannot be
+    /// made now (the error is handled: fatal reported, or a backoff wait).
+    async fn connection<'c>(
+        &self,
+        conn: &'c mut Option<BlockingConn>,
+        backoff: &mut Reconnect,
+        shutdown: &mut Shutdown,
+    ) -> Option<&'c mut BlockingConn> {
+        if conn.is_none() {
+            match self.connect().await {
+                Ok(c) => {
+                    backoff.reset();
+                    *conn = Some(c);
+                }
+                Err(e) if e.is_fatal() => {
+                    self.fatal.report(e);
+                    return None;
+                }
+                Err(e) => {
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot reach Redis to fetch jobs; retrying");
+                    shutdown.sleep(wait).await;
+                    return None;
+                }
+            }
+        }
+        if shutdown.is_set() {
+            return None;
+        }
+        conn.as_mut()
+    }
+
+    /// After a failure that was already handled (logged, waited out): the
+    /// lane goes idle and gives its slots back unused.
+    fn after_failure(&self, permits: Vec<Permit>, shutdown: &Shutdown) -> Next {
+        self.slots.idle(self.lane);
+        self.slots.unused(self.lane, permits);
+        if shutdown.is_set() {
+            Next::Stop
+        } else {
+            Next::Go(false)
+        }
+    }
+
+    /// Starts what a read returned; the lane stays active after a full read
+    /// and goes idle after a short one.
+    async fn after_read(
+        &self,
+        read: jobstream_core::Result<Vec<StreamEntry>>,
+        permits: Vec<Permit>,
+        count: usize,
+        conn: &mut Option<BlockingConn>,
+        backoff: &mut Reconnect,
+        shutdown: &mut Shutdown,
+    ) -> Next {
+        match read {
+            Ok(entries) => {
+                backoff.reset();
+                if shutdown.is_set() && !entries.is_empty() {
+                    self.give_back(entries.iter().map(|e| e.id.as_str())).await;
+                    return Next::Stop;
+                }
+                let full = entries.len() == count;
+                let entries = entries.into_iter().map(|e| (e, 1)).collect();
+                let Some((left, waited)) = self.start(entries, permits, shutdown).await else {
+                    return Next::Stop;
+                };
+                if full || waited {
+                    self.slots.unused(self.lane, left);
+                    Next::Go(true)
+                } else {
+                    // Idle first, so the slots given back are not reserved
+                    // for this lane again.
+                    self.slots.idle(self.lane);
+                    self.slots.unused(self.lane, left);
+                    Next::Go(false)
+                }
+            }
+            Err(e) if e.is_no_group() => {
+                tracing::warn!(queue = %self.store.keys().name(), "consumer group is gone (deleted, or Redis lost its data); recreating it");
+                let recreated = match self.store.ensure_group().await {
+                    Ok(_) => self.store.create_consumer(&self.consumer).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = recreated {
+                    tracing::warn!(error = %e, "could not recreate the consumer group");
+                    shutdown.sleep(backoff.next_delay()).await;
+                }
+                self.after_failure(permits, shutdown)
+            }
+            Err(e) if e.is_fatal() => {
+                self.fatal.report(e);
+                Next::Stop
+            }
+            Err(e) => {
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "fetching jobs failed; reconnecting");
+                self.reader_id.store(0, Ordering::SeqCst);
+                if let Some(c) = conn.take() {
+                    c.discard();
+                }
+                let next = self.after_failure(permits, shutdown);
+                shutdown.sleep(wait).await;
+                next
+            }
         }
     }
 
@@ -206,17 +299,10 @@ impl Fetcher {
         Ok(c)
     }
 
-    /// Claims jobs of dead workers with the slots held (one job at least,
-    /// which then waits for a slot); returns the slots left over and
-    /// whether a job had to wait for a slot (the lane is active then), or
-    /// None when shutdown came first.
-    async fn reclaim(
-        &self,
-        permits: Vec<Permit>,
-        shutdown: &mut Shutdown,
-    ) -> Option<(Vec<Permit>, bool)> {
-        let want = permits.len().max(1);
-        let claimed = match self.reclaimer.claim(want).await {
+    /// Claims up to `max` jobs of dead workers (those this worker is still
+    /// running excepted). Errors are handled here: nothing is claimed.
+    async fn claim(&self, max: usize) -> Vec<(StreamEntry, u64)> {
+        let claimed = match self.reclaimer.claim(max).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 if e.is_fatal() {
@@ -224,7 +310,7 @@ impl Fetcher {
                 } else {
                     tracing::warn!(error = %e, "reclaiming abandoned jobs failed; will retry");
                 }
-                return Some((permits, false));
+                return Vec::new();
             }
         };
         let mut entries = Vec::with_capacity(claimed.len());
@@ -239,34 +325,49 @@ impl Fetcher {
             }
             entries.push((c.entry, c.deliveries));
         }
-        let mut permits = permits;
-        let keep = permits.len().saturating_sub(entries.len());
-        let rest = permits.split_off(permits.len() - keep);
-        let waited = self.start(entries, permits, shutdown).await?;
-        Some((rest, waited))
+        entries
     }
 
-    /// Starts `entries`, one per permit. Entries beyond the permits (at
-    /// most one: a read or claim made without a slot) are held, under
+    /// Claims jobs of dead workers with the slots held; returns the slots
+    /// left over and whether a job had to wait for a slot, or None when
+    /// shutdown came first.
+    async fn reclaim(
+        &self,
+        permits: Vec<Permit>,
+        shutdown: &mut Shutdown,
+    ) -> Option<(Vec<Permit>, bool)> {
+        let entries = self.claim(permits.len()).await;
+        self.start(entries, permits, shutdown).await
+    }
+
+    /// Starts `entries`, one per permit, and returns the permits left over
+    /// with whether any entry had to wait. Entries beyond the permits (a
+    /// promised slot was taken by an active lane meanwhile) are held, under
     /// lease, until the pool gives this lane a slot (which makes the lane
-    /// active). Returns whether any had to wait, or None when shutdown came
-    /// first (the held entries were given back).
+    /// active). Entries are given back instead when shutdown began: None.
     async fn start(
         &self,
         entries: Vec<(StreamEntry, u64)>,
         permits: Vec<Permit>,
         shutdown: &mut Shutdown,
-    ) -> Option<bool> {
+    ) -> Option<(Vec<Permit>, bool)> {
+        if shutdown.is_set() {
+            if !entries.is_empty() {
+                self.give_back(entries.iter().map(|(e, _)| e.id.as_str()))
+                    .await;
+            }
+            return None;
+        }
+        let mut permits = permits;
+        let left = permits.split_off(entries.len().min(permits.len()));
         let mut entries = entries.into_iter();
-        let mut permits = permits.into_iter();
-        for permit in permits.by_ref() {
+        for permit in permits {
             let Some((entry, deliveries)) = entries.next() else {
                 break;
             };
             self.dispatcher
                 .dispatch(self.lane, entry, deliveries, permit);
         }
-        drop(permits);
         let mut waiting: Vec<(StreamEntry, u64)> = entries.collect();
         let waited = !waiting.is_empty();
         for (e, _) in &waiting {
@@ -292,7 +393,7 @@ impl Fetcher {
             }
             waiting = rest;
         }
-        Some(waited)
+        Some((left, waited))
     }
 
     /// Jobs fetched after shutdown began go straight back to `ready`.

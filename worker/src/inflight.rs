@@ -1,8 +1,8 @@
 //! The jobs this worker holds: fetched and not yet settled in Redis. The
 //! lease refresher extends them, shutdown aborts what is left after the
 //! grace period. Redis's pending entries list stays the record of truth;
-//! this is only the local view of it, touched once per batch by the
-//! fetcher and the acker, never by handler tasks.
+//! this is only the local view of it, touched when a job is dispatched
+//! (twice: the entry, then its task) and once per flush by the acker.
 //!
 //! Jobs are keyed by lane (the stream they came from) and entry id: entry
 //! ids repeat across streams.

@@ -93,6 +93,9 @@ pub struct WorkerBuilder<S = ()> {
     middleware: Vec<Arc<dyn middleware::DynMiddleware>>,
     tls: Option<TlsOptions>,
     state: S,
+    /// Typed jobs served, with the queue producers put them on
+    /// (`Job::QUEUE`): a worker that does not serve it is warned about.
+    typed: Vec<(&'static str, &'static str)>,
 }
 
 /// Shows the configuration, never the password in the URL.
@@ -148,6 +151,7 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
             middleware: self.middleware,
             tls: self.tls,
             state,
+            typed: self.typed,
         }
     }
 
@@ -159,9 +163,10 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
     ///
     /// This serves the job type; which queues the worker reads is set by
     /// [`queue`](Self::queue) (`J::QUEUE` is where producers put it).
-    pub fn job<J: Job>(self, handler: impl JobFn<J, S>) -> Self {
+    pub fn job<J: Job>(mut self, handler: impl JobFn<J, S>) -> Self {
         let options = J::options();
         let state = self.state.clone();
+        self.typed.push((J::NAME, J::QUEUE));
         self.route(J::NAME, Arc::new(TypedFn::new(handler, state)), options)
     }
 
@@ -328,9 +333,16 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
         // Only checked here: connections are made by `run`, so `build`
         // needs no Tokio runtime.
         jobstream_core::Redis::check_url(&self.url)?;
+        let unserved = self
+            .typed
+            .iter()
+            .filter(|(_, q)| !queues.iter().any(|s| s.name.as_str() == *q))
+            .copied()
+            .collect();
         let (handle, shutdown) = shutdown::channel();
         Ok(Worker {
             url: self.url,
+            unserved,
             queues,
             order: self.order,
             group: self.group,
@@ -351,6 +363,9 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
 /// queues.
 pub struct Worker {
     url: String,
+    /// Typed jobs served whose own queue (`Job::QUEUE`) this worker does
+    /// not read: logged at start.
+    unserved: Vec<(&'static str, &'static str)>,
     queues: Vec<queues::QueueSpec>,
     order: QueueOrder,
     group: String,
@@ -402,6 +417,7 @@ impl Worker {
             middleware: Vec::new(),
             tls: None,
             state: (),
+            typed: Vec::new(),
         }
     }
 

@@ -49,6 +49,7 @@ use crate::{shutdown, startup};
 pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     let Worker {
         url,
+        unserved,
         queues,
         order,
         group,
@@ -81,6 +82,10 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         })
         .collect();
     let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+    for (job_type, queue) in unserved {
+        tracing::warn!(job_type, queue, queues = ?names,
+            "this worker serves a job type whose queue it does not read: producers put it on its queue, so add that queue or no job of this type runs here");
+    }
     tracing::info!(queues = ?names, order = ?order, consumer = %consumer, concurrency, redis = %redis.display_url(),
         job_types = ?registry.types(), "worker starting");
 
@@ -108,7 +113,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         })
         .collect();
     let max_batch = concurrency.min(limits.ack_batch);
-    let slots = Slots::new(concurrency, order, &shares, max_batch);
+    let slots = Slots::new(concurrency, order, &shares);
     let inflight = Inflight::default();
     let job_tasks = TaskTracker::new();
     let (outcome_tx, outcome_rx) = mpsc::channel(concurrency * 2 + limits.ack_batch);
@@ -234,16 +239,17 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         if left.is_zero() {
             break;
         }
-        for (store, reader_id) in &reader_ids {
+        // Every lane's read at once: with many queues and Redis slow to
+        // answer, one by one would overrun the grace period.
+        let unblocks = reader_ids.iter().filter_map(|(store, reader_id)| {
             let id = reader_id.load(Ordering::SeqCst);
-            if id != 0 {
-                let _ = tokio::time::timeout(
-                    left.min(Duration::from_millis(200)) / 2,
-                    store.unblock(id),
-                )
-                .await;
-            }
-        }
+            (id != 0).then(|| store.unblock(id))
+        });
+        let _ = tokio::time::timeout(
+            left.min(Duration::from_millis(200)) / 2,
+            futures_util::future::join_all(unblocks),
+        )
+        .await;
         let left = unblock_until.saturating_duration_since(Instant::now());
         let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), fetchers.wait()).await;
     }

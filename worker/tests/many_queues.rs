@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use jobstream_producer::NewJob;
 use jobstream_testkit::{RedisServer, unique_queue};
-use jobstream_worker::{JobContext, JobResult, QueueOptions, QueueOrder, Worker};
+use jobstream_worker::{JobContext, JobResult, Limits, QueueOptions, QueueOrder, Worker};
 use rand::{Rng, SeedableRng};
 
 fn seed() -> u64 {
@@ -138,6 +138,9 @@ async fn in_strict_order_a_lower_queue_runs_only_when_higher_ones_are_empty() {
     let seed = seed();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let concurrency = rng.random_range(2..=12);
+    // Reads smaller than the pool too: a higher queue mid-read must still
+    // get every freed slot.
+    let ack_batch = rng.random_range(1..=concurrency);
     let n: Vec<usize> = (0..3).map(|_| rng.random_range(50..200)).collect();
     let server = RedisServer::start();
     let queues: Vec<String> = (0..3).map(|i| unique_queue(&format!("p{i}"))).collect();
@@ -152,6 +155,7 @@ async fn in_strict_order_a_lower_queue_runs_only_when_higher_ones_are_empty() {
     let mut builder = Worker::builder(&server.url())
         .timings(fast_timings())
         .concurrency(concurrency)
+        .limits(Limits::default().ack_batch(ack_batch))
         .queue_order(QueueOrder::Strict);
     for q in &queues {
         builder = builder.queue(q);
@@ -186,7 +190,7 @@ async fn in_strict_order_a_lower_queue_runs_only_when_higher_ones_are_empty() {
             // tasks when the lower queue gets the slots it frees.
             assert!(
                 at[higher] + concurrency >= n[higher],
-                "seed {seed}: queue {lower} started while queue {higher} had {} of {} jobs not started (concurrency {concurrency})",
+                "seed {seed}: queue {lower} started while queue {higher} had {} of {} jobs not started (concurrency {concurrency}, ack_batch {ack_batch})",
                 n[higher] - at[higher],
                 n[higher]
             );
