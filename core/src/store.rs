@@ -199,6 +199,27 @@ impl QueueStore {
         reply::read_reply("XREADGROUP", v)
     }
 
+    /// `XREAD COUNT 1 BLOCK block STREAMS ready $` on a dedicated
+    /// connection: waits for a new entry without claiming it (a doorbell
+    /// for a worker with no slot to run it). True when an entry was added
+    /// while it waited; false when the block time ran out (or it was
+    /// unblocked).
+    pub async fn wait_for_new(&self, conn: &mut BlockingConn, block: Duration) -> Result<bool> {
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg((block.as_millis() as u64).max(1))
+            .arg("STREAMS")
+            .arg(self.keys.ready())
+            .arg("$");
+        let v: Value = cmd
+            .query_async(&mut conn.conn)
+            .await
+            .map_err(|e| self.redis.error("XREAD", e))?;
+        Ok(!matches!(v, Value::Nil) && !matches!(&v, Value::Array(a) if a.is_empty()))
+    }
+
     /// `CLIENT ID` of a dedicated connection, so a blocked read on it can be
     /// ended from elsewhere with [`QueueStore::unblock`].
     pub async fn client_id(&self, conn: &mut BlockingConn) -> Result<i64> {

@@ -9,13 +9,15 @@
 //! promise of the spare slots (free, wanted by no active lane, promised to
 //! no other idle lane) and blocks on its stream (`BLOCK`) holding no slot,
 //! asking for as many jobs as it was promised; the promise turns into
-//! slots when the jobs arrive. An idle lane with no spare slot claims
-//! nothing (a job it claimed would wait here while other workers could run
-//! it): it waits for a spare slot, and after `block` without one it has a
-//! look as an active lane, competing for a slot by the order's rule, so a
-//! queue is never starved by busier ones. A job that arrives to find its
-//! promised slot taken by an active lane waits for the next one, leased;
-//! shutdown gives it back.
+//! slots when the jobs arrive. When the free slots are all promised to
+//! other idle lanes, it still reads one job, so every idle queue sees its
+//! jobs at once while the worker has a free slot. With no free slot at all
+//! it claims nothing (a job it claimed would wait here while other workers
+//! could run it): it waits for a new job without claiming it (`XREAD`),
+//! then competes for a slot as an active lane, by the order's rule, so a
+//! queue is never starved by busier ones. Promises are soft: a
+//! job that arrives to find no slot left (an active lane took it) goes
+//! straight back to its queue, where any worker can take it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -99,10 +101,10 @@ impl Fetcher {
         self.gather(&mut permits).await;
         if Instant::now() >= *next_reclaim {
             *next_reclaim = Instant::now() + self.timings.reclaim_interval;
-            let Some((left, waited)) = self.reclaim(permits, shutdown).await else {
+            let Some(left) = self.reclaim(permits, shutdown).await else {
                 return Next::Stop;
             };
-            if left.is_empty() || waited {
+            if left.is_empty() {
                 self.slots.unused(self.lane, left);
                 return Next::Go(true);
             }
@@ -130,23 +132,16 @@ impl Fetcher {
         let until_reclaim = next_reclaim.saturating_duration_since(Instant::now());
         if promise.len() == 0 {
             drop(promise);
-            // Nothing to spare: claim nothing. After `block` (or at the
-            // next reclaim pass) have a look as an active lane.
-            let wait = self.timings.block.min(until_reclaim);
-            return tokio::select! {
-                _ = self.slots.spare_changed(self.lane) => Next::Go(false),
-                _ = tokio::time::sleep(wait) => Next::Go(true),
-                _ = shutdown.wait() => Next::Stop,
-            };
+            return self.doorbell(until_reclaim, conn, backoff, shutdown).await;
         }
         if until_reclaim.is_zero() {
             *next_reclaim = Instant::now() + self.timings.reclaim_interval;
             let claimed = self.claim(promise.len()).await;
             let permits = promise.fulfil(claimed.len());
             return match self.start(claimed, permits, shutdown).await {
-                Some((left, waited)) => {
+                Some(left) => {
                     drop(left);
-                    Next::Go(waited)
+                    Next::Go(false)
                 }
                 None => Next::Stop,
             };
@@ -167,6 +162,37 @@ impl Fetcher {
         let permits = promise.fulfil(got);
         self.after_read(read, permits, count, conn, backoff, shutdown)
             .await
+    }
+
+    /// No free slot: claim nothing (a claimed job would wait here while
+    /// other workers could run it). Wait for a new job without claiming it
+    /// (`XREAD ... $`), then compete for a slot as an active lane, by the
+    /// order's rule. After `block` (or at the next reclaim pass) without a
+    /// new job, have a look anyway: a job added just before the wait began
+    /// is seen then, so no queue starves behind busier ones.
+    async fn doorbell(
+        &self,
+        until_reclaim: Duration,
+        conn: &mut Option<BlockingConn>,
+        backoff: &mut Reconnect,
+        shutdown: &mut Shutdown,
+    ) -> Next {
+        let Some(c) = self.connection(conn, backoff, shutdown).await else {
+            return self.after_failure(Vec::new(), shutdown);
+        };
+        let wait = self
+            .timings
+            .block
+            .min(until_reclaim)
+            .max(Duration::from_millis(1));
+        match self.store.wait_for_new(c, wait).await {
+            Ok(_) if shutdown.is_set() => Next::Stop,
+            Ok(_) => Next::Go(true),
+            Err(e) => {
+                self.after_read(Err(e), Vec::new(), 1, conn, backoff, shutdown)
+                    .await
+            }
+        }
     }
 
     /// The dedicated connection, made if needed. None when it cannot be
@@ -233,10 +259,10 @@ impl Fetcher {
                 }
                 let full = entries.len() == count;
                 let entries = entries.into_iter().map(|e| (e, 1)).collect();
-                let Some((left, waited)) = self.start(entries, permits, shutdown).await else {
+                let Some(left) = self.start(entries, permits, shutdown).await else {
                     return Next::Stop;
                 };
-                if full || waited {
+                if full {
                     self.slots.unused(self.lane, left);
                     Next::Go(true)
                 } else {
@@ -329,28 +355,23 @@ impl Fetcher {
     }
 
     /// Claims jobs of dead workers with the slots held; returns the slots
-    /// left over and whether a job had to wait for a slot, or None when
-    /// shutdown came first.
-    async fn reclaim(
-        &self,
-        permits: Vec<Permit>,
-        shutdown: &mut Shutdown,
-    ) -> Option<(Vec<Permit>, bool)> {
+    /// left over, or None when shutdown came first.
+    async fn reclaim(&self, permits: Vec<Permit>, shutdown: &mut Shutdown) -> Option<Vec<Permit>> {
         let entries = self.claim(permits.len()).await;
         self.start(entries, permits, shutdown).await
     }
 
-    /// Starts `entries`, one per permit, and returns the permits left over
-    /// with whether any entry had to wait. Entries beyond the permits (a
-    /// promised slot was taken by an active lane meanwhile) are held, under
-    /// lease, until the pool gives this lane a slot (which makes the lane
-    /// active). Entries are given back instead when shutdown began: None.
+    /// Starts `entries`, one per permit, and returns the permits left over.
+    /// Entries beyond the permits (a promised slot was taken by an active
+    /// lane meanwhile) go straight back to the queue, where any worker can
+    /// take them: a job never waits here for a slot. Entries are given back
+    /// too when shutdown began: None.
     async fn start(
         &self,
         entries: Vec<(StreamEntry, u64)>,
         permits: Vec<Permit>,
         shutdown: &mut Shutdown,
-    ) -> Option<(Vec<Permit>, bool)> {
+    ) -> Option<Vec<Permit>> {
         if shutdown.is_set() {
             if !entries.is_empty() {
                 self.give_back(entries.iter().map(|(e, _)| e.id.as_str()))
@@ -368,42 +389,23 @@ impl Fetcher {
             self.dispatcher
                 .dispatch(self.lane, entry, deliveries, permit);
         }
-        let mut waiting: Vec<(StreamEntry, u64)> = entries.collect();
-        let waited = !waiting.is_empty();
-        for (e, _) in &waiting {
-            self.dispatcher.inflight.insert(self.lane, &e.id);
+        let extra: Vec<(StreamEntry, u64)> = entries.collect();
+        if !extra.is_empty() {
+            self.give_back(extra.iter().map(|(e, _)| e.id.as_str()))
+                .await;
         }
-        while !waiting.is_empty() {
-            let got = tokio::select! {
-                p = self.slots.acquire(self.lane, waiting.len()) => p,
-                _ = shutdown.wait() => Vec::new(),
-            };
-            if got.is_empty() {
-                let ids: Vec<String> = waiting.iter().map(|(e, _)| e.id.clone()).collect();
-                self.give_back(ids.iter().map(String::as_str)).await;
-                self.dispatcher
-                    .inflight
-                    .remove_many(ids.iter().map(|id| (self.lane, id.as_str())));
-                return None;
-            }
-            let rest = waiting.split_off(got.len().min(waiting.len()));
-            for ((entry, deliveries), permit) in waiting.into_iter().zip(got) {
-                self.dispatcher
-                    .dispatch(self.lane, entry, deliveries, permit);
-            }
-            waiting = rest;
-        }
-        Some((left, waited))
+        Some(left)
     }
 
-    /// Jobs fetched after shutdown began go straight back to `ready`.
+    /// Jobs fetched that will not start here (shutdown began, or no slot
+    /// was left for them) go straight back to `ready`.
     async fn give_back(&self, ids: impl Iterator<Item = &str>) {
         let ids: Vec<&str> = ids.collect();
         match self.store.requeue(&self.consumer, &ids).await {
-            Ok(n) => tracing::info!(
+            Ok(n) => tracing::debug!(
                 queue = %self.store.keys().name(),
                 requeued = n,
-                "gave fetched jobs back to the queue on shutdown"
+                "gave fetched jobs back to the queue"
             ),
             Err(e) => {
                 tracing::warn!(error = %e, "could not give fetched jobs back; they return after the visibility timeout")

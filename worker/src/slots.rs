@@ -25,11 +25,13 @@
 //!
 //! Idle lanes read only with a slot in sight: they take a *promise* of the
 //! spare slots (free, wanted by no active lane, not promised to another
-//! idle lane) and block on their stream holding no slot; when jobs arrive
-//! the promise turns into slots. Promises are soft: an active lane may
-//! still take the slot, and the job then waits for the next one. An idle
-//! lane with no spare slot claims nothing: it waits for a spare slot, or
-//! has a look as an active lane after a while (see `fetcher.rs`).
+//! idle lane), or read one job when a slot is free but promised elsewhere,
+//! and block on their stream holding no slot; when jobs arrive the promise
+//! turns into slots. Promises are soft: an active lane may still take the
+//! slot, and a job that finds none is given back to its queue at once. An
+//! idle lane with no free slot claims nothing: it waits for a new job
+//! without claiming it, then competes for a slot as an active lane (see
+//! `fetcher.rs`).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -82,17 +84,24 @@ struct State {
 }
 
 impl State {
-    /// Spare slots `lane` may be promised now.
+    /// Whether idle `lane` may read (claim) at all: a slot is free now
+    /// (promised to another idle lane or not), the lane is below its cap,
+    /// and in strict order no higher lane has work.
+    fn may_read(&self, lane: usize) -> bool {
+        let l = &self.lanes[lane];
+        !self.closed
+            && self.free > 0
+            && l.held + l.promised < l.cap
+            && !(self.order == QueueOrder::Strict
+                && self.lanes[..lane]
+                    .iter()
+                    .any(|l| l.active && l.held < l.cap))
+    }
+
+    /// Spare slots `lane` may be promised now: free, and not promised to
+    /// another idle lane.
     fn spare(&self, lane: usize) -> usize {
-        if self.closed {
-            return 0;
-        }
-        // In strict order, a higher lane with work takes precedence.
-        if self.order == QueueOrder::Strict
-            && self.lanes[..lane]
-                .iter()
-                .any(|l| l.active && l.held < l.cap)
-        {
+        if !self.may_read(lane) {
             return 0;
         }
         let l = &self.lanes[lane];
@@ -107,8 +116,6 @@ struct Inner {
     state: Mutex<State>,
     /// One per lane: woken when a slot is reserved for it.
     wake: Vec<Notify>,
-    /// Woken when spare slots may have appeared (idle lanes wait on it).
-    spare: Notify,
 }
 
 /// The shared pool. Cheap to clone.
@@ -140,13 +147,18 @@ impl Drop for Permit {
 pub(crate) struct Promise {
     slots: Slots,
     lane: usize,
+    /// Slots promised (counted against the spare).
     n: usize,
+    /// Jobs the read may ask for: the promise, or one when a slot is free
+    /// but promised to another lane (every idle lane can see its jobs
+    /// while any slot is free); none when no slot is free.
+    read: usize,
 }
 
 impl Promise {
-    /// How many jobs the read may ask for.
+    /// How many jobs the read may ask for; 0: do not read.
     pub(crate) fn len(&self) -> usize {
-        self.n
+        self.read
     }
 
     /// Slots for `jobs` jobs that arrived, as many as are free (an active
@@ -189,8 +201,7 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Gives free slots to active lanes, one at a time, by the order's rule;
-/// then tells idle lanes if spare slots are left.
+/// Gives free slots to active lanes, one at a time, by the order's rule.
 fn distribute(s: &mut State, inner: &Inner) {
     if s.closed {
         return;
@@ -215,9 +226,6 @@ fn distribute(s: &mut State, inner: &Inner) {
         lane.pass = lane.pass.saturating_add(lane.stride);
         s.free -= 1;
         inner.wake[i].notify_one();
-    }
-    if s.free > s.promised {
-        inner.spare.notify_waiters();
     }
 }
 
@@ -248,7 +256,6 @@ impl Slots {
             .collect::<Vec<_>>();
         let inner = Inner {
             wake: lanes.iter().map(|_| Notify::new()).collect(),
-            spare: Notify::new(),
             state: Mutex::new(State {
                 free: total,
                 order,
@@ -328,6 +335,7 @@ impl Slots {
     pub(crate) fn promise(&self, lane: usize, max: usize) -> Promise {
         let mut s = lock(&self.inner.state);
         let n = s.spare(lane).min(max);
+        let read = if s.may_read(lane) { n.max(1) } else { 0 };
         s.lanes[lane].promised += n;
         s.promised += n;
         drop(s);
@@ -335,19 +343,8 @@ impl Slots {
             slots: self.clone(),
             lane,
             n,
+            read,
         }
-    }
-
-    /// Resolves when spare slots may have appeared (check again with
-    /// [`Slots::promise`]).
-    pub(crate) async fn spare_changed(&self, lane: usize) {
-        let notified = self.inner.spare.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if lock(&self.inner.state).spare(lane) > 0 {
-            return;
-        }
-        notified.await;
     }
 
     /// `permits` were given to `lane` but not used (its read came back
@@ -400,7 +397,6 @@ impl Slots {
         for w in &self.inner.wake {
             w.notify_one();
         }
-        self.inner.spare.notify_waiters();
     }
 }
 
@@ -544,11 +540,16 @@ mod tests {
         }
         let a = slots.promise(0, 4);
         assert_eq!(a.len(), 4);
-        assert_eq!(slots.promise(1, 4).len(), 0, "promised already");
+        // Promised already: the next lane reads one job against the free
+        // slots, and a third the same.
+        let b = slots.promise(1, 4);
+        assert_eq!((b.n, b.len()), (0, 1));
         // An active lane still takes free slots; the promise is soft.
         activate(&slots, 2);
         assert_eq!(slots.collect_more(2, 4).len(), 4);
         assert_eq!(a.fulfil(3).len(), 0);
+        drop(b);
+        assert_eq!(slots.promise(1, 4).len(), 0, "no free slot: no read");
     }
 
     #[tokio::test]
