@@ -12,6 +12,7 @@ use jobstream_core::{Error, QueueStore, Reconnect, Timings};
 const REQUIRED: &[&str] = &[
     "XADD",
     "XREADGROUP",
+    "XREAD",
     "XACK",
     "XDEL",
     "XPENDING",
