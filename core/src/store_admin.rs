@@ -198,12 +198,13 @@ impl QueueStore {
     /// Dead entries from `start` (an entry id, or `-`), oldest first, at
     /// most `count`.
     pub async fn dead_entries(&self, start: &str, count: usize) -> Result<Vec<StreamEntry>> {
+        self.range(self.keys().dead(), start, count).await
+    }
+
+    /// `XRANGE key start + COUNT count`.
+    async fn range(&self, key: &str, start: &str, count: usize) -> Result<Vec<StreamEntry>> {
         let mut cmd = redis::cmd("XRANGE");
-        cmd.arg(self.keys().dead())
-            .arg(start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(count);
+        cmd.arg(key).arg(start).arg("+").arg("COUNT").arg(count);
         let v: Value = self.query("XRANGE", &cmd).await?;
         reply::entries("XRANGE", v)
     }
@@ -225,14 +226,7 @@ impl QueueStore {
     /// Entries of `ready` from `start` (an entry id, `(id` for after it,
     /// or `-`), oldest first, at most `count`: jobs waiting and running.
     pub async fn ready_entries(&self, start: &str, count: usize) -> Result<Vec<StreamEntry>> {
-        let mut cmd = redis::cmd("XRANGE");
-        cmd.arg(self.keys().ready())
-            .arg(start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(count);
-        let v: Value = self.query("XRANGE", &cmd).await?;
-        reply::entries("XRANGE", v)
+        self.range(self.keys().ready(), start, count).await
     }
 
     /// Members of `scheduled` with their due times (unix ms), earliest

@@ -150,13 +150,8 @@ impl Fetcher {
             drop(promise);
             return self.after_failure(Vec::new(), shutdown);
         };
-        // Wake up in time for the next reclaim pass.
-        let block = self
-            .timings
-            .block
-            .min(until_reclaim)
-            .max(Duration::from_millis(1));
         let count = promise.len();
+        let block = self.block_for(until_reclaim);
         let read = self.store.read(c, &self.consumer, count, Some(block)).await;
         let got = read.as_ref().map_or(0, Vec::len);
         let permits = promise.fulfil(got);
@@ -180,12 +175,11 @@ impl Fetcher {
         let Some(c) = self.connection(conn, backoff, shutdown).await else {
             return self.after_failure(Vec::new(), shutdown);
         };
-        let wait = self
-            .timings
-            .block
-            .min(until_reclaim)
-            .max(Duration::from_millis(1));
-        match self.store.wait_for_new(c, wait).await {
+        match self
+            .store
+            .wait_for_new(c, self.block_for(until_reclaim))
+            .await
+        {
             Ok(_) if shutdown.is_set() => Next::Stop,
             Ok(_) => Next::Go(true),
             Err(e) => {
@@ -193,6 +187,15 @@ impl Fetcher {
                     .await
             }
         }
+    }
+
+    /// How long an idle wait blocks: `block`, but waking up in time for
+    /// the next reclaim pass.
+    fn block_for(&self, until_reclaim: Duration) -> Duration {
+        self.timings
+            .block
+            .min(until_reclaim)
+            .max(Duration::from_millis(1))
     }
 
     /// The dedicated connection, made if needed. None when it cannot be
