@@ -93,6 +93,7 @@ fn print_report(queues: &[Books], server: &ServerSafety, expect: Fsync) {
             ("= still in ready", b.in_stream.to_string()),
             ("+ processed", b.processed.to_string()),
             ("+ discarded", b.discarded.to_string()),
+            ("+ expired", b.expired.to_string()),
             ("+ retried", b.retried.to_string()),
             ("+ requeued", b.requeued.to_string()),
             ("+ dead", b.dead.to_string()),

@@ -3,14 +3,14 @@
 //!
 //! Adds to `ready`: producers' `XADD`, `promote-4`, `requeue-2` (the new
 //! entry) and `replay-3`. Removals, each counted in `PREFIX:{Q}:stats` by the
-//! script that makes it: `processed` and `discarded` (`ack-2`), `retried`
+//! script that makes it: `processed`, `discarded` and `expired` (`ack-2`), `retried`
 //! (`retry-3`), `requeued` (`requeue-2`, the old entry) and `dead` (`dead-3`,
 //! `reclaim-3`) minus the dead letters that never were in `ready`
 //! (`dead_scheduled`: scheduled members `promote-4` could not decode). So
 //!
 //! ```text
-//! entries_added == XLEN ready + processed + discarded + retried + requeued
-//!                  + (dead - dead_scheduled)
+//! entries_added == XLEN ready + processed + discarded + expired + retried
+//!                  + requeued + (dead - dead_scheduled)
 //! ```
 //!
 //! `entries_added` is the stream's lifetime add count (`XINFO STREAM` →
@@ -28,9 +28,10 @@ use crate::reply;
 use crate::store::QueueStore;
 
 /// The counters of `PREFIX:{Q}:stats` the books read, in this order.
-const COUNTERS: [&str; 8] = [
+const COUNTERS: [&str; 9] = [
     "processed",
     "discarded",
+    "expired",
     "retried",
     "requeued",
     "dead",
@@ -73,6 +74,9 @@ pub struct Books {
     pub processed: i64,
     /// Counter `discarded`: dropped by a handler (`ack-2`).
     pub discarded: i64,
+    /// Counter `expired`: not started by their deadline, discarded
+    /// (`ack-2`; those sent to dead count in `dead`).
+    pub expired: i64,
     /// Counter `retried`: moved to `scheduled` for another attempt (`retry-3`).
     pub retried: i64,
     /// Counter `requeued`: old entries handed back at shutdown (`requeue-2`;
@@ -90,8 +94,8 @@ pub struct Books {
     /// Counter `replayed`: dead jobs sent back to `ready` (each one an add).
     /// Not part of the equation.
     pub replayed: i64,
-    /// `in_stream + processed + discarded + retried + requeued + dead -
-    /// dead_scheduled`.
+    /// `in_stream + processed + discarded + expired + retried + requeued +
+    /// dead - dead_scheduled`.
     pub accounted: i64,
     /// `entries_added - accounted`: positive = entries added to `ready`
     /// that are not accounted for; negative = more accounted for than were
@@ -117,9 +121,11 @@ impl Books {
             counter("requeued"),
         );
         let (dead, dead_scheduled) = (counter("dead"), counter("dead_scheduled"));
+        let expired = counter("expired");
         let accounted = in_stream
             .saturating_add(processed)
             .saturating_add(discarded)
+            .saturating_add(expired)
             .saturating_add(retried)
             .saturating_add(requeued)
             .saturating_add(dead.saturating_sub(dead_scheduled));
@@ -135,6 +141,7 @@ impl Books {
             in_stream,
             processed,
             discarded,
+            expired,
             retried,
             requeued,
             dead,
@@ -270,6 +277,7 @@ mod tests {
         let c = [
             ("processed", 10),
             ("discarded", 2),
+            ("expired", 7),
             ("retried", 3),
             ("requeued", 4),
             ("dead", 6),
@@ -277,8 +285,8 @@ mod tests {
             ("dead_trimmed", 100),
             ("replayed", 50),
         ];
-        let b = Books::new("q", Some(30), 6, counters(&c));
-        assert_eq!(b.accounted, 6 + 10 + 2 + 3 + 4 + 5);
+        let b = Books::new("q", Some(37), 6, counters(&c));
+        assert_eq!(b.accounted, 6 + 10 + 2 + 7 + 3 + 4 + 5);
         assert_eq!((b.difference, b.status), (Some(0), BooksStatus::Ok));
         assert_eq!(b.verdict(), "OK");
     }

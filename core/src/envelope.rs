@@ -56,6 +56,12 @@ pub mod field {
     /// retry). Makes every retry's `scheduled` member unique, so two
     /// identical jobs retried at once stay two jobs.
     pub const PREV_ENTRY: &str = "prev_entry";
+    /// Unix ms, by the Redis server's clock: a job not started by then is
+    /// not run (it goes to dead as `expired`, or is discarded).
+    pub const DEADLINE_MS: &str = "deadline_ms";
+    /// What happens to a job past its deadline: `dead` (the default) or
+    /// `discard`.
+    pub const ON_DEADLINE: &str = "on_deadline";
 }
 
 /// Longest error message kept in `last_error` and `error` fields.
@@ -106,6 +112,8 @@ pub const JOB_FIELDS: &[&str] = &[
     field::LAST_ERROR_CLASS,
     field::LAST_ERROR,
     field::PREV_ENTRY,
+    field::DEADLINE_MS,
+    field::ON_DEADLINE,
 ];
 
 /// Every name the wire format reserves: the job's own fields
@@ -162,6 +170,10 @@ pub struct Envelope {
     pub last_error_class: Option<String>,
     /// Message of the last failed attempt.
     pub last_error: Option<String>,
+    /// Start deadline, unix ms by the server's clock.
+    pub deadline_ms: Option<u64>,
+    /// Past its deadline, the job is discarded instead of dead-lettered.
+    pub discard_after_deadline: bool,
 }
 
 /// Why an entry could not be decoded into a job.
@@ -247,6 +259,8 @@ impl Envelope {
                 b"last_error_class" => (10, field::LAST_ERROR_CLASS),
                 b"last_error" => (11, field::LAST_ERROR),
                 b"prev_entry" => (12, field::PREV_ENTRY),
+                b"deadline_ms" => (13, field::DEADLINE_MS),
+                b"on_deadline" => (14, field::ON_DEADLINE),
                 _ => continue,
             };
             if seen & (1 << bit) != 0 {
@@ -272,6 +286,18 @@ impl Envelope {
                 9 => env.tracestate = Some(text(label, value)?),
                 10 => env.last_error_class = Some(text(label, value)?),
                 11 => env.last_error = Some(text(label, value)?),
+                13 => env.deadline_ms = Some(number(label, value)?),
+                14 => {
+                    env.discard_after_deadline = match value.as_slice() {
+                        b"dead" => false,
+                        b"discard" => true,
+                        _ => {
+                            return Err(malformed(
+                                "field \"on_deadline\" is neither \"dead\" nor \"discard\"",
+                            ));
+                        }
+                    }
+                }
                 _ => {
                     text(label, value)?;
                 }
@@ -557,8 +583,13 @@ mod tests {
         let p = payload();
         for name in JOB_FIELDS {
             let mut fields = f(&[("type", b"t"), ("payload", &p)]);
-            fields.push((name.as_bytes().to_vec(), b"1".to_vec()));
-            fields.push((name.as_bytes().to_vec(), b"1".to_vec()));
+            let value = if *name == field::ON_DEADLINE {
+                "dead"
+            } else {
+                "1"
+            };
+            fields.push((name.as_bytes().to_vec(), value.into()));
+            fields.push((name.as_bytes().to_vec(), value.into()));
             let (bad, _) = Envelope::decode(fields).unwrap_err();
             assert!(bad.detail.contains("more than once"), "{name}: {bad}");
         }

@@ -30,6 +30,9 @@ pub struct QueueStats {
     pub retried: u64,
     /// Jobs a handler discarded, in total.
     pub discarded: u64,
+    /// Jobs not started by their deadline and discarded, in total (those
+    /// sent to dead count in `dead_total`, reason `expired`).
+    pub expired: u64,
     /// Jobs moved to dead, in total (the stream may have been trimmed since).
     pub dead_total: u64,
     /// Of `dead_total`, scheduled members dead-lettered by the promoter
@@ -142,6 +145,7 @@ impl QueueStore {
             processed: counter("processed"),
             retried: counter("retried"),
             discarded: counter("discarded"),
+            expired: counter("expired"),
             dead_total: counter("dead"),
             dead_scheduled: counter("dead_scheduled"),
             dead_trimmed: counter("dead_trimmed"),

@@ -37,6 +37,8 @@ pub struct NewJob {
     pub(crate) queue: Option<String>,
     pub(crate) payload: Vec<u8>,
     pub(crate) when: Option<When>,
+    /// Start deadline: absolute, or relative to when the job is due.
+    pub(crate) deadline: Option<When>,
     pub(crate) options: Vec<(&'static str, String)>,
     pub(crate) extra: Vec<(String, Vec<u8>)>,
 }
@@ -82,6 +84,7 @@ impl NewJob {
             queue: None,
             payload,
             when: None,
+            deadline: None,
             options: Vec::new(),
             extra: Vec::new(),
         })
@@ -140,6 +143,32 @@ impl NewJob {
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_TIMEOUT_MS);
         self.option(field::TIMEOUT_MS, ms.to_string())
+    }
+
+    /// Start it within `window` of when it is due (now, or after its
+    /// delay), by the Redis server's clock, or not at all: a worker that
+    /// fetches it later sends it to dead with reason `expired` (or drops it,
+    /// with [`NewJob::discard_after_deadline`]). For work that is pointless
+    /// when late (a one-time code, a price quote).
+    pub fn start_within(mut self, window: Duration) -> Self {
+        self.deadline = Some(When::After(window));
+        self
+    }
+
+    /// Start it no later than `at` (compared with the Redis server's clock),
+    /// or not at all; see [`NewJob::start_within`].
+    pub fn start_by(mut self, at: SystemTime) -> Self {
+        let ms = at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.deadline = Some(When::At(ms));
+        self
+    }
+
+    /// Past its start deadline the job is discarded (counted as `expired`)
+    /// instead of sent to dead.
+    pub fn discard_after_deadline(self) -> Self {
+        self.option(field::ON_DEADLINE, "discard".to_owned())
     }
 
     /// A stable business key the handler can use to make its effect

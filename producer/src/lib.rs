@@ -334,22 +334,36 @@ impl Producer {
     ) -> Result<()> {
         // Due times come from the server's clock (read once a minute at
         // most); jobs to run now never ask for it.
-        let now = match jobs.iter().any(|j| j.when.is_some()) {
+        let now = match jobs
+            .iter()
+            .any(|j| j.when.is_some() || j.deadline.is_some())
+        {
             true => Some(store.redis().server_now_ms().await?),
             false => None,
         };
+        // Start deadlines, by the server's clock: `start_within` counts
+        // from when the job is due.
+        let deadlines: Vec<Option<String>> = jobs
+            .iter()
+            .map(|j| {
+                let now = now?;
+                let due = j.when.map_or(now, |w| w.due_ms(now).max(now));
+                Some(j.deadline?.due_ms(due).to_string())
+            })
+            .collect();
         let first = ids.len();
         let mut immediate: Vec<(usize, Fields<'_>)> = Vec::new();
         let mut delayed: Vec<(u64, Vec<u8>)> = Vec::new();
         ids.resize(first + jobs.len(), String::new());
-        for (i, job) in jobs.iter().enumerate() {
+        for (i, (job, deadline)) in jobs.iter().zip(&deadlines).enumerate() {
+            let deadline = deadline.as_deref();
             match (job.when, now) {
                 (Some(when), Some(now)) if when.due_ms(now) > now => {
                     let id = generate_id(now);
-                    delayed.push((when.due_ms(now), scheduled_member(job, &id, now)));
+                    delayed.push((when.due_ms(now), scheduled_member(job, deadline, &id, now)));
                     ids[first + i] = id;
                 }
-                _ => immediate.push((i, stream_fields(job))),
+                _ => immediate.push((i, stream_fields(job, deadline))),
             }
         }
         if !delayed.is_empty() {
@@ -373,12 +387,15 @@ impl Producer {
 /// A job's stream fields, borrowed from the job.
 type Fields<'a> = Vec<(&'a [u8], &'a [u8])>;
 
-fn stream_fields(job: &NewJob) -> Fields<'_> {
-    let mut fields: Fields<'_> = Vec::with_capacity(2 + job.options.len() + job.extra.len());
+fn stream_fields<'a>(job: &'a NewJob, deadline: Option<&'a str>) -> Fields<'a> {
+    let mut fields: Fields<'_> = Vec::with_capacity(3 + job.options.len() + job.extra.len());
     fields.push((field::TYPE.as_bytes(), job.job_type.as_bytes()));
     fields.push((field::PAYLOAD.as_bytes(), &job.payload));
     for (k, v) in &job.options {
         fields.push((k.as_bytes(), v.as_bytes()));
+    }
+    if let Some(d) = deadline {
+        fields.push((field::DEADLINE_MS.as_bytes(), d.as_bytes()));
     }
     for (k, v) in &job.extra {
         fields.push((k.as_bytes(), v));
@@ -386,9 +403,9 @@ fn stream_fields(job: &NewJob) -> Fields<'_> {
     fields
 }
 
-fn scheduled_member(job: &NewJob, id: &str, now: u64) -> Vec<u8> {
+fn scheduled_member(job: &NewJob, deadline: Option<&str>, id: &str, now: u64) -> Vec<u8> {
     let now = now.to_string();
-    let mut fields: Vec<(Vec<u8>, Vec<u8>)> = stream_fields(job)
+    let mut fields: Vec<(Vec<u8>, Vec<u8>)> = stream_fields(job, deadline)
         .into_iter()
         .map(|(k, v)| (k.to_vec(), v.to_vec()))
         .collect();

@@ -73,18 +73,23 @@ impl Acker {
     async fn flush(&self, buf: &mut [Outcome]) {
         // One ack call per lane and counter: each script touches one
         // stream's keys only (ready to be spread over Cluster slots).
-        let mut by_lane: BTreeMap<LaneId, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+        // Acks, discards and expired jobs of each lane: one call each.
+        type Settled<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>);
+        let mut by_lane: BTreeMap<LaneId, Settled<'_>> = BTreeMap::new();
         for o in buf.iter() {
+            let lane = by_lane.entry(o.lane);
             match &o.action {
-                Action::Ack => by_lane.entry(o.lane).or_default().0.push(&o.entry_id),
-                Action::Discard => by_lane.entry(o.lane).or_default().1.push(&o.entry_id),
+                Action::Ack => lane.or_default().0.push(&o.entry_id),
+                Action::Discard => lane.or_default().1.push(&o.entry_id),
+                Action::Expire => lane.or_default().2.push(&o.entry_id),
                 _ => {}
             }
         }
-        for (lane, (acks, discards)) in by_lane {
+        for (lane, (acks, discards, expired)) in by_lane {
             let store = &self.stores[lane];
             self.ack_all(store, "processed", &acks).await;
             self.ack_all(store, "discarded", &discards).await;
+            self.ack_all(store, "expired", &expired).await;
         }
         for o in buf.iter() {
             let id = o.entry_id.as_str();
@@ -100,7 +105,7 @@ impl Acker {
                     })
                     .await
                 }
-                Action::Ack | Action::Discard => continue,
+                Action::Ack | Action::Discard | Action::Expire => continue,
             };
             if moved == Some(false) {
                 self.report_lost(store, &[id.to_owned()]);

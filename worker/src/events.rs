@@ -39,6 +39,14 @@ pub(crate) enum Event<'a> {
         entry_id: &'a str,
         job_type: &'a str,
     },
+    /// Not started by its deadline: discarded, or sent to dead.
+    Expired {
+        queue: &'a str,
+        job_type: &'a str,
+        job_id: &'a str,
+        late_ms: u64,
+        discarded: bool,
+    },
 }
 
 /// Consumes events. Called on the job's task, so it must be quick and
@@ -117,6 +125,20 @@ impl EventSink for LogSink {
                 entry_id,
                 job_type,
                 "no handler for job type; moved to dead"
+            ),
+            Event::Expired {
+                queue,
+                job_type,
+                job_id,
+                late_ms,
+                discarded,
+            } => tracing::info!(
+                queue,
+                job_type,
+                job_id,
+                late_ms,
+                discarded,
+                "job not started by its deadline; not run"
             ),
         }
     }

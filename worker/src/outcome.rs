@@ -21,6 +21,8 @@ pub enum DeadReason {
     Malformed,
     /// No handler serves the job's type.
     UnknownType,
+    /// Not started by its start deadline (`deadline_ms`).
+    Expired,
 }
 
 impl DeadReason {
@@ -32,6 +34,7 @@ impl DeadReason {
             DeadReason::Abandoned => "abandoned",
             DeadReason::Malformed => "malformed",
             DeadReason::UnknownType => "unknown_type",
+            DeadReason::Expired => "expired",
         }
     }
 }

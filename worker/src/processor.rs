@@ -25,8 +25,15 @@ use crate::slots::Permit;
 pub(crate) enum Action {
     Ack,
     Discard,
-    Retry { due_ms: u64, member: Vec<u8> },
-    Dead { fields: Vec<(Vec<u8>, Vec<u8>)> },
+    /// Past its start deadline, discarded (counted as `expired`).
+    Expire,
+    Retry {
+        due_ms: u64,
+        member: Vec<u8>,
+    },
+    Dead {
+        fields: Vec<(Vec<u8>, Vec<u8>)>,
+    },
 }
 
 #[derive(Debug)]
@@ -105,6 +112,14 @@ impl Dispatcher {
                 };
             }
         };
+        if let Some(deadline) = envelope.deadline_ms {
+            let now = self.server_now().await;
+            if now > deadline {
+                return self
+                    .expire(lane, queue, entry_id, envelope, deadline, now, deliveries)
+                    .await;
+            }
+        }
         let Some(route) = self.registry.get(&envelope.job_type) else {
             self.events.emit(Event::UnknownType {
                 queue,
@@ -199,6 +214,54 @@ impl Dispatcher {
                     .await;
                 Action::Dead { fields }
             }
+        };
+        Outcome {
+            lane,
+            entry_id,
+            action,
+        }
+    }
+
+    /// A job past its start deadline is not run: it is discarded
+    /// (counted as `expired`) or dead-lettered with reason `expired`, as
+    /// its `on_deadline` field says.
+    #[allow(clippy::too_many_arguments)]
+    async fn expire(
+        &self,
+        lane: LaneId,
+        queue: &str,
+        entry_id: String,
+        envelope: Envelope,
+        deadline: u64,
+        now: u64,
+        deliveries: u64,
+    ) -> Outcome {
+        self.events.emit(Event::Expired {
+            queue,
+            job_type: &envelope.job_type,
+            job_id: envelope.job_id(&entry_id),
+            late_ms: now - deadline,
+            discarded: envelope.discard_after_deadline,
+        });
+        let action = if envelope.discard_after_deadline {
+            Action::Expire
+        } else {
+            let msg = format!(
+                "not started by its deadline ({deadline}, unix ms); {} ms late",
+                now - deadline
+            );
+            let fields = self
+                .dead_fields(
+                    queue,
+                    envelope.into_fields(),
+                    &entry_id,
+                    DeadReason::Expired,
+                    "expired",
+                    &msg,
+                    deliveries,
+                )
+                .await;
+            Action::Dead { fields }
         };
         Outcome {
             lane,
