@@ -33,6 +33,7 @@ use serde::Serialize;
 /// ```
 #[derive(Debug, Clone)]
 pub struct NewJob {
+    pub(crate) id: String,
     pub(crate) job_type: String,
     pub(crate) queue: Option<String>,
     pub(crate) payload: Vec<u8>,
@@ -80,6 +81,7 @@ impl NewJob {
             return Err(Error::InvalidJob("job type is empty".into()));
         }
         Ok(Self {
+            id: crate::generate_id(),
             job_type: job_type.to_owned(),
             queue: None,
             payload,
@@ -88,6 +90,27 @@ impl NewJob {
             options: Vec::new(),
             extra: Vec::new(),
         })
+    }
+
+    /// The job's id, made when the job was (a UUIDv7: time-ordered,
+    /// unique), before anything is sent: it is the id every enqueue call
+    /// returns, and it stays the job's id through retries, dead letters and
+    /// replays. Know it before enqueueing to store it next to your own
+    /// records.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Uses `id` as the job's id instead of a generated one (your own
+    /// unique key, e.g. `order-42-receipt`); it must be unique within the
+    /// queue and not empty.
+    pub fn with_id(mut self, id: impl Into<String>) -> Result<Self> {
+        let id = id.into();
+        if id.is_empty() {
+            return Err(Error::InvalidJob("job id is empty".into()));
+        }
+        self.id = id;
+        Ok(self)
     }
 
     /// The queue [`Producer::push`](crate::Producer::push) puts it on

@@ -50,8 +50,9 @@ pub use jobstream_core::{Error, Limits, QueueName, Result, Timings, TlsOptions};
 use jobstream_core::{QueueKeys, QueueStore, Reconnect, Redis};
 use serde::Serialize;
 
-/// A job's id: the stream entry id for a job enqueued to run now, a
-/// generated id for a delayed one. Stable across retries.
+/// A job's id: made by the producer before sending (a UUIDv7, or the id
+/// given with [`NewJob::with_id`]), written into the job's `id` field.
+/// Stable across retries, dead letters and replays.
 pub type JobId = String;
 
 /// Largest pipeline sent at once by [`Producer::enqueue_many`].
@@ -359,26 +360,22 @@ impl Producer {
             let deadline = deadline.as_deref();
             match (job.when, now) {
                 (Some(when), Some(now)) if when.due_ms(now) > now => {
-                    let id = generate_id(now);
-                    delayed.push((when.due_ms(now), scheduled_member(job, deadline, &id, now)));
-                    ids[first + i] = id;
+                    delayed.push((when.due_ms(now), scheduled_member(job, deadline, now)));
                 }
                 _ => immediate.push((i, stream_fields(job, deadline))),
             }
+            ids[first + i] = job.id.clone();
         }
         if !delayed.is_empty() {
             store.schedule(&delayed).await?;
         }
-        if let [(i, fields)] = immediate.as_slice() {
+        if let [(_, fields)] = immediate.as_slice() {
             // One job: a plain XADD, no pipeline around it.
-            ids[first + i] = store.add(fields).await?;
+            store.add(fields).await?;
         } else if !immediate.is_empty() {
-            let entry_ids = store
+            store
                 .add_many(immediate.iter().map(|(_, f)| f.as_slice()))
                 .await?;
-            for ((i, _), id) in immediate.iter().zip(entry_ids) {
-                ids[first + i] = id;
-            }
         }
         Ok(())
     }
@@ -391,6 +388,7 @@ fn stream_fields<'a>(job: &'a NewJob, deadline: Option<&'a str>) -> Fields<'a> {
     let mut fields: Fields<'_> = Vec::with_capacity(3 + job.options.len() + job.extra.len());
     fields.push((field::TYPE.as_bytes(), job.job_type.as_bytes()));
     fields.push((field::PAYLOAD.as_bytes(), &job.payload));
+    fields.push((field::ID.as_bytes(), job.id.as_bytes()));
     for (k, v) in &job.options {
         fields.push((k.as_bytes(), v.as_bytes()));
     }
@@ -403,20 +401,21 @@ fn stream_fields<'a>(job: &'a NewJob, deadline: Option<&'a str>) -> Fields<'a> {
     fields
 }
 
-fn scheduled_member(job: &NewJob, deadline: Option<&str>, id: &str, now: u64) -> Vec<u8> {
+fn scheduled_member(job: &NewJob, deadline: Option<&str>, now: u64) -> Vec<u8> {
     let now = now.to_string();
     let mut fields: Vec<(Vec<u8>, Vec<u8>)> = stream_fields(job, deadline)
         .into_iter()
         .map(|(k, v)| (k.to_vec(), v.to_vec()))
         .collect();
-    fields.push((field::ID.into(), id.into()));
     fields.push((field::ENQUEUED_AT.into(), now.into()));
     fields_to_msgpack(&fields)
 }
 
 /// An id for a job that has no stream entry yet: time-ordered, random tail.
-pub(crate) fn generate_id(now_ms: u64) -> String {
-    format!("j{now_ms:012x}{:016x}", rand::random::<u64>())
+/// A job id made before sending: a UUIDv7 (RFC 9562), time-ordered with
+/// random bits, so ids sort by creation and never collide in practice.
+pub(crate) fn generate_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// `$REDIS_URL`, or `redis://127.0.0.1:6379`.

@@ -455,10 +455,9 @@ impl Recorder {
     /// the checks the real producer makes before sending anything.
     pub(crate) fn record(&self, queue: &str, jobs: &[NewJob]) -> Result<Vec<JobId>> {
         let queue = QueueName::new(queue)?;
-        let now = jobstream_core::now_ms();
         let records: Vec<EnqueuedJob> = jobs
             .iter()
-            .map(|job| EnqueuedJob::from_new_job(crate::generate_id(now), queue.as_str(), job))
+            .map(|job| EnqueuedJob::from_new_job(job.id.clone(), queue.as_str(), job))
             .collect();
         let ids = records.iter().map(|r| r.id.clone()).collect();
         self.lock().extend(records);

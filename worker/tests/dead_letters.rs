@@ -117,8 +117,9 @@ async fn a_worker_that_lost_its_lease_drops_its_outcome() {
     // Another consumer takes the job over while it runs (as a reclaimer
     // would after a long pause of this worker).
     let ready = format!("jobstream:{{{queue}}}:ready");
+    let entry = first_entry_id(&server, &queue);
     server
-        .cli(&["XCLAIM", &ready, "workers", "thief", "0", &id, "JUSTID"])
+        .cli(&["XCLAIM", &ready, "workers", "thief", "0", &entry, "JUSTID"])
         .unwrap();
     assert!(jobstream_testkit::wait_until(
         Duration::from_secs(10),

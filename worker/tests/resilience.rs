@@ -202,10 +202,11 @@ async fn a_job_that_keeps_killing_its_worker_is_dead_lettered_as_abandoned() {
     let id = enqueue_sleeps(&server, &queue, 1, 1).await.remove(0);
     // A consumer that fetches the job and dies without a word.
     ghost_fetches_one(&server, &ready);
+    let entry = first_entry_id(&server, &queue);
     for _ in 0..2 {
         // Two more deliveries, as if two more workers died running it.
         server
-            .cli(&["XCLAIM", &ready, "workers", "ghost", "0", &id])
+            .cli(&["XCLAIM", &ready, "workers", "ghost", "0", &entry])
             .unwrap();
     }
     let w = start(
@@ -311,13 +312,14 @@ async fn a_worker_that_reclaims_its_own_running_job_does_not_run_it_twice() {
     // Make the running job look abandoned (idle for a minute), as it would
     // after Redis was away longer than the visibility timeout.
     let ready = format!("jobstream:{{{queue}}}:ready");
+    let entry = first_entry_id(&server, &queue);
     let args = [
         "XCLAIM",
         &ready,
         "workers",
         &w.consumer,
         "0",
-        &id,
+        &entry,
         "IDLE",
         "60000",
         "JUSTID",

@@ -149,3 +149,16 @@ pub async fn refused_at_start(
     );
     err
 }
+
+/// The entry id of the oldest entry of the queue's `ready` stream (the
+/// producer returns job ids, not entry ids).
+pub fn first_entry_id(server: &RedisServer, queue: &str) -> String {
+    let ready = format!("jobstream:{{{queue}}}:ready");
+    server
+        .cli(&["XRANGE", &ready, "-", "+", "COUNT", "1"])
+        .expect("XRANGE")
+        .lines()
+        .next()
+        .expect("an entry in ready")
+        .to_owned()
+}
