@@ -134,9 +134,15 @@ impl Fetcher {
             drop(promise);
             return self.doorbell(until_reclaim, conn, backoff, shutdown).await;
         }
+        // Claims only against slots promised to this lane (none promised:
+        // the next pass): a claimed job given back for want of a slot would
+        // lose its delivery count, which is what catches a job that kills
+        // its workers.
         if until_reclaim.is_zero() {
             *next_reclaim = Instant::now() + self.timings.reclaim_interval;
-            let claimed = self.claim(promise.len()).await;
+        }
+        if until_reclaim.is_zero() && promise.promised() > 0 {
+            let claimed = self.claim(promise.promised()).await;
             let permits = promise.fulfil(claimed.len());
             return match self.start(claimed, permits, shutdown).await {
                 Some(left) => {
@@ -151,7 +157,7 @@ impl Fetcher {
             return self.after_failure(Vec::new(), shutdown);
         };
         let count = promise.len();
-        let block = self.block_for(until_reclaim);
+        let block = self.block_for(next_reclaim.saturating_duration_since(Instant::now()));
         let read = self.store.read(c, &self.consumer, count, Some(block)).await;
         let got = read.as_ref().map_or(0, Vec::len);
         let permits = promise.fulfil(got);

@@ -161,6 +161,11 @@ impl Promise {
         self.read
     }
 
+    /// How many slots are promised (may be fewer than [`Promise::len`]).
+    pub(crate) fn promised(&self) -> usize {
+        self.n
+    }
+
     /// Slots for `jobs` jobs that arrived, as many as are free (an active
     /// lane may have taken promised slots meanwhile); the rest of the
     /// promise is released.
