@@ -8,6 +8,10 @@ use jobstream_core::envelope::{
 use jobstream_core::{Error, Job, Result};
 use serde::Serialize;
 
+/// Longest job id [`NewJob::with_id`] accepts, in bytes: an id is copied
+/// into every retry, dead letter and log line of its job.
+pub const MAX_ID_LEN: usize = 256;
+
 /// A job ready to be enqueued, with its options (delay, attempts, timeout,
 /// idempotency key, extra fields). The payload is encoded when the job is
 /// made, so a payload that cannot be serialized fails here, not in Redis.
@@ -103,11 +107,14 @@ impl NewJob {
 
     /// Uses `id` as the job's id instead of a generated one (your own
     /// unique key, e.g. `order-42-receipt`); it must be unique within the
-    /// queue and not empty.
+    /// queue, not empty, and at most [`MAX_ID_LEN`] bytes.
     pub fn with_id(mut self, id: impl Into<String>) -> Result<Self> {
         let id = id.into();
-        if id.is_empty() {
-            return Err(Error::InvalidJob("job id is empty".into()));
+        if id.is_empty() || id.len() > MAX_ID_LEN {
+            return Err(Error::InvalidJob(format!(
+                "a job id must be 1 to {MAX_ID_LEN} bytes long (this one is {})",
+                id.len()
+            )));
         }
         self.id = id;
         Ok(self)
@@ -256,5 +263,37 @@ impl When {
             }
             When::At(ms) => ms,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_job_gets_a_time_ordered_uuid_v7_before_it_is_sent() {
+        let ids: Vec<String> = (0..1000)
+            .map(|i| NewJob::new("t", &i).unwrap().id().to_owned())
+            .collect();
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        for id in &ids {
+            let parsed = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(parsed.get_version_num(), 7, "{id}");
+        }
+        // Time-ordered across milliseconds.
+        let first = NewJob::new("t", &0).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        let later = NewJob::new("t", &0).unwrap();
+        assert!(first.id() < later.id());
+    }
+
+    #[test]
+    fn an_id_of_your_own_is_checked() {
+        let job = NewJob::new("t", &1).unwrap();
+        assert_eq!(job.clone().with_id("order-42").unwrap().id(), "order-42");
+        assert!(job.clone().with_id("").is_err());
+        assert!(job.clone().with_id("x".repeat(MAX_ID_LEN)).is_ok());
+        assert!(job.with_id("x".repeat(MAX_ID_LEN + 1)).is_err());
     }
 }

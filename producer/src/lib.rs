@@ -43,7 +43,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub use job::NewJob;
+pub use job::{MAX_ID_LEN, NewJob};
 pub use jobstream_core::Job;
 use jobstream_core::envelope::{field, fields_to_msgpack};
 pub use jobstream_core::{Error, Limits, QueueName, Result, Timings, TlsOptions};
