@@ -352,31 +352,28 @@ impl Producer {
                 Some(j.deadline?.due_ms(due).to_string())
             })
             .collect();
-        let first = ids.len();
-        let mut immediate: Vec<(usize, Fields<'_>)> = Vec::new();
+        let mut immediate: Vec<Fields<'_>> = Vec::new();
         let mut delayed: Vec<(u64, Vec<u8>)> = Vec::new();
-        ids.resize(first + jobs.len(), String::new());
-        for (i, (job, deadline)) in jobs.iter().zip(&deadlines).enumerate() {
+        for (job, deadline) in jobs.iter().zip(&deadlines) {
             let deadline = deadline.as_deref();
             match (job.when, now) {
                 (Some(when), Some(now)) if when.due_ms(now) > now => {
                     delayed.push((when.due_ms(now), scheduled_member(job, deadline, now)));
                 }
-                _ => immediate.push((i, stream_fields(job, deadline))),
+                _ => immediate.push(stream_fields(job, deadline)),
             }
-            ids[first + i] = job.id.clone();
         }
         if !delayed.is_empty() {
             store.schedule(&delayed).await?;
         }
-        if let [(_, fields)] = immediate.as_slice() {
+        if let [fields] = immediate.as_slice() {
             // One job: a plain XADD, no pipeline around it.
             store.add(fields).await?;
         } else if !immediate.is_empty() {
-            store
-                .add_many(immediate.iter().map(|(_, f)| f.as_slice()))
-                .await?;
+            store.add_many(immediate.iter().map(Vec::as_slice)).await?;
         }
+        // The ids were made with the jobs, before anything was sent.
+        ids.extend(jobs.iter().map(|j| j.id.clone()));
         Ok(())
     }
 }

@@ -124,7 +124,7 @@ impl EnqueuedJob {
         self.delay.is_some() || self.run_at.is_some()
     }
 
-    pub(crate) fn from_new_job(id: JobId, queue: &str, job: &NewJob) -> Self {
+    pub(crate) fn from_new_job(queue: &str, job: &NewJob) -> Self {
         let (delay, run_at) = match job.when {
             None => (None, None),
             Some(When::After(d)) => (Some(d), None),
@@ -137,7 +137,7 @@ impl EnqueuedJob {
                 .map(|(_, v)| v.as_str())
         };
         Self {
-            id,
+            id: job.id.clone(),
             queue: queue.to_owned(),
             job_type: job.job_type.clone(),
             payload: job.payload.clone(),
@@ -457,7 +457,7 @@ impl Recorder {
         let queue = QueueName::new(queue)?;
         let records: Vec<EnqueuedJob> = jobs
             .iter()
-            .map(|job| EnqueuedJob::from_new_job(job.id.clone(), queue.as_str(), job))
+            .map(|job| EnqueuedJob::from_new_job(queue.as_str(), job))
             .collect();
         let ids = records.iter().map(|r| r.id.clone()).collect();
         self.lock().extend(records);

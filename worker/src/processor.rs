@@ -94,22 +94,10 @@ impl Dispatcher {
                     entry_id: &entry_id,
                     detail: &bad.to_string(),
                 });
-                let fields = self
-                    .dead_fields(
-                        queue,
-                        raw,
-                        &entry_id,
-                        DeadReason::Malformed,
-                        "malformed",
-                        &bad.detail,
-                        deliveries,
-                    )
+                let failure = (DeadReason::Malformed, "malformed", bad.detail.as_str());
+                return self
+                    .dead(lane, queue, entry_id, raw, failure, deliveries)
                     .await;
-                return Outcome {
-                    lane,
-                    entry_id,
-                    action: Action::Dead { fields },
-                };
             }
         };
         if let Some(deadline) = envelope.deadline_ms {
@@ -130,22 +118,17 @@ impl Dispatcher {
                 "no handler for job type {:?} on this worker",
                 envelope.job_type
             );
-            let fields = self
-                .dead_fields(
+            let failure = (DeadReason::UnknownType, "unknown_type", msg.as_str());
+            return self
+                .dead(
+                    lane,
                     queue,
+                    entry_id,
                     envelope.into_fields(),
-                    &entry_id,
-                    DeadReason::UnknownType,
-                    "unknown_type",
-                    &msg,
+                    failure,
                     deliveries,
                 )
                 .await;
-            return Outcome {
-                lane,
-                entry_id,
-                action: Action::Dead { fields },
-            };
         };
         let timeout = envelope
             .timeout_ms
@@ -243,30 +226,48 @@ impl Dispatcher {
             late_ms: now - deadline,
             discarded: envelope.discard_after_deadline,
         });
-        let action = if envelope.discard_after_deadline {
-            Action::Expire
-        } else {
-            let msg = format!(
-                "not started by its deadline ({deadline}, unix ms); {} ms late",
-                now - deadline
-            );
-            let fields = self
-                .dead_fields(
-                    queue,
-                    envelope.into_fields(),
-                    &entry_id,
-                    DeadReason::Expired,
-                    "expired",
-                    &msg,
-                    deliveries,
-                )
-                .await;
-            Action::Dead { fields }
-        };
+        if envelope.discard_after_deadline {
+            return Outcome {
+                lane,
+                entry_id,
+                action: Action::Expire,
+            };
+        }
+        let msg = format!(
+            "not started by its deadline ({deadline}, unix ms); {} ms late",
+            now - deadline
+        );
+        let failure = (DeadReason::Expired, "expired", msg.as_str());
+        self.dead(
+            lane,
+            queue,
+            entry_id,
+            envelope.into_fields(),
+            failure,
+            deliveries,
+        )
+        .await
+    }
+
+    /// The outcome of a job that goes to dead before any handler ran
+    /// (malformed, unknown type, expired): `failure` is its reason, error
+    /// class and message.
+    async fn dead(
+        &self,
+        lane: LaneId,
+        queue: &str,
+        entry_id: String,
+        fields: Vec<(Vec<u8>, Vec<u8>)>,
+        (reason, class, message): (DeadReason, &str, &str),
+        deliveries: u64,
+    ) -> Outcome {
+        let fields = self
+            .dead_fields(queue, fields, &entry_id, reason, class, message, deliveries)
+            .await;
         Outcome {
             lane,
             entry_id,
-            action,
+            action: Action::Dead { fields },
         }
     }
 
