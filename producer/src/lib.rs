@@ -316,7 +316,11 @@ impl Producer {
                     Ok(()) => break,
                     Err(e) if e.is_transient() && Instant::now() < deadline => {
                         ids.truncate(first);
-                        let wait = backoff.next_delay();
+                        // The last try is made at the deadline, not a
+                        // backoff step past it: `retry_for` is how long
+                        // an outage is ridden out, whatever the steps.
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        let wait = backoff.next_delay().min(left);
                         tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "enqueue failed; retrying");
                         tokio::time::sleep(wait).await;
                     }

@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use jobstream_producer::{Producer, ProducerOptions};
 use jobstream_testkit::{RedisServer, unique_queue};
 use jobstream_worker::{
     JobContext, JobOptions, Limits, RetryPolicy, Timings, Worker, WorkerBuilder,
@@ -261,7 +262,10 @@ async fn a_redis_outage_of_seconds_is_ridden_out_by_workers_and_producers() {
     // Jobs that are running when Redis goes away: their acks must wait.
     let mut ids = enqueue_sleeps(&server, &queue, 800, 4).await;
     wait_stats(&server, &queue, "running", |s| s.in_flight == 4).await;
-    let p = producer(&server).await;
+    // Redis is away for 2 s plus however long a restart takes on a busy
+    // machine; the producer is told to ride out far more than that.
+    let options = ProducerOptions::default().retry_for(Duration::from_secs(30));
+    let p = Producer::with_options(&server.url(), options).unwrap();
     server.kill();
     // A producer that enqueues while Redis is down retries until it is back.
     let q = queue.clone();
