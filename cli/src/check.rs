@@ -94,6 +94,7 @@ fn print_report(queues: &[Books], server: &ServerSafety, expect: Fsync) {
             ("+ processed", b.processed.to_string()),
             ("+ discarded", b.discarded.to_string()),
             ("+ expired", b.expired.to_string()),
+            ("+ cancelled", b.cancelled.to_string()),
             ("+ retried", b.retried.to_string()),
             ("+ requeued", b.requeued.to_string()),
             ("+ dead", b.dead.to_string()),

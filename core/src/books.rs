@@ -3,14 +3,15 @@
 //!
 //! Adds to `ready`: producers' `XADD`, `promote-4`, `requeue-2` (the new
 //! entry) and `replay-3`. Removals, each counted in `PREFIX:{Q}:stats` by the
-//! script that makes it: `processed`, `discarded` and `expired` (`ack-2`), `retried`
-//! (`retry-3`), `requeued` (`requeue-2`, the old entry) and `dead` (`dead-3`,
-//! `reclaim-3`) minus the dead letters that never were in `ready`
+//! script that makes it: `processed`, `discarded` and `expired` (`ack-2`,
+//! `settle-7`), `cancelled` (`ack-2`, `settle-7`, `cancel-6`), `retried`
+//! (`retry-3`, `settle-7`), `requeued` (`requeue-2`, the old entry) and `dead`
+//! (`dead-3`, `settle-7`, `reclaim-3`) minus the dead letters that never were in `ready`
 //! (`dead_scheduled`: scheduled members `promote-4` could not decode). So
 //!
 //! ```text
-//! entries_added == XLEN ready + processed + discarded + expired + retried
-//!                  + requeued + (dead - dead_scheduled)
+//! entries_added == XLEN ready + processed + discarded + expired + cancelled
+//!                  + retried + requeued + (dead - dead_scheduled)
 //! ```
 //!
 //! `entries_added` is the stream's lifetime add count (`XINFO STREAM` →
@@ -28,10 +29,11 @@ use crate::reply;
 use crate::store::QueueStore;
 
 /// The counters of `PREFIX:{Q}:stats` the books read, in this order.
-const COUNTERS: [&str; 9] = [
+const COUNTERS: [&str; 10] = [
     "processed",
     "discarded",
     "expired",
+    "cancelled",
     "retried",
     "requeued",
     "dead",
@@ -77,6 +79,9 @@ pub struct Books {
     /// Counter `expired`: not started by their deadline, discarded
     /// (`ack-2`; those sent to dead count in `dead`).
     pub expired: i64,
+    /// Counter `cancelled`: cancelled before they ran, or stopped by their
+    /// handler on cancellation (`ack-2`, `settle-7`, `cancel-6`).
+    pub cancelled: i64,
     /// Counter `retried`: moved to `scheduled` for another attempt (`retry-3`).
     pub retried: i64,
     /// Counter `requeued`: old entries handed back at shutdown (`requeue-2`;
@@ -94,8 +99,8 @@ pub struct Books {
     /// Counter `replayed`: dead jobs sent back to `ready` (each one an add).
     /// Not part of the equation.
     pub replayed: i64,
-    /// `in_stream + processed + discarded + expired + retried + requeued +
-    /// dead - dead_scheduled`.
+    /// `in_stream + processed + discarded + expired + cancelled + retried +
+    /// requeued + dead - dead_scheduled`.
     pub accounted: i64,
     /// `entries_added - accounted`: positive = entries added to `ready`
     /// that are not accounted for; negative = more accounted for than were
@@ -121,11 +126,12 @@ impl Books {
             counter("requeued"),
         );
         let (dead, dead_scheduled) = (counter("dead"), counter("dead_scheduled"));
-        let expired = counter("expired");
+        let (expired, cancelled) = (counter("expired"), counter("cancelled"));
         let accounted = in_stream
             .saturating_add(processed)
             .saturating_add(discarded)
             .saturating_add(expired)
+            .saturating_add(cancelled)
             .saturating_add(retried)
             .saturating_add(requeued)
             .saturating_add(dead.saturating_sub(dead_scheduled));
@@ -142,6 +148,7 @@ impl Books {
             processed,
             discarded,
             expired,
+            cancelled,
             retried,
             requeued,
             dead,
@@ -278,6 +285,7 @@ mod tests {
             ("processed", 10),
             ("discarded", 2),
             ("expired", 7),
+            ("cancelled", 8),
             ("retried", 3),
             ("requeued", 4),
             ("dead", 6),
@@ -285,8 +293,8 @@ mod tests {
             ("dead_trimmed", 100),
             ("replayed", 50),
         ];
-        let b = Books::new("q", Some(37), 6, counters(&c));
-        assert_eq!(b.accounted, 6 + 10 + 2 + 7 + 3 + 4 + 5);
+        let b = Books::new("q", Some(45), 6, counters(&c));
+        assert_eq!(b.accounted, 6 + 10 + 2 + 7 + 8 + 3 + 4 + 5);
         assert_eq!((b.difference, b.status), (Some(0), BooksStatus::Ok));
         assert_eq!(b.verdict(), "OK");
     }

@@ -6,6 +6,8 @@
 //! small reader: Redis's bundled cmsgpack cannot read bin types). Unknown fields are kept and
 //! written back unchanged on every move.
 
+use crate::lifecycle::{UniqueKey, UniqueMode};
+
 /// Field names of wire format v1 (a **contract**: other languages write them).
 pub mod field {
     /// Handler name. Required.
@@ -62,6 +64,17 @@ pub mod field {
     /// What happens to a job past its deadline: `dead` (the default) or
     /// `discard`.
     pub const ON_DEADLINE: &str = "on_deadline";
+    /// Uniqueness key: while it is held by another job of the queue, an
+    /// enqueue of this one is refused as a duplicate (`enqueue-5`).
+    pub const UNIQUE_KEY: &str = "unique_key";
+    /// When the uniqueness key is released: `queued` (at start), `done`
+    /// (when final, the default) or `ttl` (when `unique_ttl_ms` is over).
+    pub const UNIQUE_FOR: &str = "unique_for";
+    /// Lifetime of the uniqueness key, ms (required for `ttl`).
+    pub const UNIQUE_TTL_MS: &str = "unique_ttl_ms";
+    /// The job keeps a record (`PREFIX:{Q}:job:ID`), kept this many ms
+    /// after its final state.
+    pub const RECORD_MS: &str = "record_ms";
 }
 
 /// Longest error message kept in `last_error` and `error` fields.
@@ -114,6 +127,10 @@ pub const JOB_FIELDS: &[&str] = &[
     field::PREV_ENTRY,
     field::DEADLINE_MS,
     field::ON_DEADLINE,
+    field::UNIQUE_KEY,
+    field::UNIQUE_FOR,
+    field::UNIQUE_TTL_MS,
+    field::RECORD_MS,
 ];
 
 /// Every name the wire format reserves: the job's own fields
@@ -174,6 +191,10 @@ pub struct Envelope {
     pub deadline_ms: Option<u64>,
     /// Past its deadline, the job is discarded instead of dead-lettered.
     pub discard_after_deadline: bool,
+    /// Its uniqueness key and mode (`unique_key`, `unique_for`).
+    pub unique: Option<UniqueKey>,
+    /// It keeps a record, for this many ms after its final state.
+    pub record_ms: Option<u64>,
 }
 
 /// Why an entry could not be decoded into a job.
@@ -244,6 +265,7 @@ impl Envelope {
         let mut env = Envelope::default();
         let mut seen: u32 = 0;
         let mut payload_at = None;
+        let (mut unique_key, mut unique_mode) = (None, None);
         for (i, (name, value)) in fields.iter().enumerate() {
             let (bit, label) = match name.as_slice() {
                 b"type" => (0, field::TYPE),
@@ -261,6 +283,10 @@ impl Envelope {
                 b"prev_entry" => (12, field::PREV_ENTRY),
                 b"deadline_ms" => (13, field::DEADLINE_MS),
                 b"on_deadline" => (14, field::ON_DEADLINE),
+                b"unique_key" => (15, field::UNIQUE_KEY),
+                b"unique_for" => (16, field::UNIQUE_FOR),
+                b"unique_ttl_ms" => (17, field::UNIQUE_TTL_MS),
+                b"record_ms" => (18, field::RECORD_MS),
                 _ => continue,
             };
             if seen & (1 << bit) != 0 {
@@ -298,11 +324,25 @@ impl Envelope {
                         }
                     }
                 }
+                15 => unique_key = Some(text(label, value)?),
+                16 => {
+                    unique_mode = Some(UniqueMode::parse(value).ok_or_else(|| {
+                        malformed("field \"unique_for\" is not \"queued\", \"done\" or \"ttl\"")
+                    })?)
+                }
+                17 => {
+                    number::<u64>(label, value)?;
+                }
+                18 => env.record_ms = Some(number::<u64>(label, value)?.max(1)),
                 _ => {
                     text(label, value)?;
                 }
             }
         }
+        env.unique = unique_key.map(|key| UniqueKey {
+            key,
+            mode: unique_mode.unwrap_or(UniqueMode::Done),
+        });
         // Bits 2, 3, 4, 10, 11, 12: the worker's own fields.
         let own = fields.len() - (seen & 0b1_1100_0001_1100).count_ones() as usize;
         if own > MAX_FIELDS {

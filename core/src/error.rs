@@ -210,6 +210,25 @@ pub enum Error {
     /// A job that breaks a rule of the wire format (empty type, reserved field, ...).
     #[error("invalid job: {0}")]
     InvalidJob(String),
+    /// A job has no record to read, wait on or cancel through: an unknown
+    /// id, a job enqueued without `keep_record`, or a record that expired.
+    #[error(
+        "no record of job {id:?} on queue {queue:?} (an unknown id, a job without keep_record, or its record expired)"
+    )]
+    NoRecord {
+        /// The queue asked.
+        queue: String,
+        /// The job id asked.
+        id: String,
+    },
+    /// A job was not final within the time waited for it.
+    #[error("job {id:?} was not final after {waited:?}")]
+    WaitTimeout {
+        /// The job id.
+        id: String,
+        /// How long was waited.
+        waited: std::time::Duration,
+    },
     /// A setting out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

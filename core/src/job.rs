@@ -43,6 +43,10 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     const NAME: &'static str;
     /// The queue a job of this type goes to unless told otherwise.
     const QUEUE: &'static str = "default";
+    /// Keep a record of every job of this type for this long after it
+    /// ends (state, attempts, progress, result; `None`, the default, keeps
+    /// none). The producer writes it into each job (`record_ms`).
+    const KEEP_RECORD: Option<std::time::Duration> = None;
     /// Timeout and retry policy on the worker; `None` (the default) takes
     /// the worker's defaults.
     fn options() -> Option<JobOptions> {

@@ -119,6 +119,15 @@ impl QueueKeys {
     pub fn job(&self, id: &str) -> String {
         format!("{}:job:{id}", self.base)
     }
+    /// `PREFIX:{Q}:job:ID:done`: list pushed once when a recorded job is
+    /// final, for waiters (`BLMOVE` onto itself, so every waiter sees it).
+    pub fn job_done(&self, id: &str) -> String {
+        format!("{}:job:{id}:done", self.base)
+    }
+    /// `PREFIX:{Q}:cancels`: zset of running jobs asked to cancel.
+    pub fn cancels(&self) -> String {
+        format!("{}:cancels", self.base)
+    }
     /// `PREFIX:queues`: set of known queue names (no hash tag: never used
     /// in a script together with a queue's keys).
     pub fn registry(&self) -> &str {
@@ -134,6 +143,8 @@ impl QueueKeys {
             self.meta.clone(),
             self.unique("k"),
             self.job("1-0"),
+            self.job_done("1-0"),
+            self.cancels(),
         ]
     }
 }

@@ -15,6 +15,7 @@
 //! - [`connection`]: the shared multiplexed connection and the pool of
 //!   dedicated connections for blocking reads; reconnect backoff.
 //! - [`tls`]: `rediss://` over rustls (feature `tls`), [`TlsOptions`].
+//! - [`lifecycle`]: uniqueness keys, job records and states.
 //! - [`job`]: the [`Job`] trait (typed jobs) and [`JobOptions`].
 //! - [`retry`]: retry policy and backoff, pure.
 //! - [`config`]: every timing and limit, with defaults.
@@ -30,12 +31,14 @@ pub mod envelope;
 pub mod error;
 pub mod job;
 pub mod keys;
+pub mod lifecycle;
 mod reply;
 pub mod retry;
 pub mod safety;
 pub mod scripts;
 pub mod store;
 mod store_admin;
+pub mod store_lifecycle;
 pub mod tls;
 
 pub use books::{Books, BooksStatus};
@@ -45,6 +48,7 @@ pub use envelope::Envelope;
 pub use error::{Error, RedisFailure, Result};
 pub use job::{Job, JobOptions};
 pub use keys::{DEFAULT_PREFIX, QueueKeys, QueueName};
+pub use lifecycle::{JobRecord, JobState, Uniqueness};
 pub use reply::StreamEntry;
 pub use retry::{Backoff, RetryPolicy};
 pub use safety::{Fsync, ServerSafety, safety_warnings};

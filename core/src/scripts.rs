@@ -90,10 +90,33 @@ job_script!(
     REAP, "reap-1", 1
 );
 
+job_script!(
+    /// Enqueue a job with a uniqueness key or a record: reserve, add,
+    /// record, atomically.
+    ENQUEUE, "enqueue-5", 5
+);
+job_script!(
+    /// Start a job with a record or a `queued` uniqueness key.
+    START, "start-3", 3
+);
+job_script!(
+    /// Settle an attempt of a job with a record or a uniqueness key.
+    SETTLE, "settle-7", 7
+);
+job_script!(
+    /// Report a running job's progress; refresh its lease.
+    PROGRESS, "progress-2", 2
+);
+job_script!(
+    /// Cancel a job by id through its record.
+    CANCEL, "cancel-6", 6
+);
+
 /// Every script, for tools and tests.
-pub fn all() -> [&'static JobScript; 10] {
+pub fn all() -> [&'static JobScript; 15] {
     [
         &ACK, &ACKDEL, &RETRY, &DEAD, &PROMOTE, &REQUEUE, &EXTEND, &RECLAIM, &REPLAY, &REAP,
+        &ENQUEUE, &START, &SETTLE, &PROGRESS, &CANCEL,
     ]
 }
 

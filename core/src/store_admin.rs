@@ -33,6 +33,11 @@ pub struct QueueStats {
     /// Jobs not started by their deadline and discarded, in total (those
     /// sent to dead count in `dead_total`, reason `expired`).
     pub expired: u64,
+    /// Jobs cancelled (before they ran, or stopped by their handler), in
+    /// total.
+    pub cancelled: u64,
+    /// Enqueues refused because their uniqueness key was held, in total.
+    pub duplicates: u64,
     /// Jobs moved to dead, in total (the stream may have been trimmed since).
     pub dead_total: u64,
     /// Of `dead_total`, scheduled members dead-lettered by the promoter
@@ -146,6 +151,8 @@ impl QueueStore {
             retried: counter("retried"),
             discarded: counter("discarded"),
             expired: counter("expired"),
+            cancelled: counter("cancelled"),
+            duplicates: counter("duplicates"),
             dead_total: counter("dead"),
             dead_scheduled: counter("dead_scheduled"),
             dead_trimmed: counter("dead_trimmed"),

@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jobstream_core::envelope::{
     MAX_ATTEMPTS_CAP, MAX_FIELDS, MAX_TIMEOUT_MS, field, reserved_names,
 };
-use jobstream_core::{Error, Job, Result};
+use jobstream_core::lifecycle::MAX_UNIQUE_KEY_LEN;
+use jobstream_core::{Error, Job, Result, Uniqueness};
 use serde::Serialize;
 
 /// Longest job id [`NewJob::with_id`] accepts, in bytes: an id is copied
@@ -52,7 +53,11 @@ impl NewJob {
     /// A typed job: its type name is [`Job::NAME`], its queue
     /// [`Job::QUEUE`] (change it with [`NewJob::queue`]).
     pub fn of<J: Job>(job: &J) -> Result<Self> {
-        Ok(Self::new(J::NAME, job)?.queue(J::QUEUE))
+        let new = Self::new(J::NAME, job)?.queue(J::QUEUE);
+        Ok(match J::KEEP_RECORD {
+            Some(keep) => new.keep_record(keep),
+            None => new,
+        })
     }
 
     /// A job of type `job_type` with `payload` encoded as MessagePack (maps
@@ -205,6 +210,79 @@ impl NewJob {
     /// idempotent (e.g. an order number).
     pub fn idempotency_key(self, key: impl Into<String>) -> Self {
         self.option(field::IDEMPOTENCY_KEY, key.into())
+    }
+
+    /// Makes the job unique by `key` within its queue: while another job
+    /// holds the key, enqueueing this one enqueues nothing and returns the
+    /// holder's id (counted in `duplicates`); see [`Uniqueness`] for when
+    /// the key is released. The key is reserved atomically with the
+    /// enqueue (script `enqueue-5`). It must be 1 to
+    /// [`MAX_UNIQUE_KEY_LEN`] bytes, and a `For` duration at least 1 ms.
+    ///
+    /// ```
+    /// use jobstream_producer::{NewJob, Uniqueness};
+    /// let job = NewJob::new("sync_account", &42)?
+    ///     .unique("account-42", Uniqueness::WhileQueued)?;
+    /// # Ok::<(), jobstream_producer::Error>(())
+    /// ```
+    pub fn unique(self, key: impl Into<String>, mode: Uniqueness) -> Result<Self> {
+        let key = key.into();
+        if key.is_empty() || key.len() > MAX_UNIQUE_KEY_LEN {
+            return Err(Error::InvalidJob(format!(
+                "a uniqueness key must be 1 to {MAX_UNIQUE_KEY_LEN} bytes long (this one is {})",
+                key.len()
+            )));
+        }
+        let job = self
+            .option(field::UNIQUE_KEY, key)
+            .option(field::UNIQUE_FOR, mode.wire_mode().to_owned());
+        Ok(match mode {
+            Uniqueness::For(d) => {
+                let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+                job.option(field::UNIQUE_TTL_MS, ms.to_string())
+            }
+            _ => job,
+        })
+    }
+
+    /// Keeps a record of the job (state, attempts, times, progress, last
+    /// error, result) for `keep` after it ends (at least 1 ms): read it
+    /// with [`Producer::job`](crate::Producer::job), wait for it with
+    /// [`Producer::wait_for`](crate::Producer::wait_for), cancel the job
+    /// with [`Producer::cancel`](crate::Producer::cancel). Costs a few
+    /// Redis commands per job (docs/benchmarks.md).
+    pub fn keep_record(self, keep: Duration) -> Self {
+        let ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.option(field::RECORD_MS, ms.to_string())
+    }
+
+    /// The uniqueness key, its mode and lifetime (ms, 0 = until released).
+    pub(crate) fn unique_lock(&self) -> Option<(&str, &str, u64)> {
+        let get = |name: &str| {
+            self.options
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let key = get(field::UNIQUE_KEY)?;
+        let mode = get(field::UNIQUE_FOR).unwrap_or("done");
+        let ttl = get(field::UNIQUE_TTL_MS).and_then(|v| v.parse().ok());
+        Some((key, mode, ttl.unwrap_or(0)))
+    }
+
+    /// It has a uniqueness key or keeps a record: enqueued by script.
+    pub(crate) fn is_tracked(&self) -> bool {
+        self.options
+            .iter()
+            .any(|(n, _)| *n == field::UNIQUE_KEY || *n == field::RECORD_MS)
+    }
+
+    /// How long the record is kept (ms), if the job keeps one.
+    pub(crate) fn record_ms(&self) -> Option<u64> {
+        self.options
+            .iter()
+            .find(|(n, _)| *n == field::RECORD_MS)
+            .and_then(|(_, v)| v.parse().ok())
     }
 
     /// W3C trace context to carry to the worker.

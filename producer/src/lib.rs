@@ -37,6 +37,7 @@
 
 pub mod inspect;
 mod job;
+mod lifecycle;
 pub mod testing;
 
 use std::collections::HashMap;
@@ -46,8 +47,11 @@ use std::time::{Duration, Instant};
 pub use job::{MAX_ID_LEN, NewJob};
 pub use jobstream_core::Job;
 use jobstream_core::envelope::{field, fields_to_msgpack};
+use jobstream_core::store_lifecycle::{Destination, EnqueueOutcome, UniqueLock};
 pub use jobstream_core::{Error, Limits, QueueName, Result, Timings, TlsOptions};
+pub use jobstream_core::{JobRecord, JobState, Uniqueness};
 use jobstream_core::{QueueKeys, QueueStore, Reconnect, Redis};
+pub use lifecycle::CancelOutcome;
 use serde::Serialize;
 
 /// A job's id: made by the producer before sending (a UUIDv7, or the id
@@ -341,7 +345,7 @@ impl Producer {
         // most); jobs to run now never ask for it.
         let now = match jobs
             .iter()
-            .any(|j| j.when.is_some() || j.deadline.is_some())
+            .any(|j| j.when.is_some() || j.deadline.is_some() || j.is_tracked())
         {
             true => Some(store.redis().server_now_ms().await?),
             false => None,
@@ -358,8 +362,15 @@ impl Producer {
             .collect();
         let mut immediate: Vec<Fields<'_>> = Vec::new();
         let mut delayed: Vec<(u64, Vec<u8>)> = Vec::new();
-        for (job, deadline) in jobs.iter().zip(&deadlines) {
+        // Jobs with a uniqueness key or a record: one `enqueue-5` call
+        // each, after the plain ones; a duplicate's id is the holder's.
+        let mut tracked = Vec::new();
+        for (i, (job, deadline)) in jobs.iter().zip(&deadlines).enumerate() {
             let deadline = deadline.as_deref();
+            if job.is_tracked() {
+                tracked.push((i, deadline));
+                continue;
+            }
             match (job.when, now) {
                 (Some(when), Some(now)) if when.due_ms(now) > now => {
                     delayed.push((when.due_ms(now), scheduled_member(job, deadline, now)));
@@ -377,8 +388,52 @@ impl Producer {
             store.add_many(immediate.iter().map(Vec::as_slice)).await?;
         }
         // The ids were made with the jobs, before anything was sent.
+        let first = ids.len();
         ids.extend(jobs.iter().map(|j| j.id.clone()));
+        for (i, deadline) in tracked {
+            let now = now.unwrap_or(0);
+            let outcome = send_tracked(store, &jobs[i], deadline, now).await;
+            match outcome {
+                Ok(EnqueueOutcome::Enqueued(_)) => {}
+                Ok(EnqueueOutcome::Duplicate(holder)) => ids[first + i] = holder,
+                Err(e) => {
+                    // The jobs before it are enqueued; a retry of the
+                    // chunk enqueues plain ones again (at-least-once) and
+                    // finds tracked ones' keys held by themselves.
+                    return Err(e);
+                }
+            }
+        }
         Ok(())
+    }
+}
+
+/// Enqueues one job with a uniqueness key or a record (`enqueue-5`).
+async fn send_tracked(
+    store: &QueueStore,
+    job: &NewJob,
+    deadline: Option<&str>,
+    now: u64,
+) -> Result<EnqueueOutcome> {
+    let unique = job
+        .unique_lock()
+        .map(|(key, mode, ttl_ms)| UniqueLock { key, mode, ttl_ms });
+    let record_ms = job.record_ms().unwrap_or(0);
+    match job.when.map(|w| w.due_ms(now)) {
+        Some(due) if due > now => {
+            let member = scheduled_member(job, deadline, now);
+            let dest = Destination::Scheduled(due, &member);
+            store
+                .enqueue_tracked(&job.id, &job.job_type, unique, record_ms, now, dest)
+                .await
+        }
+        _ => {
+            let fields = stream_fields(job, deadline);
+            let dest = Destination::Ready(&fields);
+            store
+                .enqueue_tracked(&job.id, &job.job_type, unique, record_ms, now, dest)
+                .await
+        }
     }
 }
 

@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use jobstream_core::{Error, QueueStore, Reconnect, Timings};
+use jobstream_core::store_lifecycle::Settle;
+use jobstream_core::{Error, JobState, QueueStore, Reconnect, Timings};
 use tokio::sync::{mpsc, watch};
 
 use crate::inflight::{Inflight, LaneId};
-use crate::processor::{Action, Outcome};
+use crate::processor::{Action, Outcome, Settling};
 use crate::shutdown::Fatal;
 
 pub(crate) struct Acker {
@@ -74,26 +75,39 @@ impl Acker {
         // One ack call per lane and counter: each script touches one
         // stream's keys only (ready to be spread over Cluster slots).
         // Acks, discards and expired jobs of each lane: one call each.
-        type Settled<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>);
-        let mut by_lane: BTreeMap<LaneId, Settled<'_>> = BTreeMap::new();
-        for o in buf.iter() {
+        // Tracked jobs (a record, a uniqueness key) are settled one by one
+        // below, by settle-7.
+        let mut by_lane: BTreeMap<LaneId, [Vec<&str>; 4]> = BTreeMap::new();
+        for o in buf.iter().filter(|o| o.tracked.is_none()) {
             let lane = by_lane.entry(o.lane);
-            match &o.action {
-                Action::Ack => lane.or_default().0.push(&o.entry_id),
-                Action::Discard => lane.or_default().1.push(&o.entry_id),
-                Action::Expire => lane.or_default().2.push(&o.entry_id),
-                _ => {}
-            }
+            let i = match &o.action {
+                Action::Ack => 0,
+                Action::Discard => 1,
+                Action::Expire => 2,
+                Action::Cancel => 3,
+                _ => continue,
+            };
+            lane.or_default()[i].push(&o.entry_id);
         }
-        for (lane, (acks, discards, expired)) in by_lane {
+        for (lane, [acks, discards, expired, cancelled]) in by_lane {
             let store = &self.stores[lane];
             self.ack_all(store, "processed", &acks).await;
             self.ack_all(store, "discarded", &discards).await;
             self.ack_all(store, "expired", &expired).await;
+            self.ack_all(store, "cancelled", &cancelled).await;
         }
         for o in buf.iter() {
             let id = o.entry_id.as_str();
             let store = &self.stores[o.lane];
+            if let Some(tracked) = &o.tracked {
+                if !matches!(o.action, Action::Forget) {
+                    let moved = self.settle(store, o, tracked).await;
+                    if moved == Some(false) {
+                        self.report_lost(store, &[id.to_owned()]);
+                    }
+                }
+                continue;
+            }
             let moved = match &o.action {
                 Action::Retry { due_ms, member } => {
                     self.write("retry", || store.retry(&self.consumer, id, *due_ms, member))
@@ -105,7 +119,11 @@ impl Acker {
                     })
                     .await
                 }
-                Action::Ack | Action::Discard | Action::Expire => continue,
+                Action::Ack
+                | Action::Discard
+                | Action::Expire
+                | Action::Cancel
+                | Action::Forget => continue,
             };
             if moved == Some(false) {
                 self.report_lost(store, &[id.to_owned()]);
@@ -113,6 +131,56 @@ impl Acker {
         }
         self.inflight
             .remove_many(buf.iter().map(|o| (o.lane, o.entry_id.as_str())));
+    }
+
+    /// `settle-7` for one tracked job: the move, its record, its key.
+    async fn settle(&self, store: &QueueStore, o: &Outcome, t: &Settling) -> Option<bool> {
+        let (state, retry, dead) = match &o.action {
+            Action::Ack => (JobState::Completed, None, None),
+            Action::Discard => (JobState::Discarded, None, None),
+            Action::Expire => (JobState::Expired, None, None),
+            Action::Cancel => (JobState::Cancelled, None, None),
+            Action::Retry { due_ms, member } => {
+                (JobState::Retrying, Some((*due_ms, member.as_slice())), None)
+            }
+            Action::Dead { fields } => (
+                JobState::Dead,
+                None,
+                Some((self.dead_max_len, fields.as_slice())),
+            ),
+            Action::Forget => return None,
+        };
+        let text: &[u8] = match state {
+            JobState::Completed => &t.result,
+            _ => t.error.as_bytes(),
+        };
+        let release = match state {
+            JobState::Retrying => None,
+            _ => t.tracking.release_at_end.as_deref(),
+        };
+        let redis = store.redis().clone();
+        self.write(state.as_str(), || {
+            let redis = redis.clone();
+            async move {
+                let now = redis.server_now_ms().await?;
+                store
+                    .settle(&Settle {
+                        consumer: &self.consumer,
+                        entry_id: &o.entry_id,
+                        job_id: &t.tracking.job_id,
+                        state,
+                        now_ms: now,
+                        record_ms: t.tracking.record_ms,
+                        release,
+                        text,
+                        error_class: &t.error_class,
+                        retry,
+                        dead,
+                    })
+                    .await
+            }
+        })
+        .await
     }
 
     /// Acks `ids` in calls of at most `batch`, adding them to `counter`.

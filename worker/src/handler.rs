@@ -1,6 +1,7 @@
 //! Handlers, routed by job type, and what they get to see of a job.
 
 use jobstream_core::{Envelope, JobOptions};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::future::Future;
@@ -8,6 +9,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::job_error::{JobError, JobResult};
+use crate::tracking::Live;
 
 /// A job as a handler sees it, with the worker's shared state `S` (set
 /// with [`WorkerBuilder::state`](crate::WorkerBuilder::state); `()` when
@@ -40,6 +42,9 @@ pub struct JobContext<S = ()> {
     pub(crate) deliveries: u64,
     pub(crate) max_attempts: u32,
     pub(crate) state: S,
+    /// The line back to the worker, for progress, lease, cancellation and
+    /// the result; `None` in a context a test built.
+    pub(crate) live: Option<Arc<Live>>,
 }
 
 /// Shows the job, not the state.
@@ -66,6 +71,7 @@ impl JobContext {
             deliveries: self.deliveries,
             max_attempts: self.max_attempts,
             state,
+            live: self.live,
         }
     }
 }
@@ -75,6 +81,59 @@ impl<S> JobContext<S> {
     pub fn state(&self) -> &S {
         &self.state
     }
+    /// Reports progress (percent, capped at 100, and a short message, cut
+    /// at 256 bytes) into the job's record, where
+    /// `Producer::job` and `jobstream job show` read it, and refreshes the
+    /// job's lease. A job without a record only has its lease refreshed.
+    /// Never fails the job: a write that fails is logged.
+    pub async fn progress(&self, percent: u8, message: &str) {
+        if let Some(live) = &self.live {
+            live.progress(percent.min(100), message).await;
+        }
+    }
+
+    /// Refreshes the job's lease now (the worker also does it on its own
+    /// every `lease_refresh`): for a handler that blocks its task for long
+    /// stretches. False when the lease is lost: another worker has the job.
+    pub async fn extend_lease(&self) -> bool {
+        match &self.live {
+            Some(live) => live.extend_lease().await,
+            None => true,
+        }
+    }
+
+    /// True once cancellation of this job was asked for
+    /// (`Producer::cancel`, `jobstream job cancel`). Only jobs with a
+    /// record can be cancelled; the signal reaches the worker within
+    /// about a second. Stopping is up to the handler: return
+    /// [`JobError::cancelled`] to end the job as `cancelled`.
+    pub fn is_cancelled(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| l.cancel.is_cancelled())
+    }
+
+    /// Resolves when cancellation of this job is asked for (never, for a
+    /// job without a record): `select!` on it next to the work.
+    pub async fn cancelled(&self) {
+        match &self.live {
+            Some(live) => live.cancel.cancelled().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Keeps `value` as the job's result in its record (for handlers
+    /// registered with `handle`; a typed handler just returns its value).
+    /// Ignored for a job without a record; a value above 64 KiB of
+    /// MessagePack is dropped with a warning.
+    pub fn set_result<R: Serialize + ?Sized>(&self, value: &R) {
+        let Some(live) = &self.live else { return };
+        match rmp_serde::to_vec_named(value) {
+            Ok(bytes) => live.set_result_bytes(bytes),
+            Err(e) => {
+                tracing::warn!(job_id = %self.id(), error = %e, "job result could not be encoded; dropped")
+            }
+        }
+    }
+
     /// The job id, stable across retries and replays. Use it (or the
     /// idempotency key) to make a handler's effect happen once.
     pub fn id(&self) -> &str {
@@ -203,16 +262,25 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a
 /// A handler function: `async fn(payload: T, ctx: JobContext<S>) ->
 /// JobResult`, or a closure of that shape. Implemented for every such
 /// function; you never implement it yourself.
+///
+/// The function may return a value instead of `()`: `Ok(receipt)`. For a
+/// job that keeps a record it is stored there (MessagePack, at most 64
+/// KiB) for `Producer::wait_for` and `Producer::job`; otherwise it is
+/// dropped.
 pub trait JobFn<T, S>: Fn(T, JobContext<S>) -> Self::Future + Send + Sync + 'static {
+    /// What the function returns on success.
+    type Value: Serialize + Send + 'static;
     /// The future the function returns.
-    type Future: Future<Output = JobResult> + Send + 'static;
+    type Future: Future<Output = Result<Self::Value, JobError>> + Send + 'static;
 }
 
-impl<T, S, F, Fut> JobFn<T, S> for F
+impl<T, S, F, Fut, R> JobFn<T, S> for F
 where
     F: Fn(T, JobContext<S>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = JobResult> + Send + 'static,
+    Fut: Future<Output = Result<R, JobError>> + Send + 'static,
+    R: Serialize + Send + 'static,
 {
+    type Value = R;
     type Future = Fut;
 }
 
@@ -241,7 +309,17 @@ where
 {
     async fn handle(&self, job: JobContext) -> JobResult {
         let payload = job.payload::<T>()?;
-        (self.f)(payload, job.with_state(self.state.clone())).await
+        let live = job.live.clone();
+        let value = (self.f)(payload, job.with_state(self.state.clone())).await?;
+        if let Some(live) = live.filter(|l| l.record) {
+            match rmp_serde::to_vec_named(&value) {
+                Ok(bytes) => live.set_result_bytes(bytes),
+                Err(e) => {
+                    tracing::warn!(job_id = %live.job_id, error = %e, "job result could not be encoded; dropped")
+                }
+            }
+        }
+        Ok(())
     }
 }
 

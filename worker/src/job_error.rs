@@ -17,6 +17,9 @@ pub enum FailureKind {
     Discard,
     /// The payload could not be decoded for this handler: dead, as malformed.
     Malformed,
+    /// The handler stopped because the job was cancelled: dropped, counted
+    /// as `cancelled` (its record, if any, says `cancelled`).
+    Cancelled,
 }
 
 /// A handler's failure: a kind, a class (a short label for metrics and the
@@ -61,6 +64,12 @@ impl JobError {
     /// The job is no longer wanted (the user was deleted, say): drop it.
     pub fn discard(message: impl std::fmt::Display) -> Self {
         Self::new(FailureKind::Discard, "discard", message)
+    }
+
+    /// The handler stopped on [`JobContext::cancelled`](crate::JobContext::cancelled):
+    /// the job ends as `cancelled`, no retry, no dead letter.
+    pub fn cancelled() -> Self {
+        Self::new(FailureKind::Cancelled, "cancelled", "cancelled on request")
     }
 
     /// The payload does not decode into what the handler expects.

@@ -60,6 +60,7 @@ mod shutdown;
 mod slots;
 mod startup;
 pub mod testing;
+mod tracking;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -47,6 +47,8 @@ pub enum Disposition {
     Ack,
     /// Drop without retry; counted as discarded.
     Discard,
+    /// Drop without retry; counted as cancelled.
+    Cancel,
     /// Run again after `delay`, as attempt + 1.
     Retry {
         /// Wait before the next attempt.
@@ -76,6 +78,7 @@ pub fn disposition(
     let attempts_left = policy.has_attempts_left(attempt, job_max_attempts);
     match err.kind() {
         FailureKind::Discard => Disposition::Discard,
+        FailureKind::Cancelled => Disposition::Cancel,
         FailureKind::Permanent => Disposition::Dead {
             reason: DeadReason::Permanent,
         },
@@ -109,6 +112,7 @@ mod tests {
             JobError::retry_after(Duration::from_secs(7), "x"),
             JobError::permanent("x"),
             JobError::discard("x"),
+            JobError::cancelled(),
             JobError::malformed("x"),
             JobError::timeout(Duration::from_secs(1)),
             JobError::panic("boom".into()),
@@ -121,6 +125,7 @@ mod tests {
                     let left = attempt < max;
                     let expected = match err.kind() {
                         FailureKind::Discard => Disposition::Discard,
+                        FailureKind::Cancelled => Disposition::Cancel,
                         FailureKind::Permanent => Disposition::Dead {
                             reason: DeadReason::Permanent,
                         },

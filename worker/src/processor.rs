@@ -9,8 +9,10 @@ use futures_util::FutureExt;
 use jobstream_core::envelope::{
     DEAD_CONTEXT, Envelope, MAX_ENTRY_FIELDS, entry_id_ms, field, fields_to_msgpack, truncate_error,
 };
-use jobstream_core::{Redis, StreamEntry};
+use jobstream_core::store_lifecycle::StartOutcome;
+use jobstream_core::{QueueStore, Redis, StreamEntry};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::events::{Event, Events};
@@ -19,6 +21,7 @@ use crate::inflight::{Inflight, LaneId};
 use crate::job_error::JobError;
 use crate::outcome::{DeadReason, Disposition, disposition};
 use crate::slots::Permit;
+use crate::tracking::{Cancels, Live, Tracking};
 
 /// What the acker must write for one entry.
 #[derive(Debug)]
@@ -34,6 +37,10 @@ pub(crate) enum Action {
     Dead {
         fields: Vec<(Vec<u8>, Vec<u8>)>,
     },
+    /// Cancelled: dropped without running (again), counted as `cancelled`.
+    Cancel,
+    /// Not this worker's any more (found at start): nothing to write.
+    Forget,
 }
 
 #[derive(Debug)]
@@ -41,6 +48,20 @@ pub(crate) struct Outcome {
     pub(crate) lane: LaneId,
     pub(crate) entry_id: String,
     pub(crate) action: Action,
+    /// For a job with a record or a uniqueness key: settled by
+    /// `settle-7`, one call, instead of the batched plain scripts.
+    pub(crate) tracked: Option<Box<Settling>>,
+}
+
+/// What `settle-7` writes besides the move.
+#[derive(Debug)]
+pub(crate) struct Settling {
+    pub(crate) tracking: Tracking,
+    /// The handler's result (MessagePack), or empty.
+    pub(crate) result: Vec<u8>,
+    /// The failure's class and message, or empty.
+    pub(crate) error_class: String,
+    pub(crate) error: String,
 }
 
 /// Everything a job task needs, shared by all of them.
@@ -58,6 +79,10 @@ pub(crate) struct Dispatcher {
     /// For the server's clock: due times and failure times never come from
     /// this host's clock.
     pub(crate) redis: Redis,
+    /// One store per lane (for the lifecycle scripts of tracked jobs).
+    pub(crate) stores: Vec<QueueStore>,
+    /// Cancellation tokens of running jobs with a record.
+    pub(crate) cancels: Cancels,
 }
 
 impl Dispatcher {
@@ -100,12 +125,65 @@ impl Dispatcher {
                     .await;
             }
         };
+        let Some(tracking) = Tracking::of(&envelope, &entry_id) else {
+            return self
+                .run_decoded(lane, entry_id, envelope, deliveries, None)
+                .await
+                .0;
+        };
+        let token = (tracking.record_ms > 0).then(|| self.cancels.insert(lane, &tracking.job_id));
+        let (mut outcome, failure, result) = self
+            .run_decoded(
+                lane,
+                entry_id,
+                envelope,
+                deliveries,
+                Some((&tracking, token)),
+            )
+            .await;
+        self.cancels.remove(lane, &tracking.job_id);
+        let (error_class, error) = failure.unwrap_or_default();
+        outcome.tracked = Some(Box::new(Settling {
+            tracking,
+            result,
+            error_class,
+            error,
+        }));
+        outcome
+    }
+
+    /// Runs a decoded job: deadline, route, start (tracked jobs), handler.
+    /// Returns the outcome, the failure (class, message) if there was one,
+    /// and the handler's result (tracked jobs with a record).
+    async fn run_decoded(
+        &self,
+        lane: LaneId,
+        entry_id: String,
+        envelope: Envelope,
+        deliveries: u64,
+        tracking: Option<(&Tracking, Option<CancellationToken>)>,
+    ) -> (Outcome, Option<(String, String)>, Vec<u8>) {
+        let queue = &self.queues[lane];
+        let failed = |outcome: Outcome, class: &str, msg: &str| {
+            (
+                outcome,
+                Some((class.to_owned(), msg.to_owned())),
+                Vec::new(),
+            )
+        };
         if let Some(deadline) = envelope.deadline_ms {
             let now = self.server_now().await;
             if now > deadline {
-                return self
-                    .expire(lane, queue, entry_id, envelope, deadline, now, deliveries)
+                let msg = format!(
+                    "not started by its deadline ({deadline}, unix ms); {} ms late",
+                    now - deadline
+                );
+                let outcome = self
+                    .expire(
+                        lane, queue, entry_id, envelope, deadline, now, deliveries, &msg,
+                    )
                     .await;
+                return failed(outcome, "expired", &msg);
             }
         }
         let Some(route) = self.registry.get(&envelope.job_type) else {
@@ -119,7 +197,7 @@ impl Dispatcher {
                 envelope.job_type
             );
             let failure = (DeadReason::UnknownType, "unknown_type", msg.as_str());
-            return self
+            let outcome = self
                 .dead(
                     lane,
                     queue,
@@ -129,6 +207,39 @@ impl Dispatcher {
                     deliveries,
                 )
                 .await;
+            return failed(outcome, "unknown_type", &msg);
+        };
+        let live = match tracking {
+            None => None,
+            Some((tracking, token)) => {
+                match self.start(lane, &entry_id, &envelope, tracking).await {
+                    StartOutcome::Started => {}
+                    StartOutcome::Lost => {
+                        return (
+                            self.outcome(lane, entry_id, Action::Forget),
+                            None,
+                            Vec::new(),
+                        );
+                    }
+                    StartOutcome::Cancelled => {
+                        return (
+                            self.outcome(lane, entry_id, Action::Cancel),
+                            None,
+                            Vec::new(),
+                        );
+                    }
+                }
+                Some(Arc::new(Live {
+                    store: self.stores[lane].clone(),
+                    redis: self.redis.clone(),
+                    consumer: Arc::clone(&self.consumer),
+                    entry_id: Arc::from(entry_id.as_str()),
+                    job_id: tracking.job_id.clone(),
+                    record: tracking.record_ms > 0,
+                    cancel: token.unwrap_or_default(),
+                    result: Default::default(),
+                }))
+            }
         };
         let timeout = envelope
             .timeout_ms
@@ -144,6 +255,7 @@ impl Dispatcher {
             deliveries,
             max_attempts,
             state: (),
+            live: live.clone(),
         };
         let started = std::time::Instant::now();
         let fut = AssertUnwindSafe(crate::middleware::run(
@@ -173,13 +285,17 @@ impl Dispatcher {
             error: result.as_ref().err().map(|e| (e.class(), e.message())),
             outcome: &d,
         });
-        let (class, msg) = result
+        let failure = result
             .as_ref()
             .err()
-            .map_or(("error", ""), |e| (e.class(), e.message()));
+            .map(|e| (e.class().to_owned(), e.message().to_owned()));
+        let (class, msg) = failure
+            .as_ref()
+            .map_or(("error", ""), |(c, m)| (c.as_str(), m.as_str()));
         let action = match d {
             Disposition::Ack => Action::Ack,
             Disposition::Discard => Action::Discard,
+            Disposition::Cancel => Action::Cancel,
             Disposition::Retry { delay } => {
                 let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
                 Action::Retry {
@@ -198,10 +314,51 @@ impl Dispatcher {
                 Action::Dead { fields }
             }
         };
+        let result = live.map(|l| l.take_result()).unwrap_or_default();
+        (self.outcome(lane, entry_id, action), failure, result)
+    }
+
+    fn outcome(&self, lane: LaneId, entry_id: String, action: Action) -> Outcome {
         Outcome {
             lane,
             entry_id,
             action,
+            tracked: None,
+        }
+    }
+
+    /// `start-3` for a tracked job that needs it (a record to mark
+    /// active, a `queued` key to release). A failure to write it is
+    /// logged and the job runs anyway: running it matters more than its
+    /// record.
+    async fn start(
+        &self,
+        lane: LaneId,
+        entry_id: &str,
+        envelope: &Envelope,
+        tracking: &Tracking,
+    ) -> StartOutcome {
+        if !tracking.starts() {
+            return StartOutcome::Started;
+        }
+        let now = self.server_now().await;
+        let r = self.stores[lane]
+            .start_tracked(
+                &self.consumer,
+                entry_id,
+                &tracking.job_id,
+                now,
+                envelope.attempt,
+                tracking.record_ms > 0,
+                tracking.release_at_start.as_deref(),
+            )
+            .await;
+        match r {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(job_id = %tracking.job_id, error = %e, "could not mark the job started in its record; running it anyway");
+                StartOutcome::Started
+            }
         }
     }
 
@@ -218,6 +375,7 @@ impl Dispatcher {
         deadline: u64,
         now: u64,
         deliveries: u64,
+        msg: &str,
     ) -> Outcome {
         self.events.emit(Event::Expired {
             queue,
@@ -227,17 +385,9 @@ impl Dispatcher {
             discarded: envelope.discard_after_deadline,
         });
         if envelope.discard_after_deadline {
-            return Outcome {
-                lane,
-                entry_id,
-                action: Action::Expire,
-            };
+            return self.outcome(lane, entry_id, Action::Expire);
         }
-        let msg = format!(
-            "not started by its deadline ({deadline}, unix ms); {} ms late",
-            now - deadline
-        );
-        let failure = (DeadReason::Expired, "expired", msg.as_str());
+        let failure = (DeadReason::Expired, "expired", msg);
         self.dead(
             lane,
             queue,
@@ -264,11 +414,7 @@ impl Dispatcher {
         let fields = self
             .dead_fields(queue, fields, &entry_id, reason, class, message, deliveries)
             .await;
-        Outcome {
-            lane,
-            entry_id,
-            action: Action::Dead { fields },
-        }
+        self.outcome(lane, entry_id, Action::Dead { fields })
     }
 
     async fn server_now(&self) -> u64 {

@@ -117,6 +117,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     let inflight = Inflight::default();
     let job_tasks = TaskTracker::new();
     let (outcome_tx, outcome_rx) = mpsc::channel(concurrency * 2 + limits.ack_batch);
+    let cancels = crate::tracking::Cancels::default();
     let dispatcher = Arc::new(Dispatcher {
         registry,
         queues: queues.iter().map(|q| Arc::from(q.name.as_str())).collect(),
@@ -126,6 +127,8 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         tasks: job_tasks.clone(),
         events: crate::events::Events::default(),
         redis: redis.clone(),
+        stores: stores.clone(),
+        cancels: cancels.clone(),
     });
     let (stop_lease, lease_stop) = shutdown::channel();
     let (give_up_tx, give_up_at) = watch::channel(None);
@@ -175,6 +178,12 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         );
         background_tasks.push(background.spawn(reclaimer(store).run_reaper(shutdown.clone())));
     }
+    background_tasks.push(background.spawn(crate::tracking::watch_cancels(
+        stores.clone(),
+        redis.clone(),
+        cancels,
+        shutdown.clone(),
+    )));
     background.close();
     let fetchers = TaskTracker::new();
     let mut reader_ids = Vec::with_capacity(stores.len());

@@ -160,6 +160,7 @@ impl TestJob {
             deliveries: self.deliveries,
             max_attempts,
             state,
+            live: None,
         })
     }
 

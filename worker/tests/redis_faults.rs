@@ -366,7 +366,9 @@ async fn a_key_broken_under_a_running_worker_stops_it() {
         Worker::builder(&server.url())
             .queue(&queue)
             .timings(fast_timings())
-            .handle("t", |_: Value, _| async { Err(JobError::permanent("no")) }),
+            .handle("t", |_: Value, _| async {
+                Err::<(), _>(JobError::permanent("no"))
+            }),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     server

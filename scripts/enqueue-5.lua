@@ -1,0 +1,75 @@
+--[[
+  enqueue-5: enqueue one job that carries a uniqueness key or keeps a job
+  record (or both): the reservation of the key, the add to ready or
+  scheduled and the record's first state are one atomic step. Jobs with
+  neither are enqueued with a plain XADD or ZADD (docs/wire-format.md).
+
+  A duplicate (the key is held by another job) changes nothing but the
+  counter `duplicates`, and returns the id of the job holding the key.
+  Destination first: the XADD or ZADD is the first write; the key and the
+  record are written only after it succeeded, so an error of the add (OOM,
+  WRONGTYPE, an exhausted stream id) changes nothing.
+
+  KEYS[1]  PREFIX:{Q}:ready          stream
+  KEYS[2]  PREFIX:{Q}:scheduled      zset, score = due time (unix ms)
+  KEYS[3]  PREFIX:{Q}:stats          hash of counters: duplicates + 1 per
+           refused duplicate
+  KEYS[4]  PREFIX:{Q}:unique:KEY     string, value = the id of the job that
+           holds KEY (any key of the queue when ARGV[2] is empty: unused)
+  KEYS[5]  PREFIX:{Q}:job:ID         hash, the job's record (unused when
+           ARGV[4] is "0")
+
+  ARGV[1]  job id
+  ARGV[2]  uniqueness mode: "queued", "done", "ttl", or "" for none
+  ARGV[3]  lifetime of the reservation, ms; "0" = until released
+  ARGV[4]  how long the record is kept after a final state, ms; "0" = no
+           record
+  ARGV[5]  now, unix ms (the record's enqueued_at)
+  ARGV[6]  due time, unix ms; "0" = ready now (XADD to ready)
+  ARGV[7]  job type (for the record)
+  ARGV[8]  when due: the scheduled member (MessagePack map of the job's
+           fields); when ready now: ARGV[8..] are field, value, field, value
+           ... of the stream entry
+
+  Returns: { 1, job id } when enqueued; { 0, id of the job holding the key }
+           for a duplicate (nothing enqueued); or the error reply of the add,
+           unchanged (nothing is changed).
+]]
+local id, mode, lock_ms, keep_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if mode ~= '' then
+  local holder = redis.call('GET', KEYS[4])
+  if holder then
+    redis.pcall('HINCRBY', KEYS[3], 'duplicates', 1)
+    return { 0, holder }
+  end
+end
+local due = ARGV[6]
+local entry = ''
+local r
+if due == '0' then
+  r = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, 8))
+  if type(r) == 'table' then return r end
+  entry = r
+else
+  r = redis.pcall('ZADD', KEYS[2], due, ARGV[8])
+  if type(r) == 'table' and r.err then return r end
+end
+if mode ~= '' then
+  if lock_ms ~= '0' then
+    redis.call('SET', KEYS[4], id, 'PX', lock_ms)
+  else
+    redis.call('SET', KEYS[4], id)
+  end
+end
+if keep_ms ~= '0' then
+  redis.call('DEL', KEYS[5])
+  redis.call('HSET', KEYS[5], 'id', id, 'type', ARGV[7],
+    'state', due == '0' and 'ready' or 'scheduled', 'attempt', 0,
+    'enqueued_at', ARGV[5], 'run_at', due == '0' and ARGV[5] or due,
+    'entry', entry, 'keep_ms', keep_ms)
+  if mode ~= '' then
+    -- For cancel-6, which releases the key of a cancelled job.
+    redis.call('HSET', KEYS[5], 'unique_lock', KEYS[4])
+  end
+end
+return { 1, id }
