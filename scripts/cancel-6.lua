@@ -16,7 +16,7 @@
   KEYS[2]  PREFIX:{Q}:cancels        zset: ids of running jobs asked to
            cancel, score = when (unix ms); entries older than a minute are
            removed here
-  KEYS[3]  PREFIX:{Q}:job:ID:done    list (see settle-7)
+  KEYS[3]  PREFIX:{Q}:done:ID        list (see settle-7)
   KEYS[4]  PREFIX:{Q}:unique:KEY     string: the key the record names in
            unique_lock (any key of the queue when it has none: unused)
   KEYS[5]  PREFIX:{Q}:ready          stream
@@ -53,8 +53,8 @@ if state == 'scheduled' or state == 'ready' or state == 'retrying' then
     if ok and #pending == 0 and redis.call('XDEL', KEYS[5], entry) == 1 then
       -- Never delivered: gone now, so the record is final and expires.
       redis.pcall('HINCRBY', KEYS[6], 'cancelled', 1)
-      local keep = tonumber(redis.call('HGET', KEYS[1], 'keep_ms'))
-      if keep and keep > 0 then
+      local keep = redis.call('HGET', KEYS[1], 'keep_ms')
+      if keep and string.match(keep, '^%d+$') and #keep <= 15 and keep ~= '0' then
         redis.call('HSET', KEYS[1], 'entry', '')
         redis.call('PEXPIRE', KEYS[1], keep)
         redis.call('PEXPIRE', KEYS[3], keep)

@@ -18,7 +18,7 @@
   KEYS[5]  PREFIX:{Q}:job:ID         hash, the job's record (unused when
            ARGV[7] is "0")
   KEYS[6]  PREFIX:{Q}:unique:KEY     string (unused when ARGV[8] is "0")
-  KEYS[7]  PREFIX:{Q}:job:ID:done    list: one element (the final state)
+  KEYS[7]  PREFIX:{Q}:done:ID        list: one element (the final state)
            pushed when the job is final, for waiters (BLMOVE); expires with
            the record
 
@@ -43,8 +43,11 @@
            ... of the dead entry (as dead-3)
 
   Returns: 1 when settled, 0 when the entry is not pending on this consumer
-           (lease lost: nothing is changed); or the error reply of the ZADD
-           or XADD, unchanged (nothing is changed).
+           (lease lost: nothing is changed); or an error reply with nothing
+           changed: the ZADD's or XADD's error unchanged, or WRONGTYPE when
+           the record, the key or the done list is not of its type (checked
+           before any write, so a foreign key cannot stop the script after
+           the job was moved).
 ]]
 local COUNTER = { completed = 'processed', discarded = 'discarded', expired = 'expired',
   cancelled = 'cancelled', retrying = 'retried', dead = 'dead' }
@@ -70,6 +73,16 @@ end
 if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then
   return 0
 end
+for i, want in pairs({ [5] = 'hash', [6] = 'string', [7] = 'list' }) do
+  local t = redis.call('TYPE', KEYS[i])
+  t = type(t) == 'table' and t.ok or t
+  if t ~= 'none' and t ~= want then
+    return redis.error_reply('WRONGTYPE settle-7: ' .. KEYS[i] .. ' is a ' .. t .. ', not a ' .. want)
+  end
+end
+if not string.match(keep_ms, '^%d+$') or #keep_ms > 15 then
+  return redis.error_reply('ERR settle-7: the keep time must be a whole number of ms below 10^15')
+end
 if state == 'retrying' then
   local r = redis.pcall('ZADD', KEYS[2], ARGV[11], ARGV[12])
   if type(r) == 'table' and r.err then return r end
@@ -81,26 +94,28 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
 redis.pcall('HINCRBY', KEYS[4], counter, 1)
 
+-- After the move: the key first, then the record, each write a pcall
+-- (the types were checked above; nothing here may stop the script).
 local final = state ~= 'retrying'
+if ARGV[8] == '1' and redis.pcall('GET', KEYS[6]) == ARGV[4] then
+  redis.pcall('DEL', KEYS[6])
+end
 if keep_ms ~= '0' then
   if final then
-    redis.call('HSET', KEYS[5], 'id', ARGV[4], 'state', state, 'finished_at', now, 'entry', '')
+    redis.pcall('HSET', KEYS[5], 'id', ARGV[4], 'state', state, 'finished_at', now, 'entry', '')
     if state == 'completed' and ARGV[9] ~= '' then
-      redis.call('HSET', KEYS[5], 'result', ARGV[9])
+      redis.pcall('HSET', KEYS[5], 'result', ARGV[9])
     end
     if state == 'dead' then
-      redis.call('HSET', KEYS[5], 'last_error', ARGV[9], 'last_error_class', ARGV[10])
+      redis.pcall('HSET', KEYS[5], 'last_error', ARGV[9], 'last_error_class', ARGV[10])
     end
-    redis.call('PEXPIRE', KEYS[5], keep_ms)
-    redis.call('DEL', KEYS[7])
-    redis.call('RPUSH', KEYS[7], state)
-    redis.call('PEXPIRE', KEYS[7], keep_ms)
+    redis.pcall('PEXPIRE', KEYS[5], keep_ms)
+    redis.pcall('DEL', KEYS[7])
+    redis.pcall('RPUSH', KEYS[7], state)
+    redis.pcall('PEXPIRE', KEYS[7], keep_ms)
   else
-    redis.call('HSET', KEYS[5], 'id', ARGV[4], 'state', 'retrying', 'run_at', ARGV[11],
+    redis.pcall('HSET', KEYS[5], 'id', ARGV[4], 'state', 'retrying', 'run_at', ARGV[11],
       'last_error', ARGV[9], 'last_error_class', ARGV[10], 'entry', '')
   end
-end
-if ARGV[8] == '1' and redis.call('GET', KEYS[6]) == ARGV[4] then
-  redis.call('DEL', KEYS[6])
 end
 return 1

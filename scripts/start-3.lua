@@ -20,7 +20,8 @@
   ARGV[9]  "1" to release the uniqueness key (only if it holds ARGV[4])
 
   Returns: 1 started; 0 the entry is not pending on this consumer (lease
-           lost: nothing is changed); 2 the record says cancelled: the job
+           lost: nothing is changed); 2 the record says cancelled, or that
+           cancellation was requested while an earlier attempt ran: the job
            must not run (nothing is changed; the caller settles it as
            cancelled).
 ]]
@@ -29,7 +30,11 @@ if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 
 end
 if ARGV[8] == '1' then
   local state = redis.call('HGET', KEYS[2], 'state')
-  if state == 'cancelled' then return 2 end
+  -- Cancelled before it ran, or while an earlier attempt ran (which then
+  -- failed, or whose worker died): not run again.
+  if state == 'cancelled' or redis.call('HEXISTS', KEYS[2], 'cancel_requested') == 1 then
+    return 2
+  end
   redis.call('HSET', KEYS[2], 'id', ARGV[4], 'state', 'active', 'attempt', ARGV[6],
     'started_at', ARGV[5], 'worker', ARGV[7], 'entry', ARGV[3])
 end

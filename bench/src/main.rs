@@ -312,6 +312,20 @@ async fn drain(ctx: &mut Ctx, scenario: &str, n: usize, size: usize, concurrency
     drain_queues(ctx, scenario, n, size, concurrency, false).await
 }
 
+/// Jobs that keep a record (enqueued by the producer with `keep_record`,
+/// so each has its record before the drain starts): what records cost a
+/// worker and Redis (`start-3` and `settle-7` per job instead of a share of
+/// a batched `ack-2`).
+async fn drain_records(ctx: &mut Ctx, scenario: &str, n: usize, concurrency: usize) -> Row {
+    RECORDS.store(true, std::sync::atomic::Ordering::Relaxed);
+    let row = drain_queues(ctx, scenario, n, 100, concurrency, false).await;
+    RECORDS.store(false, std::sync::atomic::Ordering::Relaxed);
+    row
+}
+
+/// Set while `drain_records` fills its queues.
+static RECORDS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 async fn drain_queues(
     ctx: &mut Ctx,
     scenario: &str,
@@ -344,6 +358,15 @@ async fn drain_queues(
                 let key = format!("jobstream:{{{q}-{suffix}}}:ready");
                 raw::bulk_xadd(&mut conn, &key, k, 1000, &payload).await;
             }
+        } else if RECORDS.load(std::sync::atomic::Ordering::Relaxed) {
+            let jobs: Vec<NewJob> = (0..per_round)
+                .map(|_| {
+                    NewJob::new("bench", &payload)
+                        .expect("payload")
+                        .keep_record(Duration::from_secs(600))
+                })
+                .collect();
+            ctx.producer.enqueue_many(&q, jobs).await.expect("fill");
         } else {
             raw::bulk_xadd(
                 &mut conn,
@@ -550,6 +573,12 @@ async fn main() {
     if want("drain_3q") {
         emit(
             drain_queues(&mut ctx, "drain_3q", args.jobs, 100, args.concurrency, true).await,
+            &mut rows,
+        );
+    }
+    if want("drain_records") {
+        emit(
+            drain_records(&mut ctx, "drain_records", args.jobs, args.concurrency).await,
             &mut rows,
         );
     }

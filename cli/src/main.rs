@@ -3,6 +3,7 @@
 
 mod check;
 mod dlq;
+mod job;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -87,6 +88,11 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: dlq::DlqCommand,
+    },
+    /// One job by id, through its record: show, wait, cancel.
+    Job {
+        #[command(subcommand)]
+        command: job::JobCommand,
     },
 }
 
@@ -201,6 +207,10 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 .with_group(&cli.group);
             dlq::run(inspector, command).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Job { command } => {
+            let code = job::run(&cli.redis_url, &cli.prefix, command).await?;
+            Ok(ExitCode::from(code))
         }
     }
 }

@@ -65,7 +65,7 @@ pub mod field {
     /// `discard`.
     pub const ON_DEADLINE: &str = "on_deadline";
     /// Uniqueness key: while it is held by another job of the queue, an
-    /// enqueue of this one is refused as a duplicate (`enqueue-5`).
+    /// enqueue of this one is refused as a duplicate (`enqueue-6`).
     pub const UNIQUE_KEY: &str = "unique_key";
     /// When the uniqueness key is released: `queued` (at start), `done`
     /// (when final, the default) or `ttl` (when `unique_ttl_ms` is over).
@@ -333,7 +333,10 @@ impl Envelope {
                 17 => {
                     number::<u64>(label, value)?;
                 }
-                18 => env.record_ms = Some(number::<u64>(label, value)?.max(1)),
+                18 => {
+                    let ms: u64 = number(label, value)?;
+                    env.record_ms = Some(ms.clamp(1, crate::lifecycle::MAX_KEEP_MS));
+                }
                 _ => {
                     text(label, value)?;
                 }
@@ -623,10 +626,10 @@ mod tests {
         let p = payload();
         for name in JOB_FIELDS {
             let mut fields = f(&[("type", b"t"), ("payload", &p)]);
-            let value = if *name == field::ON_DEADLINE {
-                "dead"
-            } else {
-                "1"
+            let value = match *name {
+                field::ON_DEADLINE => "dead",
+                field::UNIQUE_FOR => "done",
+                _ => "1",
             };
             fields.push((name.as_bytes().to_vec(), value.into()));
             fields.push((name.as_bytes().to_vec(), value.into()));

@@ -119,10 +119,12 @@ impl QueueKeys {
     pub fn job(&self, id: &str) -> String {
         format!("{}:job:{id}", self.base)
     }
-    /// `PREFIX:{Q}:job:ID:done`: list pushed once when a recorded job is
+    /// `PREFIX:{Q}:done:ID`: list pushed once when a recorded job is
     /// final, for waiters (`BLMOVE` onto itself, so every waiter sees it).
+    /// Its own namespace: under `job:` it could be another job's record
+    /// (job `x`'s list would be the record of job `x:done`).
     pub fn job_done(&self, id: &str) -> String {
-        format!("{}:job:{id}:done", self.base)
+        format!("{}:done:{id}", self.base)
     }
     /// `PREFIX:{Q}:cancels`: zset of running jobs asked to cancel.
     pub fn cancels(&self) -> String {

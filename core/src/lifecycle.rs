@@ -1,6 +1,6 @@
 //! The job lifecycle beyond one attempt: uniqueness keys, job records
 //! (state, attempts, progress, result) and what a waiter gets back.
-//! The scripts that write them: `enqueue-5`, `start-3`, `settle-7`,
+//! The scripts that write them: `enqueue-6`, `start-3`, `settle-7`,
 //! `progress-2`, `cancel-6` (scripts/README.md).
 
 use std::collections::HashMap;
@@ -12,6 +12,11 @@ pub const MAX_UNIQUE_KEY_LEN: usize = 256;
 /// Largest result a handler may leave in its job's record (MessagePack
 /// bytes); a larger one is not stored, and the record says so.
 pub const MAX_RESULT_BYTES: usize = 64 * 1024;
+
+/// Longest keep time of a record and lifetime of a uniqueness key, ms
+/// (about ten years): longer ones are lowered to it, so `PX`/`PEXPIRE`
+/// never refuse them half-way through a script.
+pub const MAX_KEEP_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 
 /// Longest progress message kept, in bytes (cut at a character boundary).
 pub const MAX_PROGRESS_MSG_LEN: usize = 256;

@@ -93,7 +93,7 @@ job_script!(
 job_script!(
     /// Enqueue a job with a uniqueness key or a record: reserve, add,
     /// record, atomically.
-    ENQUEUE, "enqueue-5", 5
+    ENQUEUE, "enqueue-6", 6
 );
 job_script!(
     /// Start a job with a record or a `queued` uniqueness key.

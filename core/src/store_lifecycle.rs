@@ -37,7 +37,7 @@ pub struct UniqueLock<'a> {
     pub ttl_ms: u64,
 }
 
-/// What `enqueue-5` did.
+/// What `enqueue-6` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnqueueOutcome {
     /// Enqueued, with this id.
@@ -104,7 +104,7 @@ pub struct Settle<'a> {
 }
 
 impl QueueStore {
-    /// Script `enqueue-5`: reserves `unique` (if any), adds the job to
+    /// Script `enqueue-6`: reserves `unique` (if any), adds the job to
     /// `dest`, and writes its first record (if `record_ms` > 0), in one
     /// atomic step.
     #[allow(clippy::too_many_arguments)]
@@ -126,6 +126,7 @@ impl QueueStore {
                     .key(keys.stats())
                     .key(&lock)
                     .key(keys.job(job_id))
+                    .key(keys.job_done(job_id))
                     .arg(job_id)
                     .arg(unique.map_or("", |u| u.mode))
                     .arg(unique.map_or(0, |u| u.ttl_ms))

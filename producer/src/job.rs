@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jobstream_core::envelope::{
     MAX_ATTEMPTS_CAP, MAX_FIELDS, MAX_TIMEOUT_MS, field, reserved_names,
 };
-use jobstream_core::lifecycle::MAX_UNIQUE_KEY_LEN;
+use jobstream_core::lifecycle::{MAX_KEEP_MS, MAX_UNIQUE_KEY_LEN};
 use jobstream_core::{Error, Job, Result, Uniqueness};
 use serde::Serialize;
 
@@ -216,7 +216,7 @@ impl NewJob {
     /// holds the key, enqueueing this one enqueues nothing and returns the
     /// holder's id (counted in `duplicates`); see [`Uniqueness`] for when
     /// the key is released. The key is reserved atomically with the
-    /// enqueue (script `enqueue-5`). It must be 1 to
+    /// enqueue (script `enqueue-6`). It must be 1 to
     /// [`MAX_UNIQUE_KEY_LEN`] bytes, and a `For` duration at least 1 ms.
     ///
     /// ```
@@ -238,7 +238,9 @@ impl NewJob {
             .option(field::UNIQUE_FOR, mode.wire_mode().to_owned());
         Ok(match mode {
             Uniqueness::For(d) => {
-                let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+                let ms = u64::try_from(d.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .clamp(1, MAX_KEEP_MS);
                 job.option(field::UNIQUE_TTL_MS, ms.to_string())
             }
             _ => job,
@@ -252,7 +254,9 @@ impl NewJob {
     /// with [`Producer::cancel`](crate::Producer::cancel). Costs a few
     /// Redis commands per job (docs/benchmarks.md).
     pub fn keep_record(self, keep: Duration) -> Self {
-        let ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = u64::try_from(keep.as_millis())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_KEEP_MS);
         self.option(field::RECORD_MS, ms.to_string())
     }
 

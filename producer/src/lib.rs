@@ -362,7 +362,7 @@ impl Producer {
             .collect();
         let mut immediate: Vec<Fields<'_>> = Vec::new();
         let mut delayed: Vec<(u64, Vec<u8>)> = Vec::new();
-        // Jobs with a uniqueness key or a record: one `enqueue-5` call
+        // Jobs with a uniqueness key or a record: one `enqueue-6` call
         // each, after the plain ones; a duplicate's id is the holder's.
         let mut tracked = Vec::new();
         for (i, (job, deadline)) in jobs.iter().zip(&deadlines).enumerate() {
@@ -408,7 +408,7 @@ impl Producer {
     }
 }
 
-/// Enqueues one job with a uniqueness key or a record (`enqueue-5`).
+/// Enqueues one job with a uniqueness key or a record (`enqueue-6`).
 async fn send_tracked(
     store: &QueueStore,
     job: &NewJob,

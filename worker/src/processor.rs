@@ -328,9 +328,7 @@ impl Dispatcher {
     }
 
     /// `start-3` for a tracked job that needs it (a record to mark
-    /// active, a `queued` key to release). A failure to write it is
-    /// logged and the job runs anyway: running it matters more than its
-    /// record.
+    /// active, a `queued` key to release).
     async fn start(
         &self,
         lane: LaneId,
@@ -356,8 +354,10 @@ impl Dispatcher {
         match r {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(job_id = %tracking.job_id, error = %e, "could not mark the job started in its record; running it anyway");
-                StartOutcome::Started
+                // Not run unchecked: a cancelled job must not run. It stays
+                // pending here and comes back after the visibility timeout.
+                tracing::warn!(job_id = %tracking.job_id, error = %e, "could not start the job (start-3); it stays pending and is retried after the visibility timeout");
+                StartOutcome::Lost
             }
         }
     }

@@ -20,7 +20,7 @@ pub(crate) struct Tracking {
     pub(crate) job_id: String,
     /// The record's keep time, ms; 0 = no record.
     pub(crate) record_ms: u64,
-    /// The uniqueness key, released at start (`queued`).
+    /// The uniqueness key, released at start (`queued`; and when final).
     pub(crate) release_at_start: Option<String>,
     /// The uniqueness key, released when the job is final (`done`).
     pub(crate) release_at_end: Option<String>,
@@ -31,7 +31,10 @@ impl Tracking {
     pub(crate) fn of(envelope: &Envelope, entry_id: &str) -> Option<Self> {
         let record_ms = envelope.record_ms.unwrap_or(0);
         let (at_start, at_end) = match &envelope.unique {
-            Some(u) if u.mode == UniqueMode::Queued => (Some(u.key.clone()), None),
+            // Also released when final: a job that never started (expired,
+            // unknown type, a failed start-3) must not hold it for good;
+            // the release is a compare-and-delete on the job's id.
+            Some(u) if u.mode == UniqueMode::Queued => (Some(u.key.clone()), Some(u.key.clone())),
             Some(u) if u.mode == UniqueMode::Done => (None, Some(u.key.clone())),
             _ => (None, None),
         };

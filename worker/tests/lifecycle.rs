@@ -130,15 +130,19 @@ async fn a_dead_job_releases_its_key_and_while_queued_releases_at_start() {
     let queue = unique_queue("release");
     let p = producer(&server).await;
     let gate = Arc::new(Notify::new());
-    let g = Arc::clone(&gate);
+    let started = Arc::new(AtomicU32::new(0));
+    let (g, st) = (Arc::clone(&gate), Arc::clone(&started));
+    // One slot: a second `hold` job stays queued while the first runs.
     let w = start(
         worker(&server, &queue)
+            .concurrency(1)
             .handle("fail", |_: u64, _ctx: JobContext| async {
                 Err::<(), _>(JobError::permanent("no"))
             })
             .handle("hold", move |_: u64, _ctx: JobContext| {
-                let g = Arc::clone(&g);
+                let (g, st) = (Arc::clone(&g), Arc::clone(&st));
                 async move {
+                    st.fetch_add(1, Ordering::SeqCst);
                     g.notified().await;
                     Ok(())
                 }
@@ -167,7 +171,14 @@ async fn a_dead_job_releases_its_key_and_while_queued_releases_at_start() {
             .unwrap()
     };
     let running = p.push(holding(1)).await.unwrap();
-    wait_stats(&server, &queue, "running", |s| s.in_flight == 1).await;
+    // Its handler runs only after start-3 released the key.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while started.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
     let queued = p.push(holding(2)).await.unwrap();
     assert_ne!(queued, running, "released when it started");
     assert_eq!(

@@ -1,5 +1,5 @@
 --[[
-  enqueue-5: enqueue one job that carries a uniqueness key or keeps a job
+  enqueue-6: enqueue one job that carries a uniqueness key or keeps a job
   record (or both): the reservation of the key, the add to ready or
   scheduled and the record's first state are one atomic step. Jobs with
   neither are enqueued with a plain XADD or ZADD (docs/wire-format.md).
@@ -18,6 +18,9 @@
            holds KEY (any key of the queue when ARGV[2] is empty: unused)
   KEYS[5]  PREFIX:{Q}:job:ID         hash, the job's record (unused when
            ARGV[4] is "0")
+  KEYS[6]  PREFIX:{Q}:done:ID        list of a final job's waiters (see
+           settle-7): deleted with a new record, so an old final state
+           never answers for this one
 
   ARGV[1]  job id
   ARGV[2]  uniqueness mode: "queued", "done", "ttl", or "" for none
@@ -31,13 +34,24 @@
            fields); when ready now: ARGV[8..] are field, value, field, value
            ... of the stream entry
 
-  Returns: { 1, job id } when enqueued; { 0, id of the job holding the key }
-           for a duplicate (nothing enqueued); or the error reply of the add,
-           unchanged (nothing is changed).
+  Returns: { 1, job id } when enqueued, or when the key is already held by
+           this very id (a retried call whose first reply was lost: nothing
+           is added twice); { 0, id of the job holding the key } for a
+           duplicate (nothing enqueued); or an error reply, with nothing
+           changed: the add's error unchanged, or "ERR enqueue-6: ..." for a
+           lifetime or keep time that is not a whole number of ms.
 ]]
 local id, mode, lock_ms, keep_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- Checked before any write: PX and PEXPIRE refusing them afterwards would
+-- leave the job added without its key or record.
+for _, ms in ipairs({ lock_ms, keep_ms }) do
+  if not string.match(ms, '^%d+$') or #ms > 15 then
+    return redis.error_reply('ERR enqueue-6: a lifetime must be a whole number of ms below 10^15')
+  end
+end
 if mode ~= '' then
   local holder = redis.call('GET', KEYS[4])
+  if holder == id then return { 1, id } end
   if holder then
     redis.pcall('HINCRBY', KEYS[3], 'duplicates', 1)
     return { 0, holder }
@@ -62,13 +76,14 @@ if mode ~= '' then
   end
 end
 if keep_ms ~= '0' then
-  redis.call('DEL', KEYS[5])
+  redis.call('DEL', KEYS[5], KEYS[6])
   redis.call('HSET', KEYS[5], 'id', id, 'type', ARGV[7],
     'state', due == '0' and 'ready' or 'scheduled', 'attempt', 0,
     'enqueued_at', ARGV[5], 'run_at', due == '0' and ARGV[5] or due,
     'entry', entry, 'keep_ms', keep_ms)
-  if mode ~= '' then
-    -- For cancel-6, which releases the key of a cancelled job.
+  if mode == 'queued' or mode == 'done' then
+    -- For cancel-6, which releases the key of a cancelled job (a ttl key
+    -- is held for its lifetime, whatever the job does).
     redis.call('HSET', KEYS[5], 'unique_lock', KEYS[4])
   end
 end
