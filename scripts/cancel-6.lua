@@ -6,7 +6,7 @@
     final at once.
   - Scheduled, waiting for a retry, or delivered but not started: marked
     `cancelled`; the worker that fetches it drops it without running it
-    and counts it (start-3, settle-7). Waiters are woken now.
+    and counts it (start-3, settle-10). Waiters are woken now.
   - Running: marked `cancel_requested` and its id added to the queue's
     cancel feed, which every worker running recorded jobs of the queue
     reads about once a second, to signal the handler.
@@ -16,7 +16,7 @@
   KEYS[2]  PREFIX:{Q}:cancels        zset: ids of running jobs asked to
            cancel, score = when (unix ms); entries older than a minute are
            removed here
-  KEYS[3]  PREFIX:{Q}:done:ID        list (see settle-7)
+  KEYS[3]  PREFIX:{Q}:done:ID        list (see settle-10)
   KEYS[4]  PREFIX:{Q}:unique:KEY     string: the key the record names in
            unique_lock (any key of the queue when it has none: unused)
   KEYS[5]  PREFIX:{Q}:ready          stream

@@ -75,6 +75,16 @@ pub mod field {
     /// The job keeps a record (`PREFIX:{Q}:job:ID`), kept this many ms
     /// after its final state.
     pub const RECORD_MS: &str = "record_ms";
+    /// A chain's remaining steps, run one after the other as each succeeds:
+    /// a MessagePack array of steps, each a MessagePack map of the step's
+    /// fields (as a `scheduled` member).
+    pub const CHAIN: &str = "chain";
+    /// The previous chain step's result (MessagePack), on a chain step.
+    pub const PREV_RESULT: &str = "prev_result";
+    /// The id of the batch the job is a member of.
+    pub const BATCH: &str = "batch";
+    /// On a batch's completion job: the id of the batch it completes.
+    pub const BATCH_DONE: &str = "batch_done";
 }
 
 /// Longest error message kept in `last_error` and `error` fields.
@@ -131,6 +141,10 @@ pub const JOB_FIELDS: &[&str] = &[
     field::UNIQUE_FOR,
     field::UNIQUE_TTL_MS,
     field::RECORD_MS,
+    field::CHAIN,
+    field::PREV_RESULT,
+    field::BATCH,
+    field::BATCH_DONE,
 ];
 
 /// Every name the wire format reserves: the job's own fields
@@ -195,6 +209,14 @@ pub struct Envelope {
     pub unique: Option<UniqueKey>,
     /// It keeps a record, for this many ms after its final state.
     pub record_ms: Option<u64>,
+    /// Index of the `chain` field: the remaining steps of its chain.
+    chain_at: Option<usize>,
+    /// Index of the `prev_result` field.
+    prev_result_at: Option<usize>,
+    /// The batch it is a member of.
+    pub batch: Option<String>,
+    /// The batch it completes (a completion job).
+    pub batch_done: Option<String>,
 }
 
 /// Why an entry could not be decoded into a job.
@@ -287,6 +309,10 @@ impl Envelope {
                 b"unique_for" => (16, field::UNIQUE_FOR),
                 b"unique_ttl_ms" => (17, field::UNIQUE_TTL_MS),
                 b"record_ms" => (18, field::RECORD_MS),
+                b"chain" => (19, field::CHAIN),
+                b"prev_result" => (20, field::PREV_RESULT),
+                b"batch" => (21, field::BATCH),
+                b"batch_done" => (22, field::BATCH_DONE),
                 _ => continue,
             };
             if seen & (1 << bit) != 0 {
@@ -333,6 +359,14 @@ impl Envelope {
                 17 => {
                     number::<u64>(label, value)?;
                 }
+                19 => {
+                    crate::chain::check_chain(value)
+                        .map_err(|e| malformed(format!("field \"chain\": {e}")))?;
+                    env.chain_at = Some(i);
+                }
+                20 => env.prev_result_at = Some(i),
+                21 => env.batch = Some(text(label, value)?),
+                22 => env.batch_done = Some(text(label, value)?),
                 18 => {
                     let ms: u64 = number(label, value)?;
                     env.record_ms = Some(ms.clamp(1, crate::lifecycle::MAX_KEEP_MS));
@@ -362,6 +396,26 @@ impl Envelope {
         env.payload_at = payload_at;
         env.attempt = env.attempt.max(1);
         Ok(env)
+    }
+
+    /// The remaining steps of the job's chain (each a MessagePack map of a
+    /// step's fields), if it is a chain step with steps after it.
+    pub fn chain_rest(&self) -> Option<Vec<crate::chain::Fields>> {
+        let bytes = &self.fields.get(self.chain_at?)?.1;
+        crate::chain::decode_chain(bytes).ok()
+    }
+
+    /// It is a chain step with steps after it.
+    pub fn has_chain(&self) -> bool {
+        self.chain_at.is_some()
+    }
+
+    /// The previous chain step's result (MessagePack), on a chain step
+    /// after the first.
+    pub fn prev_result(&self) -> Option<&[u8]> {
+        self.prev_result_at
+            .and_then(|i| self.fields.get(i))
+            .map(|(_, v)| v.as_slice())
     }
 
     /// The MessagePack payload.

@@ -126,6 +126,18 @@ impl QueueKeys {
     pub fn job_done(&self, id: &str) -> String {
         format!("{}:done:{id}", self.base)
     }
+    /// `PREFIX:{Q}:batch:B`: hash of batch `B` (counts, completion job).
+    pub fn batch(&self, id: &str) -> String {
+        format!("{}:batch:{id}", self.base)
+    }
+    /// `PREFIX:{Q}:batch:B:members`: set of member ids not yet final.
+    pub fn batch_members(&self, id: &str) -> String {
+        format!("{}:batch:{id}:members", self.base)
+    }
+    /// `PREFIX:{Q}:batch:B:failed`: set of member ids that did not complete.
+    pub fn batch_failed(&self, id: &str) -> String {
+        format!("{}:batch:{id}:failed", self.base)
+    }
     /// `PREFIX:{Q}:cancels`: zset of running jobs asked to cancel.
     pub fn cancels(&self) -> String {
         format!("{}:cancels", self.base)
@@ -147,6 +159,9 @@ impl QueueKeys {
             self.job("1-0"),
             self.job_done("1-0"),
             self.cancels(),
+            self.batch("b"),
+            self.batch_members("b"),
+            self.batch_failed("b"),
         ]
     }
 }

@@ -25,6 +25,7 @@
 //! which re-export what they need from here.
 
 pub mod books;
+pub mod chain;
 pub mod config;
 pub mod connection;
 pub mod envelope;

@@ -100,8 +100,8 @@ job_script!(
     START, "start-3", 3
 );
 job_script!(
-    /// Settle an attempt of a job with a record or a uniqueness key.
-    SETTLE, "settle-7", 7
+    /// Settle an attempt of a tracked job: record, key, chain, batch.
+    SETTLE, "settle-10", 10
 );
 job_script!(
     /// Report a running job's progress; refresh its lease.

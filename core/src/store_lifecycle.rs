@@ -75,7 +75,7 @@ pub enum CancelOutcome {
 /// A field, value pair of an entry.
 pub type Field = (Vec<u8>, Vec<u8>);
 
-/// One `settle-7` call: the outcome of an attempt of a tracked job.
+/// One `settle-10` call: the outcome of an attempt of a tracked job.
 #[derive(Debug, Clone, Copy)]
 pub struct Settle<'a> {
     /// This worker's consumer name.
@@ -101,6 +101,30 @@ pub struct Settle<'a> {
     pub retry: Option<(u64, &'a [u8])>,
     /// Dead: the dead stream's cap and the dead entry's fields.
     pub dead: Option<(u64, &'a [Field])>,
+    /// Completed chain step: the next step's entry fields.
+    pub next_step: Option<&'a [Field]>,
+    /// The batch the job is a member of.
+    pub batch: Option<&'a str>,
+}
+
+/// A batch as its hash says: how many members, how they ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct BatchSummary {
+    /// The batch id.
+    pub id: String,
+    /// Members in all.
+    pub total: u64,
+    /// Members not final yet (0 once the completion job is scheduled).
+    pub pending: u64,
+    /// Members that completed.
+    pub succeeded: u64,
+    /// Members that ended otherwise (dead, discarded, expired, cancelled).
+    pub failed: u64,
+    /// The ids of the members that did not complete.
+    pub failed_ids: Vec<String>,
+    /// When the last member ended, unix ms.
+    pub done_at_ms: Option<u64>,
 }
 
 impl QueueStore {
@@ -195,11 +219,12 @@ impl QueueStore {
         })
     }
 
-    /// Script `settle-7`. False when the entry was not pending on the
+    /// Script `settle-10`. False when the entry was not pending on the
     /// consumer (lease lost: nothing changed).
     pub async fn settle(&self, s: &Settle<'_>) -> Result<bool> {
         let keys = self.keys();
         let lock = keys.unique(s.release.unwrap_or(""));
+        let batch = s.batch.unwrap_or("");
         self.eval(&scripts::SETTLE, |inv| {
             inv.key(keys.ready())
                 .key(keys.scheduled())
@@ -208,6 +233,9 @@ impl QueueStore {
                 .key(keys.job(s.job_id))
                 .key(&lock)
                 .key(keys.job_done(s.job_id))
+                .key(keys.batch(batch))
+                .key(keys.batch_members(batch))
+                .key(keys.batch_failed(batch))
                 .arg(self.group())
                 .arg(s.consumer)
                 .arg(s.entry_id)
@@ -217,18 +245,27 @@ impl QueueStore {
                 .arg(s.record_ms)
                 .arg(if s.release.is_some() { "1" } else { "0" })
                 .arg(s.text)
-                .arg(s.error_class);
-            match (s.retry, s.dead) {
-                (Some((due, member)), _) => {
+                .arg(s.error_class)
+                .arg(if s.batch.is_some() { "1" } else { "0" });
+            match (s.retry, s.dead, s.next_step) {
+                (Some((due, member)), _, _) => {
                     inv.arg(due).arg(member);
                 }
-                (None, Some((max_len, fields))) => {
+                (None, Some((max_len, fields)), _) => {
                     inv.arg(max_len);
                     for (k, v) in fields {
                         inv.arg(k.as_slice()).arg(v.as_slice());
                     }
                 }
-                (None, None) => {}
+                (None, None, Some(fields)) => {
+                    inv.arg("1");
+                    for (k, v) in fields {
+                        inv.arg(k.as_slice()).arg(v.as_slice());
+                    }
+                }
+                (None, None, None) => {
+                    inv.arg("0");
+                }
             }
         })
         .await
@@ -289,6 +326,76 @@ impl QueueStore {
             3 => CancelOutcome::AlreadyFinal,
             _ => CancelOutcome::NotFound,
         })
+    }
+
+    /// Opens batch `batch_id`: its hash (`total` = `pending` = the number
+    /// of members, the completion job's scheduled `callback` member, the
+    /// keep time after it completes) and its member set, before any
+    /// member is enqueued. `HSETNX`, so a repeated call changes nothing.
+    pub async fn open_batch(
+        &self,
+        batch_id: &str,
+        member_ids: &[&str],
+        callback: &[u8],
+        keep_ms: u64,
+        now_ms: u64,
+    ) -> Result<()> {
+        let keys = self.keys();
+        let hash = keys.batch(batch_id);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (k, v) in [
+            ("total", member_ids.len().to_string()),
+            ("pending", member_ids.len().to_string()),
+            ("keep_ms", keep_ms.to_string()),
+            ("created_at", now_ms.to_string()),
+        ] {
+            pipe.cmd("HSETNX").arg(&hash).arg(k).arg(v).ignore();
+        }
+        pipe.cmd("HSETNX")
+            .arg(&hash)
+            .arg("callback")
+            .arg(callback)
+            .ignore();
+        for chunk in member_ids.chunks(1000) {
+            pipe.cmd("SADD")
+                .arg(keys.batch_members(batch_id))
+                .arg(chunk)
+                .ignore();
+        }
+        let mut conn = self.redis().shared();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.redis().error("open batch", e))
+    }
+
+    /// What batch `batch_id`'s hash says, `None` when there is none (an
+    /// unknown id, or it expired after its keep time).
+    pub async fn batch_summary(&self, batch_id: &str) -> Result<Option<BatchSummary>> {
+        let keys = self.keys();
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(keys.batch(batch_id));
+        let v: Value = self.query("HGETALL", &cmd).await?;
+        let fields: HashMap<String, String> = reply::pairs("HGETALL", v)?
+            .into_iter()
+            .filter_map(|(k, v)| Some((String::from_utf8(k).ok()?, String::from_utf8(v).ok()?)))
+            .collect();
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let num = |k: &str| fields.get(k).and_then(|v| v.parse::<i64>().ok());
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(keys.batch_failed(batch_id));
+        let failed_ids: Vec<String> = self.query("SMEMBERS", &cmd).await?;
+        Ok(Some(BatchSummary {
+            id: batch_id.to_owned(),
+            total: num("total").unwrap_or(0).max(0) as u64,
+            pending: num("pending").unwrap_or(0).max(0) as u64,
+            succeeded: num("succeeded").unwrap_or(0).max(0) as u64,
+            failed: num("failed").unwrap_or(0).max(0) as u64,
+            failed_ids,
+            done_at_ms: num("done_at").map(|v| v.max(0) as u64),
+        }))
     }
 
     /// The record of job `job_id`, if it has one (`HGETALL`).

@@ -281,6 +281,13 @@ impl NewJob {
             .any(|(n, _)| *n == field::UNIQUE_KEY || *n == field::RECORD_MS)
     }
 
+    /// Sets a wire-format field that the producer itself manages (chain,
+    /// batch), replacing one already there.
+    pub(crate) fn set_internal(&mut self, name: &str, value: Vec<u8>) {
+        self.extra.retain(|(n, _)| n != name);
+        self.extra.push((name.to_owned(), value));
+    }
+
     /// How long the record is kept (ms), if the job keeps one.
     pub(crate) fn record_ms(&self) -> Option<u64> {
         self.options

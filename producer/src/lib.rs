@@ -35,6 +35,7 @@
 //! - `testing.rs`: [`Producer::recording`] and assertions on what was
 //!   enqueued, for users' tests.
 
+mod flows;
 pub mod inspect;
 mod job;
 mod lifecycle;
@@ -44,9 +45,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use flows::{Batch, Chain};
 pub use job::{MAX_ID_LEN, NewJob};
 pub use jobstream_core::Job;
 use jobstream_core::envelope::{field, fields_to_msgpack};
+pub use jobstream_core::store_lifecycle::BatchSummary;
 use jobstream_core::store_lifecycle::{Destination, EnqueueOutcome, UniqueLock};
 pub use jobstream_core::{Error, Limits, QueueName, Result, Timings, TlsOptions};
 pub use jobstream_core::{JobRecord, JobState, Uniqueness};

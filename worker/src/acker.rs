@@ -76,7 +76,7 @@ impl Acker {
         // stream's keys only (ready to be spread over Cluster slots).
         // Acks, discards and expired jobs of each lane: one call each.
         // Tracked jobs (a record, a uniqueness key) are settled one by one
-        // below, by settle-7.
+        // below, by settle-10.
         let mut by_lane: BTreeMap<LaneId, [Vec<&str>; 4]> = BTreeMap::new();
         for o in buf.iter().filter(|o| o.tracked.is_none()) {
             let lane = by_lane.entry(o.lane);
@@ -133,7 +133,7 @@ impl Acker {
             .remove_many(buf.iter().map(|o| (o.lane, o.entry_id.as_str())));
     }
 
-    /// `settle-7` for one tracked job: the move, its record, its key.
+    /// `settle-10` for one tracked job: the move, its record, its key.
     async fn settle(&self, store: &QueueStore, o: &Outcome, t: &Settling) -> Option<bool> {
         let (state, retry, dead) = match &o.action {
             Action::Ack => (JobState::Completed, None, None),
@@ -176,6 +176,8 @@ impl Acker {
                         error_class: &t.error_class,
                         retry,
                         dead,
+                        next_step: t.next_step.as_deref(),
+                        batch: t.tracking.batch.as_deref(),
                     })
                     .await
             }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::job_error::{JobError, JobResult};
 use crate::tracking::Live;
+use jobstream_core::store_lifecycle::BatchSummary;
 
 /// A job as a handler sees it, with the worker's shared state `S` (set
 /// with [`WorkerBuilder::state`](crate::WorkerBuilder::state); `()` when
@@ -132,6 +133,32 @@ impl<S> JobContext<S> {
                 tracing::warn!(job_id = %self.id(), error = %e, "job result could not be encoded; dropped")
             }
         }
+    }
+
+    /// The previous step's result, on a step of a chain after the first
+    /// (`None` when that step returned nothing).
+    pub fn previous_result<T: DeserializeOwned>(&self) -> Result<Option<T>, JobError> {
+        match self.envelope.prev_result() {
+            None => Ok(None),
+            Some(bytes) => rmp_serde::from_slice(bytes).map(Some).map_err(|e| {
+                JobError::malformed(format!(
+                    "previous step's result does not decode: {}",
+                    without_values(&e.to_string())
+                ))
+            }),
+        }
+    }
+
+    /// On a batch's completion job: how the batch's members ended
+    /// (`None` on any other job, or when the batch's record expired).
+    pub async fn batch(&self) -> Result<Option<BatchSummary>, JobError> {
+        let (Some(live), Some(id)) = (&self.live, self.envelope.batch_done.as_deref()) else {
+            return Ok(None);
+        };
+        live.store
+            .batch_summary(id)
+            .await
+            .map_err(|e| JobError::retry(format!("could not read the batch: {e}")))
     }
 
     /// The job id, stable across retries and replays. Use it (or the
@@ -311,7 +338,7 @@ where
         let payload = job.payload::<T>()?;
         let live = job.live.clone();
         let value = (self.f)(payload, job.with_state(self.state.clone())).await?;
-        if let Some(live) = live.filter(|l| l.record) {
+        if let Some(live) = live.filter(|l| l.keep_result) {
             match rmp_serde::to_vec_named(&value) {
                 Ok(bytes) => live.set_result_bytes(bytes),
                 Err(e) => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use jobstream_core::chain::encode_chain;
 use jobstream_core::envelope::{
     DEAD_CONTEXT, Envelope, MAX_ENTRY_FIELDS, entry_id_ms, field, fields_to_msgpack, truncate_error,
 };
@@ -49,11 +50,11 @@ pub(crate) struct Outcome {
     pub(crate) entry_id: String,
     pub(crate) action: Action,
     /// For a job with a record or a uniqueness key: settled by
-    /// `settle-7`, one call, instead of the batched plain scripts.
+    /// `settle-10`, one call, instead of the batched plain scripts.
     pub(crate) tracked: Option<Box<Settling>>,
 }
 
-/// What `settle-7` writes besides the move.
+/// What `settle-10` writes besides the move.
 #[derive(Debug)]
 pub(crate) struct Settling {
     pub(crate) tracking: Tracking,
@@ -62,6 +63,30 @@ pub(crate) struct Settling {
     /// The failure's class and message, or empty.
     pub(crate) error_class: String,
     pub(crate) error: String,
+    /// A completed chain step: the entry fields of the step after it.
+    pub(crate) next_step: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
+/// The entry of the step after a completed chain step: the first of
+/// `steps` (the producer gave it its id), with the finished step's
+/// `result` as `prev_result` and the steps after it as `chain`.
+fn next_step(
+    mut steps: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+    result: &[u8],
+) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    if steps.is_empty() {
+        return None;
+    }
+    let rest = steps.split_off(1);
+    let mut next = steps.pop()?;
+    next.retain(|(k, _)| k != field::CHAIN.as_bytes() && k != field::PREV_RESULT.as_bytes());
+    if !result.is_empty() {
+        next.push((field::PREV_RESULT.into(), result.to_vec()));
+    }
+    if !rest.is_empty() {
+        next.push((field::CHAIN.into(), encode_chain(&rest)));
+    }
+    Some(next)
 }
 
 /// Everything a job task needs, shared by all of them.
@@ -132,6 +157,7 @@ impl Dispatcher {
                 .0;
         };
         let token = (tracking.record_ms > 0).then(|| self.cancels.insert(lane, &tracking.job_id));
+        let chain = envelope.chain_rest();
         let (mut outcome, failure, result) = self
             .run_decoded(
                 lane,
@@ -142,12 +168,17 @@ impl Dispatcher {
             )
             .await;
         self.cancels.remove(lane, &tracking.job_id);
+        let next_step = match (&outcome.action, chain) {
+            (Action::Ack, Some(steps)) => next_step(steps, &result),
+            _ => None,
+        };
         let (error_class, error) = failure.unwrap_or_default();
         outcome.tracked = Some(Box::new(Settling {
             tracking,
             result,
             error_class,
             error,
+            next_step,
         }));
         outcome
     }
@@ -235,7 +266,7 @@ impl Dispatcher {
                     consumer: Arc::clone(&self.consumer),
                     entry_id: Arc::from(entry_id.as_str()),
                     job_id: tracking.job_id.clone(),
-                    record: tracking.record_ms > 0,
+                    keep_result: tracking.record_ms > 0 || tracking.chained,
                     cancel: token.unwrap_or_default(),
                     result: Default::default(),
                 }))

@@ -24,6 +24,10 @@ pub(crate) struct Tracking {
     pub(crate) release_at_start: Option<String>,
     /// The uniqueness key, released when the job is final (`done`).
     pub(crate) release_at_end: Option<String>,
+    /// The batch it is a member of.
+    pub(crate) batch: Option<String>,
+    /// A chain step with steps after it: its result goes to the next.
+    pub(crate) chained: bool,
 }
 
 impl Tracking {
@@ -38,7 +42,16 @@ impl Tracking {
             Some(u) if u.mode == UniqueMode::Done => (None, Some(u.key.clone())),
             _ => (None, None),
         };
-        if record_ms == 0 && at_start.is_none() && at_end.is_none() {
+        let chained = envelope.has_chain();
+        if record_ms == 0
+            && at_start.is_none()
+            && at_end.is_none()
+            && envelope.batch.is_none()
+            // A completion job: tracked so that its handler can read the
+            // batch (`JobContext::batch` needs the store).
+            && envelope.batch_done.is_none()
+            && !chained
+        {
             return None;
         }
         Some(Self {
@@ -46,6 +59,8 @@ impl Tracking {
             record_ms,
             release_at_start: at_start,
             release_at_end: at_end,
+            batch: envelope.batch.clone(),
+            chained,
         })
     }
 
@@ -64,8 +79,9 @@ pub(crate) struct Live {
     pub(crate) consumer: Arc<str>,
     pub(crate) entry_id: Arc<str>,
     pub(crate) job_id: String,
-    /// The job keeps a record: results are stored.
-    pub(crate) record: bool,
+    /// The job's result is kept: for its record, or for the next step of
+    /// its chain.
+    pub(crate) keep_result: bool,
     pub(crate) cancel: CancellationToken,
     pub(crate) result: Mutex<Option<Vec<u8>>>,
 }
@@ -111,7 +127,7 @@ impl Live {
     /// Keeps `value` (MessagePack) as the job's result, if the job keeps
     /// a record; a unit or a too large value is not kept.
     pub(crate) fn set_result_bytes(&self, bytes: Vec<u8>) {
-        if !self.record || bytes == [0xc0] {
+        if !self.keep_result || bytes == [0xc0] {
             return;
         }
         if bytes.len() > MAX_RESULT_BYTES {
