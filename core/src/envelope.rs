@@ -680,13 +680,14 @@ mod tests {
         let p = payload();
         for name in JOB_FIELDS {
             let mut fields = f(&[("type", b"t"), ("payload", &p)]);
-            let value = match *name {
-                field::ON_DEADLINE => "dead",
-                field::UNIQUE_FOR => "done",
-                _ => "1",
+            let value: Vec<u8> = match *name {
+                field::ON_DEADLINE => b"dead".to_vec(),
+                field::UNIQUE_FOR => b"done".to_vec(),
+                field::CHAIN => crate::chain::encode_chain(&[]),
+                _ => b"1".to_vec(),
             };
-            fields.push((name.as_bytes().to_vec(), value.into()));
-            fields.push((name.as_bytes().to_vec(), value.into()));
+            fields.push((name.as_bytes().to_vec(), value.clone()));
+            fields.push((name.as_bytes().to_vec(), value));
             let (bad, _) = Envelope::decode(fields).unwrap_err();
             assert!(bad.detail.contains("more than once"), "{name}: {bad}");
         }
