@@ -28,6 +28,8 @@ impl Producer {
         let (redis, store) = self.lifecycle_store(queue).await?;
         let deadline = Instant::now() + timeout;
         let mut conn = redis.blocking().await?;
+        // The done list answered last time, yet the record was not final.
+        let mut stale = false;
         loop {
             let record = store.record(id).await?.ok_or_else(|| Error::NoRecord {
                 queue: queue.to_owned(),
@@ -45,10 +47,19 @@ impl Producer {
             }
             // Blocks in slices no longer than the connection's read
             // timeout allows; each slice ends early when the job is final.
+            if stale {
+                // A done list that answers while the record is not final
+                // is an old one (the job was replayed from dead): wait a
+                // little instead of asking again at once.
+                tokio::time::sleep(left.min(Duration::from_millis(200))).await;
+            }
             let slice = left.min(self.timings.block);
-            if let Err(e) = store.wait_final(&mut conn, id, slice).await {
-                conn.discard();
-                return Err(e);
+            match store.wait_final(&mut conn, id, slice).await {
+                Ok(answered) => stale = answered,
+                Err(e) => {
+                    conn.discard();
+                    return Err(e);
+                }
             }
         }
     }

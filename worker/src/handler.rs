@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::job_error::{JobError, JobResult};
-use crate::tracking::Live;
+use crate::tracking::{LaneCtx, Live};
 use jobstream_core::store_lifecycle::BatchSummary;
 
 /// A job as a handler sees it, with the worker's shared state `S` (set
@@ -46,6 +46,8 @@ pub struct JobContext<S = ()> {
     /// The line back to the worker, for progress, lease, cancellation and
     /// the result; `None` in a context a test built.
     pub(crate) live: Option<Arc<Live>>,
+    /// Its lane: lease and progress; `None` in a context a test built.
+    pub(crate) lane: Option<Arc<LaneCtx>>,
 }
 
 /// Shows the job, not the state.
@@ -73,6 +75,7 @@ impl JobContext {
             max_attempts: self.max_attempts,
             state,
             live: self.live,
+            lane: self.lane,
         }
     }
 }
@@ -88,8 +91,9 @@ impl<S> JobContext<S> {
     /// job's lease. A job without a record only has its lease refreshed.
     /// Never fails the job: a write that fails is logged.
     pub async fn progress(&self, percent: u8, message: &str) {
-        if let Some(live) = &self.live {
-            live.progress(percent.min(100), message).await;
+        if let Some(lane) = &self.lane {
+            lane.progress(&self.entry_id, self.id(), percent.min(100), message)
+                .await;
         }
     }
 
@@ -97,8 +101,9 @@ impl<S> JobContext<S> {
     /// every `lease_refresh`): for a handler that blocks its task for long
     /// stretches. False when the lease is lost: another worker has the job.
     pub async fn extend_lease(&self) -> bool {
-        match &self.live {
-            Some(live) => live.extend_lease().await,
+        match &self.lane {
+            Some(lane) => lane.extend_lease(&self.entry_id, self.id()).await,
+            // A context built by a test: no lease to lose.
             None => true,
         }
     }
@@ -152,10 +157,10 @@ impl<S> JobContext<S> {
     /// On a batch's completion job: how the batch's members ended
     /// (`None` on any other job, or when the batch's record expired).
     pub async fn batch(&self) -> Result<Option<BatchSummary>, JobError> {
-        let (Some(live), Some(id)) = (&self.live, self.envelope.batch_done.as_deref()) else {
+        let (Some(lane), Some(id)) = (&self.lane, self.envelope.batch_done.as_deref()) else {
             return Ok(None);
         };
-        live.store
+        lane.store
             .batch_summary(id)
             .await
             .map_err(|e| JobError::retry(format!("could not read the batch: {e}")))

@@ -22,7 +22,7 @@ use crate::inflight::{Inflight, LaneId};
 use crate::job_error::JobError;
 use crate::outcome::{DeadReason, Disposition, disposition};
 use crate::slots::Permit;
-use crate::tracking::{Cancels, Live, Tracking};
+use crate::tracking::{Cancels, LaneCtx, Live, Tracking};
 
 /// What the acker must write for one entry.
 #[derive(Debug)]
@@ -106,6 +106,8 @@ pub(crate) struct Dispatcher {
     pub(crate) redis: Redis,
     /// One store per lane (for the lifecycle scripts of tracked jobs).
     pub(crate) stores: Vec<QueueStore>,
+    /// What a job's context reaches of its lane (lease, progress).
+    pub(crate) lanes: Vec<Arc<LaneCtx>>,
     /// Cancellation tokens of running jobs with a record.
     pub(crate) cancels: Cancels,
 }
@@ -261,10 +263,6 @@ impl Dispatcher {
                     }
                 }
                 Some(Arc::new(Live {
-                    store: self.stores[lane].clone(),
-                    redis: self.redis.clone(),
-                    consumer: Arc::clone(&self.consumer),
-                    entry_id: Arc::from(entry_id.as_str()),
                     job_id: tracking.job_id.clone(),
                     keep_result: tracking.record_ms > 0 || tracking.chained,
                     cancel: token.unwrap_or_default(),
@@ -287,6 +285,7 @@ impl Dispatcher {
             max_attempts,
             state: (),
             live: live.clone(),
+            lane: self.lanes.get(lane).cloned(),
         };
         let started = std::time::Instant::now();
         let fut = AssertUnwindSafe(crate::middleware::run(

@@ -128,6 +128,16 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         events: crate::events::Events::default(),
         redis: redis.clone(),
         stores: stores.clone(),
+        lanes: stores
+            .iter()
+            .map(|store| {
+                Arc::new(crate::tracking::LaneCtx {
+                    store: store.clone(),
+                    redis: redis.clone(),
+                    consumer: Arc::from(consumer.as_str()),
+                })
+            })
+            .collect(),
         cancels: cancels.clone(),
     });
     let (stop_lease, lease_stop) = shutdown::channel();

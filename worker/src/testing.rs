@@ -161,6 +161,7 @@ impl TestJob {
             max_attempts,
             state,
             live: None,
+            lane: None,
         })
     }
 

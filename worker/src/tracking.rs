@@ -70,14 +70,55 @@ impl Tracking {
     }
 }
 
-/// A running job's line back to its worker: progress, lease, cancellation
-/// and the result slot. Only jobs run by a worker have one (not the ones a
-/// test builds).
-pub(crate) struct Live {
+/// What every job of a lane can reach while it runs: its lease and its
+/// progress (written to its record when it has one). One per lane, shared:
+/// a plain job costs a reference count, no allocation.
+pub(crate) struct LaneCtx {
     pub(crate) store: QueueStore,
     pub(crate) redis: Redis,
     pub(crate) consumer: Arc<str>,
-    pub(crate) entry_id: Arc<str>,
+}
+
+impl LaneCtx {
+    /// `progress-2`: the record (if any) and the lease.
+    pub(crate) async fn progress(&self, entry_id: &str, job_id: &str, percent: u8, message: &str) {
+        let now = self
+            .redis
+            .server_now_ms()
+            .await
+            .unwrap_or_else(|_| jobstream_core::now_ms());
+        let message = truncate_to(message, MAX_PROGRESS_MSG_LEN);
+        let r = self
+            .store
+            .progress(&self.consumer, entry_id, job_id, percent, message, now)
+            .await;
+        match r {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                job_id,
+                "progress not written: the job's lease is lost (another worker has it)"
+            ),
+            Err(e) => tracing::warn!(job_id, error = %e, "progress not written"),
+        }
+    }
+
+    /// `extend-1` for one entry; false when the lease is lost or the call
+    /// failed.
+    pub(crate) async fn extend_lease(&self, entry_id: &str, job_id: &str) -> bool {
+        match self.store.extend(&self.consumer, &[entry_id]).await {
+            Ok(lost) => lost.is_empty(),
+            Err(e) => {
+                tracing::warn!(job_id, error = %e, "lease not extended");
+                false
+            }
+        }
+    }
+}
+
+/// A running tracked job's line back to its worker: cancellation and the
+/// result slot. Only jobs run by a worker have one (not the ones a
+/// test builds).
+pub(crate) struct Live {
     pub(crate) job_id: String,
     /// The job's result is kept: for its record, or for the next step of
     /// its chain.
@@ -87,43 +128,6 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    pub(crate) async fn progress(&self, percent: u8, message: &str) {
-        let now = self
-            .redis
-            .server_now_ms()
-            .await
-            .unwrap_or_else(|_| jobstream_core::now_ms());
-        let message = truncate_to(message, MAX_PROGRESS_MSG_LEN);
-        let r = self
-            .store
-            .progress(
-                &self.consumer,
-                &self.entry_id,
-                &self.job_id,
-                percent,
-                message,
-                now,
-            )
-            .await;
-        match r {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(job_id = %self.job_id, "progress not written: the job's lease is lost (another worker has it)")
-            }
-            Err(e) => tracing::warn!(job_id = %self.job_id, error = %e, "progress not written"),
-        }
-    }
-
-    pub(crate) async fn extend_lease(&self) -> bool {
-        match self.store.extend(&self.consumer, &[&self.entry_id]).await {
-            Ok(lost) => lost.is_empty(),
-            Err(e) => {
-                tracing::warn!(job_id = %self.job_id, error = %e, "lease not extended");
-                false
-            }
-        }
-    }
-
     /// Keeps `value` (MessagePack) as the job's result, if the job keeps
     /// a record; a unit or a too large value is not kept.
     pub(crate) fn set_result_bytes(&self, bytes: Vec<u8>) {
