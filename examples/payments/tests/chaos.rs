@@ -255,6 +255,28 @@ fn every_payment_is_applied_exactly_once_through_kills_restarts_and_failures() {
         kills,
         started.elapsed().as_secs_f64()
     );
+    // The money: every balance exactly its distinct payments' sum.
+    assert_eq!(balances, expected, "balances (seed {seed})");
+    // Exactly the planned payments in applied_txns, each once, as planned.
+    let missing: Vec<&String> = planned
+        .keys()
+        .filter(|t| !applied.contains_key(*t))
+        .collect();
+    let unplanned: Vec<&String> = applied
+        .keys()
+        .filter(|t| !planned.contains_key(*t))
+        .collect();
+    assert_eq!(
+        (applied.len(), missing.len(), unplanned.len()),
+        (PAYMENTS, 0, 0),
+        "applied_txns (seed {seed}): missing {missing:?}, unplanned {unplanned:?}"
+    );
+    assert!(
+        applied == planned,
+        "an applied payment differs from its plan (seed {seed})"
+    );
+    // And the run was what it claims to be: nothing dead or left behind,
+    // failures retried, duplicates met, workers killed, Redis restarted.
     let context = format!("seed {seed}, {stats:?}\n{logs}");
     assert!(exited.is_empty(), "workers exited: {exited:?}\n{context}");
     assert_eq!(stats.dead_total, 0, "{context}");
@@ -269,12 +291,4 @@ fn every_payment_is_applied_exactly_once_through_kills_restarts_and_failures() {
         "duplicate deliveries reached the handler and changed nothing: {context}"
     );
     assert_eq!((kills, redis_restarts), (WORKER_KILLS, 1));
-    // Exactly the planned payments, each once, as planned.
-    assert_eq!(applied.len(), planned.len(), "{context}");
-    assert!(
-        applied == planned,
-        "applied_txns differs from the plan: {context}"
-    );
-    // And the money: every balance exactly its distinct payments' sum.
-    assert_eq!(balances, expected, "{context}");
 }
