@@ -94,10 +94,28 @@ pub async fn apply_payment(payment: Payment, ctx: JobContext<App>) -> JobResult 
         Err(e @ LedgerError::Conflict { .. }) => {
             return Err(JobError::permanent(e).with_class("txn_id_conflict"));
         }
-        Err(e @ LedgerError::Db(_)) => return Err(JobError::retry(e).with_class("database")),
+        Err(e @ LedgerError::Db(_)) => {
+            return Err(JobError::retry(error_chain(&e)).with_class("database"));
+        }
     }
     app.faults.after_commit()?;
     Ok(())
+}
+
+/// `error: its cause: its cause`: tokio-postgres says only `db error` at
+/// the top and puts PostgreSQL's message in the source.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// How the worker runs: its command line's knobs.

@@ -19,6 +19,6 @@ pub mod ledger;
 pub mod payment;
 pub mod plan;
 
-pub use app::{App, WorkerOptions, apply_payment, connect, worker};
+pub use app::{App, WorkerOptions, apply_payment, connect, error_chain, worker};
 pub use faults::Faults;
 pub use payment::Payment;

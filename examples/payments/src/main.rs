@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use example_payments::plan::{self, PlanOptions};
-use example_payments::{Faults, Payment, WorkerOptions, connect, ledger, worker};
+use example_payments::{Faults, Payment, WorkerOptions, connect, error_chain, ledger, worker};
 use jobstream::{Job, NewJob, Producer};
 
 #[derive(Parser)]
@@ -79,7 +79,8 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
-    /// Print every balance and the number of applied payments.
+    /// Print every balance and the number of applied payments (creating
+    /// the tables if no worker did yet).
     Report,
 }
 
@@ -97,7 +98,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("example-payments: {e}");
+            eprintln!("example-payments: {}", error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -160,7 +161,9 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Command::Report => {
             let db = example_payments::app::pool(&cli.database_url, 1)?;
-            let client = db.get().await?;
+            let mut client = db.get().await?;
+            // Before any worker ran, an empty ledger rather than an error.
+            ledger::ensure_schema(&mut client).await?;
             let applied = ledger::applied(&client).await?;
             for (account, cents) in ledger::balances(&client).await? {
                 println!("{account} {cents} cents");
