@@ -22,6 +22,32 @@ ensure_redis_installed() {
   fi
 }
 
+# PostgreSQL's server binaries, for examples/payments' chaos test, which
+# starts a throwaway server of its own with them (initdb, pg_ctl). Debian
+# keeps them in /usr/lib/postgresql/VERSION/bin, off PATH; this prints the
+# newest such directory.
+postgres_bin_dir() {
+  local d
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then echo "$d"; return; fi
+  done
+  return 1
+}
+
+# Installs Debian's postgresql unless its server binaries are there (or
+# $PG_BIN_DIR names some). Debian's package also creates and starts a
+# `main` cluster on port 5432, which the tests do not use.
+ensure_postgres_installed() {
+  if [ -n "${PG_BIN_DIR:-}" ] && [ -x "$PG_BIN_DIR/initdb" ]; then return; fi
+  postgres_bin_dir >/dev/null && return
+  echo "installing postgresql (Debian package)..."
+  apt_install postgresql
+  postgres_bin_dir >/dev/null || {
+    echo "postgresql is installed, but there is no initdb under /usr/lib/postgresql/*/bin" >&2
+    return 1
+  }
+}
+
 # host and port of $REDIS_URL (redis://[user:pass@]host:port[/db])
 redis_host_port() {
   local rest=${REDIS_URL#*://}
