@@ -70,6 +70,34 @@ def enqueue_now(r, queue, job_type, payload):
     return entry_id.decode()
 
 
+# The script that reserves a uniqueness key and enqueues in one atomic step
+# (scripts/README.md, "enqueue-6"); a plain XADD would reserve nothing.
+ENQUEUE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "enqueue-6.lua")
+
+
+def server_ms(r):
+    """The Redis server's clock, unix ms: deadlines are read against it."""
+    sec, usec = r.time()
+    return sec * 1000 + usec // 1000
+
+
+def enqueue_unique(r, queue, job_type, payload, unique_key, extra):
+    """Enqueues one job now, unique by `unique_key` until it is done.
+    Returns (job id, True) when enqueued, (holder's id, False) for a
+    duplicate."""
+    with open(ENQUEUE_SCRIPT) as f:
+        script = r.register_script(f.read())
+    job_id = new_job_id(now_ms())
+    base = f"{PREFIX}:{{{queue}}}"
+    fields = ["type", job_type, "payload", payload, "id", job_id,
+              "unique_key", unique_key, "unique_for", "done", *extra]
+    code, holder = script(
+        keys=[f"{base}:ready", f"{base}:scheduled", f"{base}:stats",
+              f"{base}:unique:{unique_key}", f"{base}:job:{job_id}", f"{base}:done:{job_id}"],
+        args=[job_id, "done", 0, 0, server_ms(r), 0, job_type, *fields])
+    return holder.decode(), code == 1
+
+
 def enqueue_delayed(r, queue, job_type, payload, delay_ms):
     """ZADD one job to the scheduled set, due `delay_ms` from now."""
     ms = now_ms()
@@ -115,6 +143,10 @@ def parse_args(argv):
     p.add_argument("--delay-ms", type=int, default=0,
                    help="run the jobs this many ms from now (default: 0 = now)")
     p.add_argument("--to", default="someone@example.com", help="recipient written into the payload")
+    p.add_argument("--unique", metavar="KEY",
+                   help="uniqueness key: while a job with KEY is queued or running, no other is enqueued")
+    p.add_argument("--start-within-ms", type=int, default=0,
+                   help="start deadline: not run unless started within this many ms (server clock)")
     args = p.parse_args(argv)
     try:
         check_queue_name(args.queue)
@@ -124,6 +156,12 @@ def parse_args(argv):
         p.error("--count must be at least 1")
     if args.delay_ms < 0:
         p.error("--delay-ms must not be negative")
+    if args.unique is not None and not 1 <= len(args.unique.encode()) <= 256:
+        p.error("--unique must be 1 to 256 bytes")
+    if args.start_within_ms < 0:
+        p.error("--start-within-ms must not be negative")
+    if args.delay_ms > 0 and (args.unique or args.start_within_ms):
+        p.error("--unique and --start-within-ms go with jobs to run now (no --delay-ms)")
     return args
 
 
@@ -139,9 +177,18 @@ def main(argv=None):
         # Lets `jobstream stats` list the queue (no hash tag: its own command).
         r.sadd(f"{PREFIX}:queues", args.queue)
         ids = []
+        extra = []
+        if args.start_within_ms:
+            extra = ["deadline_ms", str(server_ms(r) + args.start_within_ms)]
         for _ in range(args.count):
             if args.delay_ms > 0:
                 ids.append(enqueue_delayed(r, args.queue, "send_email", payload, args.delay_ms))
+            elif args.unique:
+                job_id, new = enqueue_unique(r, args.queue, "send_email", payload, args.unique, extra)
+                ids.append(job_id if new else f"{job_id} (duplicate)")
+            elif extra:
+                ids.append(r.xadd(keys(args.queue)["ready"],
+                                  {"type": "send_email", "payload": payload, **dict(zip(extra[::2], extra[1::2]))}).decode())
             else:
                 ids.append(enqueue_now(r, args.queue, "send_email", payload))
             print(ids[-1], flush=True)

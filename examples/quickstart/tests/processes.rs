@@ -216,6 +216,79 @@ fn a_job_written_by_python_with_plain_redis_commands_is_run() {
     assert!(w.wait().success());
 }
 
+/// The contract for other languages: a Python producer sets a uniqueness
+/// key (through the script `enqueue-6`) and a start deadline, and the Rust
+/// worker honours both.
+#[test]
+fn a_python_producer_sets_a_uniqueness_key_and_a_start_deadline() {
+    let server = RedisServer::start();
+    let queue = unique_queue("python-unique");
+    let script = repo_root().join("examples/python/enqueue.py");
+    let url = server.url();
+    let out = run(Command::new("python3").arg(&script).args([
+        "--url",
+        &url,
+        "--queue",
+        &queue,
+        "--count",
+        "3",
+        "--unique",
+        "welcome-42",
+    ]));
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(!lines[0].contains("duplicate"), "{lines:?}");
+    assert_eq!(lines[1], format!("{} (duplicate)", lines[0]), "{lines:?}");
+    assert_eq!(lines[2], lines[1], "{lines:?}");
+    let s = stats(&server, &queue);
+    assert_eq!((n(&s, "ready"), n(&s, "duplicates")), (1, 2), "{s}");
+    // Not startable in time: no worker runs for the first 300 ms.
+    run(Command::new("python3").arg(&script).args([
+        "--url",
+        &url,
+        "--queue",
+        &queue,
+        "--start-within-ms",
+        "100",
+    ]));
+    std::thread::sleep(Duration::from_millis(300));
+    let w = WorkerProc::start(&server, &queue, &["--concurrency", "4"]);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let s = stats(&server, &queue);
+            n(&s, "processed") == 1 && n(&s, "dead") == 1
+        }),
+        "{}",
+        stats(&server, &queue)
+    );
+    // The key was released when its job completed: a new one is taken.
+    let out = run(Command::new("python3").arg(&script).args([
+        "--url",
+        &url,
+        "--queue",
+        &queue,
+        "--unique",
+        "welcome-42",
+    ]));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("duplicate"));
+    let reason = server
+        .cli(&[
+            "XREVRANGE",
+            &format!("jobstream:{{{queue}}}:dead"),
+            "+",
+            "-",
+            "COUNT",
+            "1",
+        ])
+        .unwrap();
+    assert!(reason.contains("expired"), "{reason}");
+    w.signal(15);
+    assert!(w.wait().success());
+}
+
 #[test]
 fn sigterm_under_load_leaves_nothing_pending_for_that_worker_and_loses_nothing() {
     let server = RedisServer::start();
