@@ -31,12 +31,18 @@
   ARGV[9]  worker name, recorded in dead entries
   ARGV[10] queue name, recorded in dead entries
 
-  Returns: { next_cursor, { { entry_id, deliveries, { field, value, ... } }, ... }, abandoned, failed }
+  Returns: { next_cursor, { { entry_id, deliveries, { field, value, ... } }, ... }, abandoned, failed, tracked }
            "0-0" as next_cursor means the pass is complete; the entries are
            the jobs now owned by the caller, to run (of any width);
            abandoned is the number of entries moved to dead in this call;
            failed is the number of entries that should have gone to dead but
-           whose add to dead failed (left pending, not returned).
+           whose add to dead failed (left pending, not returned); tracked
+           (added to v1; callers that read four elements are unaffected)
+           lists the abandoned jobs that carry lifecycle fields, as
+           { { field, value, ... }, ... } with only `id`, `unique_key`,
+           `unique_for`, `record_ms` and `batch`: the caller finishes their
+           bookkeeping (record, key, batch) with settle-10 and an empty
+           entry id.
 ]]
 -- A job has at most 1000 fields (docs/wire-format.md); scripts accept
 -- 1024, so the fields jobstream adds itself (id, enqueued_at, attempt,
@@ -105,6 +111,8 @@ end
 local max_deliveries = tonumber(ARGV[6])
 local out = {}
 local abandoned, failed = 0, 0
+local tracked = {}
+local LIFECYCLE = { unique_key = true, unique_for = true, record_ms = true, batch = true }
 for _, entry in ipairs(claim[2]) do
   local id = entry[1]
   local fields = entry[2]
@@ -151,6 +159,18 @@ for _, entry in ipairs(claim[2]) do
       redis.call('XACK', KEYS[1], ARGV[1], id)
       redis.call('XDEL', KEYS[1], id)
       abandoned = abandoned + 1
+      local info = {}
+      for j = 1, #fields, 2 do
+        if LIFECYCLE[fields[j]] then
+          info[#info + 1] = fields[j]
+          info[#info + 1] = fields[j + 1]
+        end
+      end
+      if #info > 0 then
+        info[#info + 1] = 'id'
+        info[#info + 1] = job_id or id
+        tracked[#tracked + 1] = info
+      end
     end
   else
     out[#out + 1] = { id, deliveries, fields }
@@ -159,4 +179,4 @@ end
 if abandoned > 0 then
   redis.pcall('HINCRBY', KEYS[3], 'dead', abandoned)
 end
-return { cursor, out, abandoned, failed }
+return { cursor, out, abandoned, failed, tracked }

@@ -44,7 +44,10 @@
 
   ARGV[1]  consumer group
   ARGV[2]  consumer name
-  ARGV[3]  entry id in ready
+  ARGV[3]  entry id in ready; "" for a job already moved to dead by
+           another script (reclaim-3's abandoned jobs): then only the
+           bookkeeping of step 2 below is done (no ownership check, no
+           move, no counter); the state must be "dead"
   ARGV[4]  job id
   ARGV[5]  new state: "completed", "discarded", "expired", "cancelled",
            "retrying" or "dead"
@@ -96,7 +99,11 @@ local counter = COUNTER[state]
 if counter == nil then
   return redis.error_reply('ERR settle-10: unknown state ' .. tostring(state))
 end
-if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then
+local moved = ARGV[3] == ''
+if moved and state ~= 'dead' then
+  return redis.error_reply('ERR settle-10: only a dead job is settled without its entry')
+end
+if not moved and #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then
   return 0
 end
 for i, want in pairs({ [5] = 'hash', [6] = 'string', [7] = 'list', [8] = 'hash', [9] = 'set', [10] = 'set' }) do
@@ -111,7 +118,9 @@ if not whole_ms(keep_ms) then
 end
 
 -- 1. The move's destination first.
-if state == 'retrying' then
+if moved then
+  -- Already in dead: nothing to move.
+elseif state == 'retrying' then
   local r = redis.pcall('ZADD', KEYS[2], ARGV[12], ARGV[13])
   if type(r) == 'table' and r.err then return r end
 elseif state == 'dead' then
@@ -121,9 +130,11 @@ elseif state == 'completed' and ARGV[12] == '1' then
   local r = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, 13))
   if type(r) == 'table' then return r end
 end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-redis.call('XDEL', KEYS[1], ARGV[3])
-redis.pcall('HINCRBY', KEYS[4], counter, 1)
+if not moved then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+  redis.call('XDEL', KEYS[1], ARGV[3])
+  redis.pcall('HINCRBY', KEYS[4], counter, 1)
+end
 
 -- 2. What the move means, each write a pcall (types checked above).
 local final = state ~= 'retrying'

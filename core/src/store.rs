@@ -34,6 +34,11 @@ pub struct Reclaimed {
     /// failed: left pending (not returned), they come back after another
     /// visibility timeout.
     pub failed: u64,
+    /// Of the abandoned jobs, those with lifecycle fields: their `id`,
+    /// `unique_key`, `unique_for`, `record_ms` and `batch` fields, for the
+    /// caller to finish their record, key and batch (`settle-10` with no
+    /// entry).
+    pub tracked: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 /// Redis operations on one queue, through one consumer group.
@@ -416,9 +421,13 @@ impl QueueStore {
             })
             .await?;
         let mut parts = reply::array(OP, v)?.into_iter();
-        let (Some(next), Some(claimed), abandoned, failed) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(next), Some(claimed), abandoned, failed, tracked) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(Error::protocol(
                 OP,
                 "expected [cursor, entries, abandoned, failed]",
@@ -446,6 +455,13 @@ impl QueueStore {
             entries,
             abandoned: count(abandoned)?,
             failed: count(failed)?,
+            tracked: match tracked {
+                Some(v) => reply::array(OP, v)?
+                    .into_iter()
+                    .map(|t| reply::pairs(OP, t))
+                    .collect::<Result<_>>()?,
+                None => Vec::new(),
+            },
         })
     }
 

@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use jobstream_core::{ClaimedEntry, Limits, QueueStore, Timings};
+use jobstream_core::store_lifecycle::Settle;
+use jobstream_core::{ClaimedEntry, JobState, Limits, QueueStore, Timings};
 
 use crate::shutdown::Shutdown;
 
@@ -52,6 +53,9 @@ impl Reclaimer {
                 tracing::warn!(queue = %self.store.keys().name(), failed = r.failed,
                     "could not move jobs delivered too often to dead (the add to dead failed); they stay pending and come back after the visibility timeout");
             }
+            for fields in &r.tracked {
+                self.finish_abandoned(fields, now).await;
+            }
             for c in &r.entries {
                 tracing::warn!(queue = %self.store.keys().name(), entry_id = %c.entry.id, deliveries = c.deliveries,
                     "reclaimed a job whose worker stopped refreshing its lease");
@@ -63,6 +67,45 @@ impl Reclaimer {
             cursor = r.next_cursor;
         }
         Ok(out)
+    }
+
+    /// The record, key and batch of a job `reclaim-3` dead-lettered as
+    /// abandoned: `settle-10` with no entry (the move is done). Not atomic
+    /// with the move: a worker that dies in between leaves them as they
+    /// were (docs/lifecycle.md, known gaps).
+    async fn finish_abandoned(&self, fields: &[(Vec<u8>, Vec<u8>)], now: u64) {
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name.as_bytes())
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
+        let Some(job_id) = get("id") else { return };
+        let mode = get("unique_for").unwrap_or("done");
+        let release = get("unique_key").filter(|_| mode == "done" || mode == "queued");
+        let record_ms = get("record_ms")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            .min(jobstream_core::lifecycle::MAX_KEEP_MS);
+        let settle = Settle {
+            consumer: &self.consumer,
+            entry_id: "",
+            job_id,
+            state: JobState::Dead,
+            now_ms: now,
+            record_ms,
+            release,
+            text: b"abandoned: delivered too often without an outcome (its workers kept dying)",
+            error_class: "abandoned",
+            retry: None,
+            dead: Some((0, &[])),
+            next_step: None,
+            batch: get("batch"),
+        };
+        if let Err(e) = self.store.settle(&settle).await {
+            tracing::warn!(queue = %self.store.keys().name(), job_id, error = %e,
+                "could not finish the record, key or batch of an abandoned job");
+        }
     }
 
     /// Removes long-idle consumers with nothing pending, every minute; and

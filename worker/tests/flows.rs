@@ -190,3 +190,87 @@ async fn an_empty_batch_completes_at_once() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     w.stop().await;
 }
+
+/// A member whose workers keep dying is dead-lettered as `abandoned` by the
+/// reclaimer (reclaim-3); its batch still counts it, its record says dead,
+/// and its uniqueness key is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_member_still_completes_its_batch_and_frees_its_key() {
+    use jobstream_producer::{JobState, Uniqueness};
+    let server = RedisServer::start();
+    let queue = unique_queue("batch-abandoned");
+    let p = producer(&server).await;
+    let member = step(&queue, "member", 1)
+        .keep_record(Duration::from_secs(600))
+        .unique("m1", Uniqueness::UntilDone)
+        .unwrap();
+    let member_id = member.id().to_owned();
+    let batch = Batch::new(&queue, NewJob::new("done", &()).unwrap()).member(member);
+    p.enqueue_batch(batch).await.unwrap();
+    // A worker that took the job and died, again and again: delivered five
+    // times, idle for a minute.
+    let ready = format!("jobstream:{{{queue}}}:ready");
+    server
+        .cli(&["XGROUP", "CREATE", &ready, "workers", "0"])
+        .unwrap();
+    server
+        .cli(&[
+            "XREADGROUP",
+            "GROUP",
+            "workers",
+            "ghost",
+            "COUNT",
+            "1",
+            "STREAMS",
+            &ready,
+            ">",
+        ])
+        .unwrap();
+    let entry = first_entry_id(&server, &queue);
+    server
+        .cli(&[
+            "XCLAIM",
+            &ready,
+            "workers",
+            "ghost",
+            "0",
+            &entry,
+            "IDLE",
+            "60000",
+            "RETRYCOUNT",
+            "5",
+        ])
+        .unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, u64)>();
+    let w = start(
+        worker(&server, &queue)
+            .limits(jobstream_worker::Limits::default().max_deliveries(3))
+            .handle("member", |_: u64, _ctx: JobContext| async { Ok(()) })
+            .handle("done", move |_: (), ctx: JobContext| {
+                let tx = tx.clone();
+                async move {
+                    let b = ctx.batch().await?.unwrap();
+                    tx.send((b.succeeded, b.failed)).unwrap();
+                    Ok(())
+                }
+            }),
+    );
+    let got = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, (0, 1), "the abandoned member counts as failed");
+    let rec = p.job(&queue, &member_id).await.unwrap().unwrap();
+    assert_eq!(rec.state, JobState::Dead);
+    assert_eq!(rec.last_error_class.as_deref(), Some("abandoned"));
+    let again = step(&queue, "member", 2)
+        .unique("m1", Uniqueness::UntilDone)
+        .unwrap();
+    let again_id = again.id().to_owned();
+    assert_eq!(
+        p.push(again).await.unwrap(),
+        again_id,
+        "the key was released"
+    );
+    w.stop().await;
+}
