@@ -35,8 +35,9 @@
            ... of the stream entry
 
   Returns: { 1, job id } when enqueued, or when the key is already held by
-           this very id (a retried call whose first reply was lost: nothing
-           is added twice); { 0, id of the job holding the key } for a
+           this very id, or when the job keeps a record and its id has a
+           record that is not final (a retried call whose first reply was
+           lost, or the same id enqueued twice: nothing is added twice); { 0, id of the job holding the key } for a
            duplicate (nothing enqueued); or an error reply, with nothing
            changed: the add's error unchanged, or "ERR enqueue-6: ..." for a
            lifetime or keep time that is not a whole number of ms.
@@ -48,6 +49,13 @@ for _, ms in ipairs({ lock_ms, keep_ms }) do
   if not string.match(ms, '^%d+$') or #ms > 15 then
     return redis.error_reply('ERR enqueue-6: a lifetime must be a whole number of ms below 10^15')
   end
+end
+-- A job that keeps a record and whose id already has a live record (not
+-- final) is already enqueued: a retried call, or the same id twice.
+local FINAL = { completed = true, dead = true, discarded = true, expired = true, cancelled = true }
+if keep_ms ~= '0' then
+  local state = redis.call('HGET', KEYS[5], 'state')
+  if state and not FINAL[state] then return { 1, id } end
 end
 if mode ~= '' then
   local holder = redis.call('GET', KEYS[4])

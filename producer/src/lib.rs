@@ -402,7 +402,8 @@ impl Producer {
                 Err(e) => {
                     // The jobs before it are enqueued; a retry of the
                     // chunk enqueues plain ones again (at-least-once) and
-                    // finds tracked ones' keys held by themselves.
+                    // finds tracked ones already there (their key held by
+                    // their own id, or their record live): not twice.
                     return Err(e);
                 }
             }

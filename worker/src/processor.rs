@@ -204,6 +204,36 @@ impl Dispatcher {
                 Vec::new(),
             )
         };
+        // Tracked jobs start first: a job cancelled before it ran ends as
+        // cancelled, whatever else would stop it (deadline, unknown type).
+        let live = match tracking {
+            None => None,
+            Some((tracking, token)) => {
+                match self.start(lane, &entry_id, &envelope, tracking).await {
+                    StartOutcome::Started => {}
+                    StartOutcome::Lost => {
+                        return (
+                            self.outcome(lane, entry_id, Action::Forget),
+                            None,
+                            Vec::new(),
+                        );
+                    }
+                    StartOutcome::Cancelled => {
+                        return (
+                            self.outcome(lane, entry_id, Action::Cancel),
+                            None,
+                            Vec::new(),
+                        );
+                    }
+                }
+                Some(Arc::new(Live {
+                    job_id: tracking.job_id.clone(),
+                    keep_result: tracking.record_ms > 0 || tracking.chained,
+                    cancel: token.unwrap_or_default(),
+                    result: Default::default(),
+                }))
+            }
+        };
         if let Some(deadline) = envelope.deadline_ms {
             let now = self.server_now().await;
             if now > deadline {
@@ -241,34 +271,6 @@ impl Dispatcher {
                 )
                 .await;
             return failed(outcome, "unknown_type", &msg);
-        };
-        let live = match tracking {
-            None => None,
-            Some((tracking, token)) => {
-                match self.start(lane, &entry_id, &envelope, tracking).await {
-                    StartOutcome::Started => {}
-                    StartOutcome::Lost => {
-                        return (
-                            self.outcome(lane, entry_id, Action::Forget),
-                            None,
-                            Vec::new(),
-                        );
-                    }
-                    StartOutcome::Cancelled => {
-                        return (
-                            self.outcome(lane, entry_id, Action::Cancel),
-                            None,
-                            Vec::new(),
-                        );
-                    }
-                }
-                Some(Arc::new(Live {
-                    job_id: tracking.job_id.clone(),
-                    keep_result: tracking.record_ms > 0 || tracking.chained,
-                    cancel: token.unwrap_or_default(),
-                    result: Default::default(),
-                }))
-            }
         };
         let timeout = envelope
             .timeout_ms

@@ -417,3 +417,84 @@ async fn a_running_job_sees_cancellation_within_about_a_second() {
     assert_eq!(stats(&server, &queue).await.cancelled, 1);
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_id_is_enqueued_once_and_cancel_wins_over_a_deadline() {
+    let server = RedisServer::start();
+    let queue = unique_queue("record-once");
+    let p = producer(&server).await;
+    let job = job_on(&queue, 1)
+        .keep_record(KEEP)
+        .with_id("order-7-receipt")
+        .unwrap();
+    assert_eq!(p.push(job.clone()).await.unwrap(), "order-7-receipt");
+    assert_eq!(p.push(job).await.unwrap(), "order-7-receipt");
+    assert_eq!(stats(&server, &queue).await.ready, 1, "enqueued once");
+    // Past its deadline and cancelled: it ends as cancelled, not expired.
+    let late = job_on(&queue, 2)
+        .keep_record(KEEP)
+        .start_within(Duration::from_millis(1));
+    let late_id = p.push(late).await.unwrap();
+    // Delivered to a worker that died before starting it: the entry stays
+    // pending, and the next worker reclaims it past its deadline.
+    let ready = format!("jobstream:{{{queue}}}:ready");
+    server
+        .cli(&["XGROUP", "CREATE", &ready, "workers", "0"])
+        .unwrap();
+    server
+        .cli(&[
+            "XREADGROUP",
+            "GROUP",
+            "workers",
+            "ghost",
+            "COUNT",
+            "10",
+            "STREAMS",
+            &ready,
+            ">",
+        ])
+        .unwrap();
+    let pending = server
+        .cli(&["XPENDING", &ready, "workers", "-", "+", "10"])
+        .unwrap();
+    for entry in pending
+        .lines()
+        .filter(|l| l.contains('-') && !l.contains("ghost"))
+    {
+        server
+            .cli(&[
+                "XCLAIM",
+                &ready,
+                "workers",
+                "ghost",
+                "0",
+                entry.trim(),
+                "IDLE",
+                "60000",
+            ])
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        p.cancel(&queue, &late_id).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(
+        stats(&server, &queue).await.in_flight,
+        2,
+        "both still pending"
+    );
+    let w =
+        start(worker(&server, &queue).handle("work", |_: u64, _ctx: JobContext| async { Ok(()) }));
+    let rec = p
+        .wait_for(&queue, &late_id, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(rec.state, JobState::Cancelled);
+    let s = wait_stats(&server, &queue, "settled", |s| {
+        s.processed == 1 && s.cancelled == 1 && s.in_flight == 0
+    })
+    .await;
+    assert_eq!((s.expired, s.dead_total, s.ready), (0, 0, 0));
+    w.stop().await;
+}
