@@ -437,43 +437,7 @@ async fn a_recorded_id_is_enqueued_once_and_cancel_wins_over_a_deadline() {
     let late_id = p.push(late).await.unwrap();
     // Delivered to a worker that died before starting it: the entry stays
     // pending, and the next worker reclaims it past its deadline.
-    let ready = format!("jobstream:{{{queue}}}:ready");
-    server
-        .cli(&["XGROUP", "CREATE", &ready, "workers", "0"])
-        .unwrap();
-    server
-        .cli(&[
-            "XREADGROUP",
-            "GROUP",
-            "workers",
-            "ghost",
-            "COUNT",
-            "10",
-            "STREAMS",
-            &ready,
-            ">",
-        ])
-        .unwrap();
-    let pending = server
-        .cli(&["XPENDING", &ready, "workers", "-", "+", "10"])
-        .unwrap();
-    for entry in pending
-        .lines()
-        .filter(|l| l.contains('-') && !l.contains("ghost"))
-    {
-        server
-            .cli(&[
-                "XCLAIM",
-                &ready,
-                "workers",
-                "ghost",
-                "0",
-                entry.trim(),
-                "IDLE",
-                "60000",
-            ])
-            .unwrap();
-    }
+    assert_eq!(abandon_to_ghost(&server, &queue, 1).len(), 2);
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(
         p.cancel(&queue, &late_id).await.unwrap(),

@@ -162,3 +162,52 @@ pub fn first_entry_id(server: &RedisServer, queue: &str) -> String {
         .expect("an entry in ready")
         .to_owned()
 }
+
+/// Hands every job now in `queue`'s ready stream to a worker that died
+/// with them ("ghost"): delivered `deliveries` times, idle for a minute,
+/// so the next worker's reclaimer takes them over (or dead-letters them as
+/// abandoned, past `max_deliveries`). Returns their entry ids.
+pub fn abandon_to_ghost(server: &RedisServer, queue: &str, deliveries: u32) -> Vec<String> {
+    let ready = format!("jobstream:{{{queue}}}:ready");
+    let _ = server.cli(&["XGROUP", "CREATE", &ready, "workers", "0"]);
+    server
+        .cli(&[
+            "XREADGROUP",
+            "GROUP",
+            "workers",
+            "ghost",
+            "COUNT",
+            "1000",
+            "STREAMS",
+            &ready,
+            ">",
+        ])
+        .unwrap();
+    let pending = server
+        .cli(&["XPENDING", &ready, "workers", "-", "+", "1000", "ghost"])
+        .unwrap();
+    let ids: Vec<String> = pending
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains('-') && l.chars().all(|c| c.is_ascii_digit() || c == '-'))
+        .map(str::to_owned)
+        .collect();
+    let retries = deliveries.to_string();
+    for id in &ids {
+        server
+            .cli(&[
+                "XCLAIM",
+                &ready,
+                "workers",
+                "ghost",
+                "0",
+                id,
+                "IDLE",
+                "60000",
+                "RETRYCOUNT",
+                &retries,
+            ])
+            .unwrap();
+    }
+    ids
+}
