@@ -106,7 +106,13 @@ end
 if not moved and #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then
   return 0
 end
-for i, want in pairs({ [5] = 'hash', [6] = 'string', [7] = 'list', [8] = 'hash', [9] = 'set', [10] = 'set' }) do
+-- The types of the keys this call will write (only those: each check is a
+-- command), before any write.
+local writes = {}
+if keep_ms ~= '0' then writes[5] = 'hash'; writes[7] = 'list' end
+if ARGV[8] == '1' then writes[6] = 'string' end
+if ARGV[11] == '1' then writes[8] = 'hash'; writes[9] = 'set'; writes[10] = 'set' end
+for i, want in pairs(writes) do
   local t = redis.call('TYPE', KEYS[i])
   t = type(t) == 'table' and t.ok or t
   if t ~= 'none' and t ~= want then

@@ -29,10 +29,10 @@ if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 
   return 0
 end
 if ARGV[8] == '1' then
-  local state = redis.call('HGET', KEYS[2], 'state')
+  local seen = redis.call('HMGET', KEYS[2], 'state', 'cancel_requested')
   -- Cancelled before it ran, or while an earlier attempt ran (which then
   -- failed, or whose worker died): not run again.
-  if state == 'cancelled' or redis.call('HEXISTS', KEYS[2], 'cancel_requested') == 1 then
+  if seen[1] == 'cancelled' or seen[2] then
     return 2
   end
   redis.call('HSET', KEYS[2], 'id', ARGV[4], 'state', 'active', 'attempt', ARGV[6],

@@ -96,18 +96,25 @@ impl Acker {
             self.ack_all(store, "expired", &expired).await;
             self.ack_all(store, "cancelled", &cancelled).await;
         }
-        for o in buf.iter() {
+        // Tracked jobs: one settle-10 each, all of the flush at once (the
+        // calls share the multiplexed connection, so they go out as one
+        // pipeline instead of one round trip each).
+        let settles = buf.iter().filter_map(|o| {
+            let tracked = o.tracked.as_ref()?;
+            if matches!(o.action, Action::Forget) {
+                return None;
+            }
+            let store = &self.stores[o.lane];
+            Some(async move {
+                if self.settle(store, o, tracked).await == Some(false) {
+                    self.report_lost(store, std::slice::from_ref(&o.entry_id));
+                }
+            })
+        });
+        futures_util::future::join_all(settles).await;
+        for o in buf.iter().filter(|o| o.tracked.is_none()) {
             let id = o.entry_id.as_str();
             let store = &self.stores[o.lane];
-            if let Some(tracked) = &o.tracked {
-                if !matches!(o.action, Action::Forget) {
-                    let moved = self.settle(store, o, tracked).await;
-                    if moved == Some(false) {
-                        self.report_lost(store, &[id.to_owned()]);
-                    }
-                }
-                continue;
-            }
             let moved = match &o.action {
                 Action::Retry { due_ms, member } => {
                     self.write("retry", || store.retry(&self.consumer, id, *due_ms, member))
