@@ -71,6 +71,14 @@ enum Command {
         /// Idempotency key for the handler.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Keep a record of the job for this long after it ends (e.g. 1h),
+        /// for `jobstream job show|wait|cancel`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        keep_record: Option<Duration>,
+        /// Uniqueness key: while a job with it is queued or running, this
+        /// one is not enqueued (the holder's id is printed).
+        #[arg(long)]
+        unique: Option<String>,
     },
     /// Queue depth, in-flight, scheduled, dead and counters.
     Stats {
@@ -150,6 +158,8 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             delay,
             max_attempts,
             idempotency_key,
+            keep_record,
+            unique,
         } => {
             let payload: serde_json::Value = serde_json::from_str(&payload_json)
                 .map_err(|e| format!("--payload-json is not valid JSON: {e}"))?;
@@ -162,6 +172,14 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             if let Some(k) = idempotency_key {
                 job = job.idempotency_key(k);
+            }
+            if let Some(keep) = keep_record {
+                job = job.keep_record(keep);
+            }
+            if let Some(key) = unique {
+                job = job
+                    .unique(key, jobstream_producer::Uniqueness::UntilDone)
+                    .map_err(|e| e.to_string())?;
             }
             let options = ProducerOptions::default().prefix(cli.prefix.clone());
             let producer =

@@ -253,11 +253,18 @@ impl NewJob {
     /// [`Producer::wait_for`](crate::Producer::wait_for), cancel the job
     /// with [`Producer::cancel`](crate::Producer::cancel). Costs a few
     /// Redis commands per job (docs/benchmarks.md).
-    pub fn keep_record(self, keep: Duration) -> Self {
+    pub fn keep_record(mut self, keep: Duration) -> Self {
+        self.set_keep_record(keep);
+        self
+    }
+
+    /// [`NewJob::keep_record`] in place.
+    pub(crate) fn set_keep_record(&mut self, keep: Duration) {
         let ms = u64::try_from(keep.as_millis())
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_KEEP_MS);
-        self.option(field::RECORD_MS, ms.to_string())
+        self.options.retain(|(n, _)| *n != field::RECORD_MS);
+        self.options.push((field::RECORD_MS, ms.to_string()));
     }
 
     /// The uniqueness key, its mode and lifetime (ms, 0 = until released).

@@ -74,6 +74,8 @@ pub struct Producer {
     stores: std::sync::Arc<Mutex<HashMap<String, QueueStore>>>,
     retry_for: Duration,
     timings: Timings,
+    /// Queues whose jobs all keep a record, and for how long.
+    records: std::sync::Arc<HashMap<String, Duration>>,
 }
 
 /// Where a producer's jobs go.
@@ -104,6 +106,10 @@ pub struct ProducerOptions {
     /// client certificate. `None` (the default) reads `JOBSTREAM_TLS_CA`,
     /// `JOBSTREAM_TLS_CERT` and `JOBSTREAM_TLS_KEY` ([`TlsOptions::from_env`]).
     pub tls: Option<TlsOptions>,
+    /// Queues whose jobs all keep a record, and for how long after they
+    /// end ([`NewJob::keep_record`] for each job enqueued on them, unless
+    /// it sets its own).
+    pub records: HashMap<String, Duration>,
 }
 
 impl Default for ProducerOptions {
@@ -114,6 +120,7 @@ impl Default for ProducerOptions {
             timings: Timings::default(),
             retry_for: Duration::from_secs(5),
             tls: None,
+            records: HashMap::new(),
         }
     }
 }
@@ -157,6 +164,14 @@ impl ProducerOptions {
         self
     }
 
+    /// Every job this producer enqueues on `queue` keeps a record for
+    /// `keep` after it ends (unless the job sets its own): records per
+    /// queue, where [`Job::KEEP_RECORD`] sets them per type.
+    pub fn keep_records(mut self, queue: impl Into<String>, keep: Duration) -> Self {
+        self.records.insert(queue.into(), keep);
+        self
+    }
+
     /// Sets `tls`: the CA to trust and the client certificate for a
     /// `rediss://` URL, instead of reading them from the environment.
     pub fn tls(mut self, tls: TlsOptions) -> Self {
@@ -195,6 +210,7 @@ impl Producer {
             stores: Default::default(),
             retry_for: options.retry_for,
             timings: options.timings,
+            records: std::sync::Arc::new(options.records),
         })
     }
 
@@ -209,6 +225,7 @@ impl Producer {
             stores: Default::default(),
             retry_for: Duration::ZERO,
             timings: options.timings,
+            records: std::sync::Arc::new(options.records),
         }
     }
 
@@ -301,9 +318,14 @@ impl Producer {
     /// trip per chunk. Returns the ids in the order given. Every job is
     /// checked before anything is sent, so a bad job enqueues nothing. The
     /// jobs go to `queue`, whatever queue they name.
-    pub async fn enqueue_many(&self, queue: &str, jobs: Vec<NewJob>) -> Result<Vec<JobId>> {
+    pub async fn enqueue_many(&self, queue: &str, mut jobs: Vec<NewJob>) -> Result<Vec<JobId>> {
         for job in &jobs {
             self.check_size(job)?;
+        }
+        if let Some(keep) = self.records.get(queue) {
+            for job in jobs.iter_mut().filter(|j| j.record_ms().is_none()) {
+                job.set_keep_record(*keep);
+            }
         }
         let redis = match &self.backend {
             Backend::Redis(redis) => redis,

@@ -462,3 +462,34 @@ async fn a_recorded_id_is_enqueued_once_and_cancel_wins_over_a_deadline() {
     assert_eq!((s.expired, s.dead_total, s.ready), (0, 0, 0));
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_keeps_records_for_a_whole_queue() {
+    let server = RedisServer::start();
+    let queue = unique_queue("records-queue");
+    let options = jobstream_producer::ProducerOptions::default()
+        .keep_records(&queue, Duration::from_secs(60));
+    let p = Producer::with_options(&server.url(), options).unwrap();
+    let id = p.push(job_on(&queue, 1)).await.unwrap();
+    let rec = p
+        .job(&queue, &id)
+        .await
+        .unwrap()
+        .expect("a record per queue");
+    assert_eq!(
+        (rec.state, rec.keep),
+        (JobState::Ready, Duration::from_secs(60))
+    );
+    // Its own keep time wins; another queue keeps none.
+    let own = p
+        .push(job_on(&queue, 2).keep_record(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.job(&queue, &own).await.unwrap().unwrap().keep,
+        Duration::from_secs(5)
+    );
+    let other = unique_queue("no-records");
+    let plain = p.push(job_on(&other, 3)).await.unwrap();
+    assert!(p.job(&other, &plain).await.unwrap().is_none());
+}
