@@ -90,7 +90,7 @@ if keep_ms ~= '0' then
     'enqueued_at', ARGV[5], 'run_at', due == '0' and ARGV[5] or due,
     'entry', entry, 'keep_ms', keep_ms)
   if mode == 'queued' or mode == 'done' then
-    -- For cancel-6, which releases the key of a cancelled job (a ttl key
+    -- For cancel-4, which releases the key of a cancelled job (a ttl key
     -- is held for its lifetime, whatever the job does).
     redis.call('HSET', KEYS[5], 'unique_lock', KEYS[4])
   end

@@ -4,7 +4,7 @@
 //! Adds to `ready`: producers' `XADD`, `promote-4`, `requeue-2` (the new
 //! entry) and `replay-3`. Removals, each counted in `PREFIX:{Q}:stats` by the
 //! script that makes it: `processed`, `discarded` and `expired` (`ack-2`,
-//! `settle-10`), `cancelled` (`ack-2`, `settle-10`, `cancel-6`), `retried`
+//! `settle-10`), `cancelled` (`ack-2`, `settle-10`), `retried`
 //! (`retry-3`, `settle-10`), `requeued` (`requeue-2`, the old entry) and `dead`
 //! (`dead-3`, `settle-10`, `reclaim-3`) minus the dead letters that never were in `ready`
 //! (`dead_scheduled`: scheduled members `promote-4` could not decode). So
@@ -80,7 +80,7 @@ pub struct Books {
     /// (`ack-2`; those sent to dead count in `dead`).
     pub expired: i64,
     /// Counter `cancelled`: cancelled before they ran, or stopped by their
-    /// handler on cancellation (`ack-2`, `settle-10`, `cancel-6`).
+    /// handler on cancellation (`ack-2`, `settle-10`).
     pub cancelled: i64,
     /// Counter `retried`: moved to `scheduled` for another attempt (`retry-3`).
     pub retried: i64,

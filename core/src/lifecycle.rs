@@ -1,7 +1,7 @@
 //! The job lifecycle beyond one attempt: uniqueness keys, job records
 //! (state, attempts, progress, result) and what a waiter gets back.
 //! The scripts that write them: `enqueue-6`, `start-3`, `settle-10`,
-//! `progress-2`, `cancel-6` (scripts/README.md).
+//! `progress-2`, `cancel-4` (scripts/README.md).
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -109,7 +109,7 @@ job_script!(
 );
 job_script!(
     /// Cancel a job by id through its record.
-    CANCEL, "cancel-6", 6
+    CANCEL, "cancel-4", 4
 );
 
 /// Every script, for tools and tests.

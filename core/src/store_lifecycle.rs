@@ -57,7 +57,7 @@ pub enum StartOutcome {
     Cancelled,
 }
 
-/// What `cancel-6` did.
+/// What `cancel-4` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CancelOutcome {
@@ -296,7 +296,7 @@ impl QueueStore {
         .await
     }
 
-    /// Script `cancel-6`: cancels the job `job_id` through its record.
+    /// Script `cancel-4`: cancels the job `job_id` through its record.
     pub async fn cancel(&self, job_id: &str, now_ms: u64) -> Result<CancelOutcome> {
         let keys = self.keys();
         let record = keys.job(job_id);
@@ -313,11 +313,8 @@ impl QueueStore {
                     .key(keys.cancels())
                     .key(keys.job_done(job_id))
                     .key(&lock)
-                    .key(keys.ready())
-                    .key(keys.stats())
                     .arg(job_id)
-                    .arg(now_ms)
-                    .arg(self.group());
+                    .arg(now_ms);
             })
             .await?;
         Ok(match code {

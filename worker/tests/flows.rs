@@ -243,3 +243,45 @@ async fn an_abandoned_member_still_completes_its_batch_and_frees_its_key() {
     );
     w.stop().await;
 }
+
+/// A member cancelled before it ran still counts: the batch completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_member_counts_and_the_batch_completes() {
+    let server = RedisServer::start();
+    let queue = unique_queue("batch-cancel");
+    let p = producer(&server).await;
+    let members: Vec<NewJob> = (0..3)
+        .map(|n| step(&queue, "member", n).keep_record(Duration::from_secs(60)))
+        .collect();
+    let doomed = members[1].id().to_owned();
+    let batch = Batch::new(&queue, NewJob::new("done", &()).unwrap()).members(members);
+    p.enqueue_batch(batch).await.unwrap();
+    assert_eq!(
+        p.cancel(&queue, &doomed).await.unwrap(),
+        jobstream_producer::CancelOutcome::Cancelled
+    );
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, u64, Vec<String>)>();
+    let w = start(
+        worker(&server, &queue)
+            .handle("member", |_: u64, _ctx: JobContext| async { Ok(()) })
+            .handle("done", move |_: (), ctx: JobContext| {
+                let tx = tx.clone();
+                async move {
+                    let b = ctx.batch().await?.unwrap();
+                    tx.send((b.succeeded, b.failed, b.failed_ids)).unwrap();
+                    Ok(())
+                }
+            }),
+    );
+    let got = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, (2, 1, vec![doomed]));
+    let s = wait_stats(&server, &queue, "settled", |s| {
+        s.in_flight == 0 && s.ready == 0
+    })
+    .await;
+    assert_eq!((s.cancelled, s.processed), (1, 3));
+    w.stop().await;
+}
