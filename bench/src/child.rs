@@ -86,14 +86,25 @@ pub async fn run(
             }
         }
         ("jobstream", what) => {
-            jobstream(what, url, &[(queue.to_owned(), 1)], jobs, concurrency).await
+            jobstream(
+                what,
+                url,
+                &[(queue.to_owned(), 1)],
+                jobs,
+                concurrency,
+                false,
+            )
+            .await
+        }
+        ("jobstream_metrics", what) => {
+            jobstream(what, url, &[(queue.to_owned(), 1)], jobs, concurrency, true).await
         }
         ("jobstream3", what) => {
             let queues: Vec<(String, u32)> = crate::THREE_QUEUES
                 .iter()
                 .map(|(suffix, w)| (format!("{queue}-{suffix}"), *w))
                 .collect();
-            jobstream(what, url, &queues, jobs, concurrency).await
+            jobstream(what, url, &queues, jobs, concurrency, false).await
         }
         _ => panic!("unknown child {kind} {what}"),
     };
@@ -107,6 +118,7 @@ async fn jobstream(
     queues: &[(String, u32)],
     jobs: usize,
     concurrency: usize,
+    metrics: bool,
 ) -> ChildReport {
     let done = Arc::new(AtomicU64::new(0));
     let all_done = Arc::new(Notify::new());
@@ -117,6 +129,13 @@ async fn jobstream(
     let mut builder = Worker::builder(url);
     for (queue, weight) in queues {
         builder = builder.queue_with(queue, QueueOptions::new().weight(*weight));
+    }
+    if metrics {
+        // A free port: bound and released here, taken by the worker.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        builder = builder.serve_http(addr);
     }
     let worker = builder
         .concurrency(concurrency)

@@ -323,6 +323,18 @@ async fn drain_records(ctx: &mut Ctx, scenario: &str, n: usize, concurrency: usi
     row
 }
 
+/// `drain` by a worker that serves `/metrics` (every job counted and
+/// timed): against `drain` in the same run, the cost of metrics.
+async fn drain_metrics(ctx: &mut Ctx, scenario: &str, n: usize, concurrency: usize) -> Row {
+    METRICS.store(true, std::sync::atomic::Ordering::Relaxed);
+    let row = drain_queues(ctx, scenario, n, 100, concurrency, false).await;
+    METRICS.store(false, std::sync::atomic::Ordering::Relaxed);
+    row
+}
+
+/// Set while `drain_metrics` runs.
+static METRICS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Set while `drain_records` fills its queues.
 static RECORDS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -387,6 +399,8 @@ async fn drain_queues(
         .await;
         let kind = if three_queues {
             "jobstream3"
+        } else if METRICS.load(std::sync::atomic::Ordering::Relaxed) {
+            "jobstream_metrics"
         } else {
             "jobstream"
         };
@@ -573,6 +587,12 @@ async fn main() {
     if want("drain_3q") {
         emit(
             drain_queues(&mut ctx, "drain_3q", args.jobs, 100, args.concurrency, true).await,
+            &mut rows,
+        );
+    }
+    if want("drain_metrics") {
+        emit(
+            drain_metrics(&mut ctx, "drain_metrics", args.jobs, args.concurrency).await,
             &mut rows,
         );
     }

@@ -101,6 +101,30 @@ impl QueueStore {
         Ok(None)
     }
 
+    /// Whether the queue's consumer group exists (`XINFO GROUPS`; a
+    /// missing stream has none).
+    pub async fn group_exists(&self) -> Result<bool> {
+        let mut cmd = redis::cmd("XINFO");
+        cmd.arg("GROUPS").arg(self.keys().ready());
+        let mut conn = self.redis().shared();
+        let v: redis::Value = match cmd.query_async(&mut conn).await {
+            Ok(v) => v,
+            // "ERR no such key": no stream, so no group.
+            Err(e) if e.to_string().contains("no such key") => return Ok(false),
+            Err(e) => return Err(self.redis().error("XINFO GROUPS", e)),
+        };
+        for group in reply::array("XINFO GROUPS", v)? {
+            let fields = reply::info_map("XINFO GROUPS", group)?;
+            let named = fields.iter().any(|(k, v)| {
+                k == "name" && matches!(v, redis::Value::BulkString(b) if b.as_slice() == self.group().as_bytes())
+            });
+            if named {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Counts and ages of the queue, read from Redis now.
     pub async fn stats(&self, now_ms: u64) -> Result<QueueStats> {
         let k = self.keys();

@@ -30,6 +30,8 @@ pub(crate) struct Acker {
     pub(crate) give_up_at: watch::Receiver<Option<Instant>>,
     /// Where a fatal error goes: it stops the worker.
     pub(crate) fatal: Fatal,
+    /// Where lost leases are reported.
+    pub(crate) events: crate::events::Events,
 }
 
 /// Resolves once `give_up_at` is set and has passed.
@@ -205,6 +207,12 @@ impl Acker {
     }
 
     fn report_lost(&self, store: &QueueStore, lost: &[String]) {
+        if !lost.is_empty() {
+            self.events.emit(crate::events::Event::LeaseLost {
+                queue: store.keys().name().as_str(),
+                count: lost.len() as u64,
+            });
+        }
         for id in lost {
             tracing::warn!(
                 queue = %store.keys().name(),

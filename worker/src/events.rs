@@ -47,6 +47,18 @@ pub(crate) enum Event<'a> {
         late_ms: u64,
         discarded: bool,
     },
+    /// A handler is about to start: `waited` since the job's entry was
+    /// added to ready (enqueued, promoted or retried). Emitted only when a
+    /// sink wants it ([`Events::wants_pickup`]).
+    Started {
+        queue: &'a str,
+        job_type: &'a str,
+        waited: Duration,
+    },
+    /// Jobs the reclaimer moved to dead, delivered too often.
+    Abandoned { queue: &'a str, count: u64 },
+    /// Outcomes dropped because the job was no longer this worker's.
+    LeaseLost { queue: &'a str, count: u64 },
 }
 
 /// Consumes events. Called on the job's task, so it must be quick and
@@ -59,17 +71,36 @@ pub(crate) trait EventSink: Send + Sync + 'static {
 #[derive(Clone)]
 pub(crate) struct Events {
     sinks: Arc<[Arc<dyn EventSink>]>,
+    /// A sink counts pickup times: `Started` is worth computing.
+    pickup: bool,
 }
 
 impl Default for Events {
     fn default() -> Self {
         Self {
             sinks: Arc::new([Arc::new(LogSink) as Arc<dyn EventSink>]),
+            pickup: false,
         }
     }
 }
 
 impl Events {
+    /// The log and `metrics`.
+    pub(crate) fn with_metrics(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self {
+            sinks: Arc::new([
+                Arc::new(LogSink) as Arc<dyn EventSink>,
+                metrics as Arc<dyn EventSink>,
+            ]),
+            pickup: true,
+        }
+    }
+
+    /// Whether `Started` events are wanted (they cost a clock read).
+    pub(crate) fn wants_pickup(&self) -> bool {
+        self.pickup
+    }
+
     pub(crate) fn emit(&self, event: Event<'_>) {
         for sink in self.sinks.iter() {
             sink.emit(&event);
@@ -140,6 +171,8 @@ impl EventSink for LogSink {
                 discarded,
                 "job not started by its deadline; not run"
             ),
+            // Logged where they happen, with more context.
+            Event::Started { .. } | Event::Abandoned { .. } | Event::LeaseLost { .. } => {}
         }
     }
 }
@@ -169,6 +202,7 @@ mod tests {
                 Arc::new(LogSink) as Arc<dyn EventSink>,
                 a.clone() as Arc<dyn EventSink>,
             ]),
+            pickup: false,
         };
         events.emit(Event::UnknownType {
             queue: "q",

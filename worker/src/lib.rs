@@ -46,9 +46,11 @@ mod acker;
 mod events;
 mod fetcher;
 mod handler;
+mod http;
 mod inflight;
 mod job_error;
 mod lease;
+mod metrics;
 mod middleware;
 pub mod outcome;
 mod processor;
@@ -97,6 +99,8 @@ pub struct WorkerBuilder<S = ()> {
     /// Typed jobs served, with the queue producers put them on
     /// (`Job::QUEUE`): a worker that does not serve it is warned about.
     typed: Vec<(&'static str, &'static str)>,
+    /// Where `/metrics`, `/livez` and `/readyz` are served, if anywhere.
+    http: Option<std::net::SocketAddr>,
 }
 
 /// Shows the configuration, never the password in the URL.
@@ -153,6 +157,7 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
             tls: self.tls,
             state,
             typed: self.typed,
+            http: self.http,
         }
     }
 
@@ -299,6 +304,15 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
         self.route(job_type, Arc::new(handler), Some(options))
     }
 
+    /// Serves Prometheus metrics at `/metrics` and Kubernetes probes at
+    /// `/livez` and `/readyz` on `addr` (e.g. `0.0.0.0:9464`); off unless
+    /// set. The metrics are listed in docs/metrics.md; without this, the
+    /// worker counts nothing for them.
+    pub fn serve_http(mut self, addr: std::net::SocketAddr) -> Self {
+        self.http = Some(addr);
+        self
+    }
+
     /// Checks the configuration and prepares the worker (nothing connects
     /// until [`Worker::run`]).
     pub fn build(self) -> Result<Worker, Error> {
@@ -352,6 +366,7 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
             timings: self.timings,
             limits: self.limits,
             tls: self.tls,
+            http: self.http,
             registry,
             consumer: consumer_name(),
             handle,
@@ -375,6 +390,7 @@ pub struct Worker {
     timings: Timings,
     limits: Limits,
     tls: Option<TlsOptions>,
+    http: Option<std::net::SocketAddr>,
     registry: Registry,
     consumer: String,
     handle: ShutdownHandle,
@@ -419,6 +435,7 @@ impl Worker {
             tls: None,
             state: (),
             typed: Vec::new(),
+            http: None,
         }
     }
 

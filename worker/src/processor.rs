@@ -272,6 +272,16 @@ impl Dispatcher {
                 .await;
             return failed(outcome, "unknown_type", &msg);
         };
+        if self.events.wants_pickup()
+            && let Some(ready_at) = entry_id_ms(&entry_id)
+        {
+            let waited = self.server_now().await.saturating_sub(ready_at);
+            self.events.emit(Event::Started {
+                queue,
+                job_type: &envelope.job_type,
+                waited: Duration::from_millis(waited),
+            });
+        }
         let timeout = envelope
             .timeout_ms
             .map_or(route.options.timeout, Duration::from_millis);

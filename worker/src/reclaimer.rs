@@ -18,6 +18,8 @@ pub(crate) struct Reclaimer {
     pub(crate) consumer: String,
     pub(crate) timings: Timings,
     pub(crate) limits: Limits,
+    /// Where abandoned jobs are reported.
+    pub(crate) events: crate::events::Events,
 }
 
 const REAP_EVERY: Duration = Duration::from_secs(60);
@@ -46,6 +48,10 @@ impl Reclaimer {
                 )
                 .await?;
             if r.abandoned > 0 {
+                self.events.emit(crate::events::Event::Abandoned {
+                    queue: self.store.keys().name().as_str(),
+                    count: r.abandoned,
+                });
                 tracing::warn!(queue = %self.store.keys().name(), abandoned = r.abandoned, max_deliveries = self.limits.max_deliveries,
                     "moved jobs delivered too often without an outcome (poison messages that kill their worker) to dead");
             }

@@ -58,11 +58,26 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         timings,
         limits,
         tls,
+        http,
         registry,
         consumer,
         handle,
         mut shutdown,
     } = worker;
+    // Bound before anything else: a port in use is a start-up error.
+    let listener = match http {
+        Some(addr) => Some(crate::http::bind(addr).await.map_err(|e| {
+            jobstream_core::Error::Config(format!("cannot listen on {addr} for /metrics: {e}"))
+        })?),
+        None => None,
+    };
+    let metrics = listener
+        .as_ref()
+        .map(|_| crate::metrics::Metrics::new(concurrency));
+    let events = match &metrics {
+        Some(m) => crate::events::Events::with_metrics(Arc::clone(m)),
+        None => crate::events::Events::default(),
+    };
     let tls = tls.unwrap_or_else(jobstream_core::TlsOptions::from_env);
     let redis = Redis::open_with_tls(&url, &timings, &tls)?;
     // Each lane's fetcher holds a dedicated connection for its blocking
@@ -125,7 +140,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         outcomes: outcome_tx,
         inflight: inflight.clone(),
         tasks: job_tasks.clone(),
-        events: crate::events::Events::default(),
+        events: events.clone(),
         redis: redis.clone(),
         stores: stores.clone(),
         lanes: stores
@@ -153,6 +168,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
             dead_max_len: limits.dead_max_len,
             give_up_at,
             fatal: fatal.clone(),
+            events: events.clone(),
         }
         .run(outcome_rx),
     );
@@ -173,6 +189,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         consumer: consumer.clone(),
         timings: timings.clone(),
         limits: limits.clone(),
+        events: events.clone(),
     };
     for store in &stores {
         background_tasks.push(
@@ -224,6 +241,20 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     // stops with it, running handlers included: their jobs stay pending.
     let mut tasks = vec![acker.abort_handle(), lease.abort_handle()];
     tasks.extend(fetcher_tasks.iter().map(JoinHandle::abort_handle));
+    if let (Some(listener), Some(metrics)) = (listener, metrics) {
+        let state = Arc::new(crate::http::HttpState {
+            metrics,
+            redis: redis.clone(),
+            stores: stores.clone(),
+            inflight: inflight.clone(),
+            concurrency,
+            loops: std::sync::Mutex::new(tasks.clone()),
+            stopping: Default::default(),
+        });
+        tasks.push(
+            tokio::spawn(crate::http::serve(listener, state, shutdown.clone())).abort_handle(),
+        );
+    }
     tasks.extend(background_tasks.iter().map(JoinHandle::abort_handle));
     let _tasks = AbortOnDrop {
         tasks,

@@ -1,0 +1,222 @@
+//! Prometheus metrics of one worker (docs/metrics.md): an event sink that
+//! counts outcomes and times jobs, and queue gauges read from Redis when
+//! `/metrics` is scraped. Only built when the worker serves HTTP
+//! (`WorkerBuilder::serve_http`): a worker without it pays nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::events::{Event, EventSink};
+use crate::outcome::Disposition;
+
+/// Labels of a job outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    queue: String,
+    job_type: String,
+    outcome: &'static str,
+}
+
+/// Labels of a job timing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabels {
+    queue: String,
+    job_type: String,
+}
+
+/// Labels of a queue gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct QueueLabels {
+    pub(crate) queue: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Every metric a worker exports, and the registry that encodes them.
+pub(crate) struct Metrics {
+    pub(crate) registry: Registry,
+    outcomes: Family<OutcomeLabels, Counter>,
+    duration: Family<TypeLabels, Histogram>,
+    pickup: Family<TypeLabels, Histogram>,
+    pub(crate) depth: Family<QueueLabels, Gauge>,
+    pub(crate) in_flight: Family<QueueLabels, Gauge>,
+    pub(crate) scheduled: Family<QueueLabels, Gauge>,
+    pub(crate) dead: Family<QueueLabels, Gauge>,
+    pub(crate) oldest_age: Family<QueueLabels, FloatGauge>,
+    pub(crate) busy: Gauge,
+    pub(crate) saturation: FloatGauge,
+}
+
+/// Durations from 1 ms to about 4.5 hours, a bucket per doubling.
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 24))
+}
+
+impl Metrics {
+    pub(crate) fn new(concurrency: usize) -> Arc<Self> {
+        let mut registry = Registry::with_prefix("jobstream");
+        let outcomes = Family::<OutcomeLabels, Counter>::default();
+        let duration = Family::<TypeLabels, Histogram>::new_with_constructor(
+            seconds_histogram as fn() -> Histogram,
+        );
+        let pickup = Family::<TypeLabels, Histogram>::new_with_constructor(
+            seconds_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "jobs",
+            "Attempts by outcome: ok, retry, dead, discard, cancelled, expired, abandoned, lease_lost",
+            outcomes.clone(),
+        );
+        registry.register(
+            "job_duration_seconds",
+            "Handler run time of an attempt, by queue and job type",
+            duration.clone(),
+        );
+        registry.register(
+            "job_pickup_seconds",
+            "Time from a job's enqueue (or due time) to its handler's start",
+            pickup.clone(),
+        );
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<QueueLabels, Gauge>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let depth = gauge(
+            &mut registry,
+            "queue_ready",
+            "Jobs in the ready stream not yet delivered to a worker",
+        );
+        let in_flight = gauge(
+            &mut registry,
+            "queue_in_flight",
+            "Jobs delivered to a worker and not yet settled",
+        );
+        let scheduled = gauge(
+            &mut registry,
+            "queue_scheduled",
+            "Jobs waiting for their due time or their next attempt",
+        );
+        let dead = gauge(
+            &mut registry,
+            "queue_dead",
+            "Jobs in the dead-letter stream",
+        );
+        let oldest_age = Family::<QueueLabels, FloatGauge>::default();
+        registry.register(
+            "queue_oldest_ready_age_seconds",
+            "Age of the oldest job in the ready stream not yet delivered",
+            oldest_age.clone(),
+        );
+        let busy = Gauge::default();
+        let conc: Gauge = Gauge::default();
+        let saturation = FloatGauge::default();
+        registry.register(
+            "worker_busy_slots",
+            "Jobs this worker holds (fetched or running)",
+            busy.clone(),
+        );
+        registry.register(
+            "worker_concurrency",
+            "This worker's concurrency (its slots)",
+            conc.clone(),
+        );
+        registry.register(
+            "worker_saturation",
+            "Busy slots over concurrency, 0 to 1",
+            saturation.clone(),
+        );
+        conc.set(concurrency as i64);
+        Arc::new(Self {
+            registry,
+            outcomes,
+            duration,
+            pickup,
+            depth,
+            in_flight,
+            scheduled,
+            dead,
+            oldest_age,
+            busy,
+            saturation,
+        })
+    }
+
+    fn outcome(&self, queue: &str, job_type: &str, outcome: &'static str, n: u64) {
+        self.outcomes
+            .get_or_create(&OutcomeLabels {
+                queue: queue.to_owned(),
+                job_type: job_type.to_owned(),
+                outcome,
+            })
+            .inc_by(n);
+    }
+}
+
+/// The label value of a disposition.
+fn outcome_name(d: &Disposition) -> &'static str {
+    match d {
+        Disposition::Ack => "ok",
+        Disposition::Retry { .. } => "retry",
+        Disposition::Dead { .. } => "dead",
+        Disposition::Discard => "discard",
+        Disposition::Cancel => "cancelled",
+    }
+}
+
+impl EventSink for Metrics {
+    fn emit(&self, event: &Event<'_>) {
+        match *event {
+            Event::Finished {
+                queue,
+                job_type,
+                elapsed,
+                outcome,
+                ..
+            } => {
+                self.outcome(queue, job_type, outcome_name(outcome), 1);
+                self.duration
+                    .get_or_create(&TypeLabels {
+                        queue: queue.to_owned(),
+                        job_type: job_type.to_owned(),
+                    })
+                    .observe(elapsed.as_secs_f64());
+            }
+            Event::Started {
+                queue,
+                job_type,
+                waited,
+            } => self
+                .pickup
+                .get_or_create(&TypeLabels {
+                    queue: queue.to_owned(),
+                    job_type: job_type.to_owned(),
+                })
+                .observe(waited.as_secs_f64()),
+            Event::Malformed { queue, .. } => self.outcome(queue, "", "dead", 1),
+            Event::UnknownType {
+                queue, job_type, ..
+            } => self.outcome(queue, job_type, "dead", 1),
+            Event::Expired {
+                queue, job_type, ..
+            } => self.outcome(queue, job_type, "expired", 1),
+            Event::Abandoned { queue, count } => self.outcome(queue, "", "abandoned", count),
+            Event::LeaseLost { queue, count } => self.outcome(queue, "", "lease_lost", count),
+        }
+    }
+}
+
+/// The text exposition of `metrics` (OpenMetrics).
+pub(crate) fn encode(metrics: &Metrics) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &metrics.registry);
+    out
+}
