@@ -108,8 +108,12 @@ impl Events {
     }
 }
 
-/// Writes events to the log (`tracing`): failures at info, dead letters
-/// of undecodable or unknown jobs at warn, successes at debug.
+/// Writes events to the log (`tracing`): a failed attempt that will be
+/// retried at warn, a job that goes to dead at error (so a warn filter
+/// shows both), a job dropped on purpose (discarded, cancelled, expired
+/// and discarded) at info, successes at debug. Every line names the queue,
+/// the job id, its type and attempt, and the error's class; never a
+/// payload.
 pub(crate) struct LogSink;
 
 impl EventSink for LogSink {
@@ -123,9 +127,22 @@ impl EventSink for LogSink {
                 elapsed,
                 error: Some((class, message)),
                 outcome,
-            } => tracing::info!(queue, job_id, job_type, attempt, error_class = class,
-                error = %truncate_error(message), elapsed_ms = elapsed.as_millis() as u64,
-                outcome = ?outcome, "job failed"),
+            } => {
+                let error = truncate_error(message);
+                let elapsed_ms = elapsed.as_millis() as u64;
+                match outcome {
+                    Disposition::Dead { reason } => {
+                        tracing::error!(queue, job_id, job_type, attempt, error_class = class,
+                        error = %error, elapsed_ms, reason = reason.as_str(), "job failed and moved to dead")
+                    }
+                    Disposition::Retry { delay } => {
+                        tracing::warn!(queue, job_id, job_type, attempt, error_class = class,
+                        error = %error, elapsed_ms, retry_in_ms = delay.as_millis() as u64, "job failed; will retry")
+                    }
+                    _ => tracing::info!(queue, job_id, job_type, attempt, error_class = class,
+                        error = %error, elapsed_ms, outcome = ?outcome, "job ended without success"),
+                }
+            }
             Event::Finished {
                 queue,
                 job_type,
@@ -146,12 +163,14 @@ impl EventSink for LogSink {
                 queue,
                 entry_id,
                 detail,
-            } => tracing::warn!(queue, entry_id, reason = %detail, "malformed entry moved to dead"),
+            } => {
+                tracing::error!(queue, entry_id, reason = %detail, "malformed entry moved to dead")
+            }
             Event::UnknownType {
                 queue,
                 entry_id,
                 job_type,
-            } => tracing::warn!(
+            } => tracing::error!(
                 queue,
                 entry_id,
                 job_type,
@@ -163,13 +182,25 @@ impl EventSink for LogSink {
                 job_id,
                 late_ms,
                 discarded,
-            } => tracing::info!(
+            } if discarded => tracing::info!(
                 queue,
                 job_type,
                 job_id,
                 late_ms,
-                discarded,
-                "job not started by its deadline; not run"
+                "job not started by its deadline; discarded"
+            ),
+            Event::Expired {
+                queue,
+                job_type,
+                job_id,
+                late_ms,
+                ..
+            } => tracing::error!(
+                queue,
+                job_type,
+                job_id,
+                late_ms,
+                "job not started by its deadline; moved to dead"
             ),
             // Logged where they happen, with more context.
             Event::Started { .. } | Event::Abandoned { .. } | Event::LeaseLost { .. } => {}

@@ -15,6 +15,7 @@ use jobstream_core::{QueueStore, Redis, StreamEntry};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::events::{Event, Events};
 use crate::handler::{JobContext, Registry};
@@ -300,11 +301,19 @@ impl Dispatcher {
             lane: self.lanes.get(lane).cloned(),
         };
         let started = std::time::Instant::now();
-        let fut = AssertUnwindSafe(crate::middleware::run(
-            &self.registry.middleware,
-            route.handler.as_ref(),
-            ctx,
-        ))
+        // Every line a handler logs carries the job: queue, type, id and
+        // attempt (never the payload).
+        let span = tracing::info_span!(
+            "job",
+            queue = %queue,
+            job_type = %envelope.job_type,
+            job_id = %envelope.job_id(&entry_id),
+            attempt = envelope.attempt,
+        );
+        let fut = AssertUnwindSafe(
+            crate::middleware::run(&self.registry.middleware, route.handler.as_ref(), ctx)
+                .instrument(span),
+        )
         .catch_unwind();
         let result = match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(result)) => result,
