@@ -40,6 +40,7 @@ pub mod scripts;
 pub mod store;
 mod store_admin;
 pub mod store_lifecycle;
+pub mod throttle;
 pub mod tls;
 
 pub use books::{Books, BooksStatus};

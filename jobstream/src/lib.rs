@@ -68,14 +68,17 @@ pub use jobstream_core::{
 #[cfg(feature = "producer")]
 pub use jobstream_producer as producer;
 #[cfg(feature = "producer")]
-pub use jobstream_producer::{JobId, NewJob, Producer, ProducerOptions, inspect};
+pub use jobstream_producer::{
+    Batch, BatchSummary, CancelOutcome, Chain, JobId, JobRecord, JobState, NewJob, Producer,
+    ProducerOptions, Uniqueness, inspect,
+};
 
 #[cfg(feature = "worker")]
 pub use jobstream_worker as worker;
 #[cfg(feature = "worker")]
 pub use jobstream_worker::{
     FailureKind, Handler, JobContext, JobError, JobFn, JobResult, Middleware, Next, QueueOptions,
-    QueueOrder, ShutdownHandle, Worker, WorkerBuilder,
+    QueueOrder, ShutdownHandle, Worker, WorkerBuilder, init_logging,
 };
 
 /// A throwaway `redis-server` for integration tests (feature `testkit`):

@@ -350,7 +350,11 @@ impl Producer {
                         // an outage is ridden out, whatever the steps.
                         let left = deadline.saturating_duration_since(Instant::now());
                         let wait = backoff.next_delay().min(left);
-                        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "enqueue failed; retrying");
+                        if let Some(suppressed) =
+                            jobstream_core::throttle::warnings().allow("producer.enqueue")
+                        {
+                            tracing::warn!(suppressed, error = %e, retry_in_ms = wait.as_millis() as u64, "enqueue failed; retrying");
+                        }
                         tokio::time::sleep(wait).await;
                     }
                     Err(e) => return Err(e),

@@ -246,7 +246,11 @@ impl Acker {
                 Ok(v) => return Some(v),
                 Err(e) if e.is_transient() => {
                     let wait = backoff.next_delay().min(Duration::from_secs(5));
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "could not write {what} outcome; retrying");
+                    if let Some(suppressed) =
+                        jobstream_core::throttle::warnings().allow("acker.write")
+                    {
+                        tracing::warn!(suppressed, error = %e, retry_in_ms = wait.as_millis() as u64, "could not write {what} outcome; retrying");
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = passed(self.give_up_at.clone()) => {}

@@ -224,7 +224,11 @@ impl Fetcher {
                 }
                 Err(e) => {
                     let wait = backoff.next_delay();
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot reach Redis to fetch jobs; retrying");
+                    if let Some(suppressed) =
+                        jobstream_core::throttle::warnings().allow("fetcher.connect")
+                    {
+                        tracing::warn!(suppressed, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot reach Redis to fetch jobs; retrying");
+                    }
                     shutdown.sleep(wait).await;
                     return None;
                 }
@@ -300,7 +304,10 @@ impl Fetcher {
             }
             Err(e) => {
                 let wait = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "fetching jobs failed; reconnecting");
+                if let Some(suppressed) = jobstream_core::throttle::warnings().allow("fetcher.read")
+                {
+                    tracing::warn!(suppressed, error = %e, retry_in_ms = wait.as_millis() as u64, "fetching jobs failed; reconnecting");
+                }
                 self.reader_id.store(0, Ordering::SeqCst);
                 if let Some(c) = conn.take() {
                     c.discard();
@@ -343,7 +350,11 @@ impl Fetcher {
                 if e.is_fatal() {
                     self.fatal.report(e);
                 } else {
-                    tracing::warn!(error = %e, "reclaiming abandoned jobs failed; will retry");
+                    if let Some(suppressed) =
+                        jobstream_core::throttle::warnings().allow("fetcher.reclaim")
+                    {
+                        tracing::warn!(suppressed, error = %e, "reclaiming abandoned jobs failed; will retry");
+                    }
                 }
                 return Vec::new();
             }

@@ -47,7 +47,11 @@ impl Lease {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not refresh job leases; will retry");
+                    if let Some(suppressed) =
+                        jobstream_core::throttle::warnings().allow("lease.refresh")
+                    {
+                        tracing::warn!(suppressed, error = %e, "could not refresh job leases; will retry");
+                    }
                     return;
                 }
             }

@@ -50,6 +50,7 @@ mod http;
 mod inflight;
 mod job_error;
 mod lease;
+mod logging;
 mod metrics;
 mod middleware;
 pub mod outcome;
@@ -69,9 +70,11 @@ use std::sync::Arc;
 
 pub use handler::{BoxFuture, Handler, JobContext, JobFn};
 pub use job_error::{FailureKind, JobError, JobResult};
+pub use jobstream_core::store_lifecycle::BatchSummary;
 pub use jobstream_core::{
     Backoff, Error, Job, JobOptions, Limits, RetryPolicy, Timings, TlsOptions,
 };
+pub use logging::init_logging;
 pub use middleware::{Middleware, Next};
 pub use queues::QueueOptions;
 use serde::de::DeserializeOwned;

@@ -46,7 +46,11 @@ impl Promoter {
                 }
                 Err(e) => {
                     let wait = backoff.next_delay();
-                    tracing::warn!(error = %e, "promoting scheduled jobs failed; will retry");
+                    if let Some(suppressed) =
+                        jobstream_core::throttle::warnings().allow("promoter.promote")
+                    {
+                        tracing::warn!(suppressed, error = %e, "promoting scheduled jobs failed; will retry");
+                    }
                     wait
                 }
             };

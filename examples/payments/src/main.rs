@@ -86,13 +86,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // RUST_LOG for the level, JOBSTREAM_LOG_FORMAT=json for JSON lines.
+    jobstream::init_logging();
     let cli = Cli::parse();
     // Errors are printed without the URLs: they may hold passwords.
     match run(cli).await {

@@ -106,13 +106,8 @@ async fn send_email(email: Email, job: JobContext) -> Result<(), JobError> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // RUST_LOG for the level, JOBSTREAM_LOG_FORMAT=json for JSON lines.
+    jobstream_worker::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Worker {

@@ -686,3 +686,64 @@ fn wrong_credentials_fail_fast_with_one_message_naming_the_server() {
         started.elapsed()
     );
 }
+
+/// `JOBSTREAM_LOG_FORMAT=json`: every line the worker writes is one JSON
+/// object; a failed attempt is a WARN, a dead letter an ERROR, and both
+/// carry the job id.
+#[test]
+fn json_logs_are_one_object_per_line_with_levels_and_job_ids() {
+    let server = RedisServer::start();
+    let queue = unique_queue("json-logs");
+    run(&mut quickstart(
+        &server,
+        &[
+            "produce",
+            "--queue",
+            &queue,
+            "--count",
+            "4",
+            "--fail-ratio",
+            "0.5",
+            "--permanent-ratio",
+            "0.5",
+        ],
+    ));
+    let log = std::env::temp_dir().join(format!("{queue}.jsonl"));
+    let mut child = quickstart(
+        &server,
+        &["worker", "--queue", &queue, "--backoff-ms", "10"],
+    )
+    .env("JOBSTREAM_LOG_FORMAT", "json")
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    let settled = wait_until(Duration::from_secs(20), || {
+        let s = stats(&server, &queue);
+        n(&s, "processed") + n(&s, "dead") == 4 && n(&s, "in_flight") == 0
+    });
+    terminate(&mut child);
+    assert!(settled, "{}", stats(&server, &queue));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let at = |level: &str| {
+        lines
+            .iter()
+            .filter(|v| v["level"] == level && v["fields"]["job_id"].is_string())
+            .count()
+    };
+    assert!(at("WARN") >= 1, "{text}");
+    assert!(at("ERROR") >= 1, "{text}");
+}
+
+/// SIGTERM, then wait: the worker drains and exits.
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
