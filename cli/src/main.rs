@@ -102,6 +102,14 @@ enum Command {
         #[command(subcommand)]
         command: job::JobCommand,
     },
+    /// Serve every known queue's gauges (backlog, in flight, scheduled,
+    /// dead, oldest job's age) at /metrics, with /livez and /readyz, for
+    /// fleets that scale workers to zero. Runs until SIGTERM or Ctrl-C.
+    Exporter {
+        /// Listen address.
+        #[arg(long, default_value = "0.0.0.0:9465")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 const CHECK_ABOUT: &str = "\
@@ -224,6 +232,32 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?
                 .with_group(&cli.group);
             dlq::run(inspector, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exporter { listen } => {
+            eprintln!("serving queue metrics on http://{listen}/metrics");
+            let stop = async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async {
+                        match term.as_mut() {
+                            Some(t) => { t.recv().await; }
+                            None => std::future::pending::<()>().await,
+                        }
+                    } => {}
+                }
+            };
+            jobstream_worker::serve_queue_metrics(
+                &cli.redis_url,
+                &cli.prefix,
+                &cli.group,
+                listen,
+                stop,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Job { command } => {

@@ -17,13 +17,22 @@ use crate::inflight::Inflight;
 use crate::metrics::{Metrics, QueueLabels};
 use crate::shutdown::Shutdown;
 
+/// The queues whose gauges are served.
+pub(crate) enum Queues {
+    /// The ones a worker serves.
+    Served(Vec<QueueStore>),
+    /// Every queue in the registry (`PREFIX:queues`), read at each scrape:
+    /// the standalone exporter.
+    Known { prefix: String, group: String },
+}
+
 /// What the handlers read.
 pub(crate) struct HttpState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) redis: Redis,
-    pub(crate) stores: Vec<QueueStore>,
-    pub(crate) inflight: Inflight,
-    pub(crate) concurrency: usize,
+    pub(crate) queues: Queues,
+    /// A worker's in-flight jobs and concurrency (none for the exporter).
+    pub(crate) slots: Option<(Inflight, usize)>,
     /// The worker's long-running loops (fetchers, acker, lease): alive
     /// while none of them has ended.
     pub(crate) loops: std::sync::Mutex<Vec<AbortHandle>>,
@@ -67,7 +76,7 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
         .unwrap_or_else(|_| jobstream_core::now_ms());
     // Queue gauges are read from Redis at scrape time: the hot path never
     // touches them. A queue that cannot be read keeps its last values.
-    for store in &s.stores {
+    for store in &s.stores().await {
         match store.stats(now).await {
             Ok(q) => {
                 let l = QueueLabels {
@@ -91,11 +100,13 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
             Err(e) => tracing::debug!(error = %e, "queue gauges not refreshed"),
         }
     }
-    let busy = s.inflight.len();
-    s.metrics.busy.set(busy as i64);
-    s.metrics
-        .saturation
-        .set(busy as f64 / s.concurrency.max(1) as f64);
+    if let Some((inflight, concurrency)) = &s.slots {
+        let busy = inflight.len();
+        s.metrics.busy.set(busy as i64);
+        s.metrics
+            .saturation
+            .set(busy as f64 / (*concurrency).max(1) as f64);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -104,6 +115,30 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
         crate::metrics::encode(&s.metrics),
     )
         .into_response()
+}
+
+impl HttpState {
+    async fn stores(&self) -> Vec<QueueStore> {
+        match &self.queues {
+            Queues::Served(stores) => stores.clone(),
+            Queues::Known { prefix, group } => {
+                let names = jobstream_core::known_queues(&self.redis, prefix)
+                    .await
+                    .unwrap_or_default();
+                names
+                    .iter()
+                    .filter_map(|n| jobstream_core::QueueName::new(n).ok())
+                    .map(|n| {
+                        QueueStore::new(
+                            self.redis.clone(),
+                            jobstream_core::QueueKeys::new(prefix, &n),
+                            group.clone(),
+                        )
+                    })
+                    .collect()
+            }
+        }
+    }
 }
 
 async fn livez(State(s): State<Arc<HttpState>>) -> Response {
@@ -134,7 +169,13 @@ async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
         )
             .into_response();
     }
-    for store in &s.stores {
+    // A worker needs its groups; the exporter only needs Redis (a queue
+    // nobody has served yet has no group, and that is fine for it).
+    let served = match &s.queues {
+        Queues::Served(stores) => stores.as_slice(),
+        Queues::Known { .. } => &[],
+    };
+    for store in served {
         match store.group_exists().await {
             Ok(true) => {}
             Ok(false) => {
@@ -157,4 +198,43 @@ async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
         }
     }
     (StatusCode::OK, "ready\n").into_response()
+}
+
+/// Serves the queue gauges of every known queue on `addr`, with `/livez`
+/// and `/readyz`, until `stop` resolves: `jobstream exporter`, for fleets
+/// that scale their workers to zero (someone must still report the
+/// backlog). Job counters and timings come from the workers themselves.
+pub async fn serve_queue_metrics(
+    url: &str,
+    prefix: &str,
+    group: &str,
+    addr: SocketAddr,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), jobstream_core::Error> {
+    let timings = jobstream_core::Timings::default();
+    let tls = jobstream_core::TlsOptions::from_env();
+    let redis = Redis::open_with_tls(url, &timings, &tls)?;
+    let listener = bind(addr)
+        .await
+        .map_err(|e| jobstream_core::Error::Config(format!("cannot listen on {addr}: {e}")))?;
+    let state = Arc::new(HttpState {
+        metrics: Metrics::new(None),
+        redis,
+        queues: Queues::Known {
+            prefix: prefix.to_owned(),
+            group: group.to_owned(),
+        },
+        slots: None,
+        loops: std::sync::Mutex::new(Vec::new()),
+        stopping: AtomicBool::new(false),
+    });
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+        .map_err(|e| jobstream_core::Error::Config(format!("the listener on {addr} failed: {e}")))
 }

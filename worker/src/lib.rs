@@ -69,6 +69,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use handler::{BoxFuture, Handler, JobContext, JobFn};
+pub use http::serve_queue_metrics;
 pub use job_error::{FailureKind, JobError, JobResult};
 pub use jobstream_core::store_lifecycle::BatchSummary;
 pub use jobstream_core::{

@@ -60,7 +60,9 @@ fn seconds_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub(crate) fn new(concurrency: usize) -> Arc<Self> {
+    /// The metrics of a worker with `concurrency` slots; `None` for the
+    /// standalone exporter, which has no slots to report.
+    pub(crate) fn new(concurrency: Option<usize>) -> Arc<Self> {
         let mut registry = Registry::with_prefix("jobstream");
         let outcomes = Family::<OutcomeLabels, Counter>::default();
         let duration = Family::<TypeLabels, Histogram>::new_with_constructor(
@@ -118,22 +120,24 @@ impl Metrics {
         let busy = Gauge::default();
         let conc: Gauge = Gauge::default();
         let saturation = FloatGauge::default();
-        registry.register(
-            "worker_busy_slots",
-            "Jobs this worker holds (fetched or running)",
-            busy.clone(),
-        );
-        registry.register(
-            "worker_concurrency",
-            "This worker's concurrency (its slots)",
-            conc.clone(),
-        );
-        registry.register(
-            "worker_saturation",
-            "Busy slots over concurrency, 0 to 1",
-            saturation.clone(),
-        );
-        conc.set(concurrency as i64);
+        if let Some(concurrency) = concurrency {
+            registry.register(
+                "worker_busy_slots",
+                "Jobs this worker holds (fetched or running)",
+                busy.clone(),
+            );
+            registry.register(
+                "worker_concurrency",
+                "This worker's concurrency (its slots)",
+                conc.clone(),
+            );
+            registry.register(
+                "worker_saturation",
+                "Busy slots over concurrency, 0 to 1",
+                saturation.clone(),
+            );
+            conc.set(concurrency as i64);
+        }
         Arc::new(Self {
             registry,
             outcomes,

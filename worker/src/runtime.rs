@@ -73,7 +73,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     };
     let metrics = listener
         .as_ref()
-        .map(|_| crate::metrics::Metrics::new(concurrency));
+        .map(|_| crate::metrics::Metrics::new(Some(concurrency)));
     let events = match &metrics {
         Some(m) => crate::events::Events::with_metrics(Arc::clone(m)),
         None => crate::events::Events::default(),
@@ -245,9 +245,8 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         let state = Arc::new(crate::http::HttpState {
             metrics,
             redis: redis.clone(),
-            stores: stores.clone(),
-            inflight: inflight.clone(),
-            concurrency,
+            queues: crate::http::Queues::Served(stores.clone()),
+            slots: Some((inflight.clone(), concurrency)),
             loops: std::sync::Mutex::new(tasks.clone()),
             stopping: Default::default(),
         });
