@@ -4,6 +4,7 @@
 mod check;
 mod dlq;
 mod job;
+mod workers;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -101,6 +102,13 @@ enum Command {
     Job {
         #[command(subcommand)]
         command: job::JobCommand,
+    },
+    /// The workers that wrote a heartbeat (every 5 s): live, or stale when
+    /// silent for more than 15 s (killed, stalled, cut off).
+    Workers {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
     /// Serve every known queue's gauges (backlog, in flight, scheduled,
     /// dead, oldest job's age) at /metrics, with /livez and /readyz, for
@@ -232,6 +240,13 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?
                 .with_group(&cli.group);
             dlq::run(inspector, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Workers { json } => {
+            let inspector = Inspector::connect(&cli.redis_url, &cli.prefix)
+                .await
+                .map_err(|e| e.to_string())?;
+            workers::run(inspector, json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Exporter { listen } => {

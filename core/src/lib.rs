@@ -42,6 +42,7 @@ mod store_admin;
 pub mod store_lifecycle;
 pub mod throttle;
 pub mod tls;
+pub mod workers;
 
 pub use books::{Books, BooksStatus};
 pub use config::{Limits, Timings};

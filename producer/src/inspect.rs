@@ -3,6 +3,7 @@
 //! CLI and by operators' own tooling.
 
 use jobstream_core::envelope::entry_id_ms;
+pub use jobstream_core::workers::{STALE_AFTER_MS, WorkerInfo};
 pub use jobstream_core::{Books, BooksStatus, Fsync, QueueStats, ServerSafety};
 use jobstream_core::{QueueKeys, QueueName, QueueStore, Redis, Result, StreamEntry};
 use serde::Serialize;
@@ -255,6 +256,18 @@ impl Inspector {
     /// Names of the queues producers and workers have registered.
     pub async fn queues(&self) -> Result<Vec<String>> {
         jobstream_core::known_queues(self.redis()?, &self.prefix).await
+    }
+
+    /// Every worker with a heartbeat (most recently seen first), and the
+    /// server's time now, unix ms: a worker whose `seen_at_ms` is more than
+    /// [`STALE_AFTER_MS`] old is stale (killed, stalled or cut off).
+    pub async fn workers(&self) -> Result<(Vec<WorkerInfo>, u64)> {
+        let redis = self.redis()?;
+        let now = redis.server_now_ms().await?;
+        Ok((
+            jobstream_core::workers::list(redis, &self.prefix).await?,
+            now,
+        ))
     }
 
     /// Stats of one queue.

@@ -205,6 +205,18 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         );
         background_tasks.push(background.spawn(reclaimer(store).run_reaper(shutdown.clone())));
     }
+    background_tasks.push(background.spawn(heartbeats(
+        redis.clone(),
+        prefix.clone(),
+        jobstream_core::workers::WorkerInfo::new(
+            &consumer,
+            names.iter().map(|n| (*n).to_owned()).collect(),
+            concurrency,
+            jobstream_core::now_ms(),
+        ),
+        inflight.clone(),
+        shutdown.clone(),
+    )));
     background_tasks.push(background.spawn(crate::tracking::watch_cancels(
         stores.clone(),
         redis.clone(),
@@ -353,10 +365,44 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     finish_by(acker, give_up + Duration::from_millis(50)).await;
     stop_lease.shutdown();
     finish_by(lease, give_up + Duration::from_millis(50)).await;
+    // A clean stop leaves the list of live workers (a killed one shows as
+    // stale there until a day has passed).
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        jobstream_core::workers::forget(&redis, &prefix, &consumer),
+    )
+    .await;
     tracing::info!(queues = ?names, consumer = %consumer, shutdown_ms = began.elapsed().as_millis() as u64, "worker stopped");
     match fatal.take() {
         Some(e) => Err(e.for_server(redis.display_url())),
         None => Ok(()),
+    }
+}
+
+/// Writes the worker's heartbeat every 5 s until shutdown (`jobstream
+/// workers` lists it; see `jobstream_core::workers`).
+async fn heartbeats(
+    redis: Redis,
+    prefix: String,
+    mut info: jobstream_core::workers::WorkerInfo,
+    inflight: Inflight,
+    mut shutdown: crate::shutdown::Shutdown,
+) {
+    loop {
+        info.busy = inflight.len();
+        let now = redis
+            .server_now_ms()
+            .await
+            .unwrap_or_else(|_| jobstream_core::now_ms());
+        if let Err(e) = jobstream_core::workers::heartbeat(&redis, &prefix, &info, now).await {
+            tracing::debug!(error = %e, "heartbeat not written");
+        }
+        if shutdown
+            .sleep(jobstream_core::workers::HEARTBEAT_EVERY)
+            .await
+        {
+            return;
+        }
     }
 }
 

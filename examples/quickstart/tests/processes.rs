@@ -747,3 +747,49 @@ fn terminate(child: &mut Child) {
         .status();
     let _ = child.wait();
 }
+
+/// `jobstream workers`: live workers with their heartbeat; a SIGKILLed one
+/// turns stale after 15 s; one stopped with SIGTERM leaves the list.
+#[test]
+fn workers_lists_live_and_stale_workers() {
+    let server = RedisServer::start();
+    let queue = unique_queue("workers");
+    let a = WorkerProc::start(&server, &queue, &["--concurrency", "3"]);
+    let b = WorkerProc::start(&server, &queue, &["--concurrency", "2"]);
+    let (a_name, b_name) = (a.consumer().unwrap(), b.consumer().unwrap());
+    let list = || {
+        let out = run(Command::new(cli_bin())
+            .args(["workers", "--json"])
+            .env("REDIS_URL", server.url()));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["workers"].as_array().unwrap().clone()
+    };
+    let find =
+        |ws: &[serde_json::Value], name: &str| ws.iter().find(|w| w["name"] == name).cloned();
+    let ws = list();
+    let wa = find(&ws, &a_name).expect("worker a is listed");
+    assert_eq!(
+        (wa["state"].as_str(), wa["concurrency"].as_u64()),
+        (Some("live"), Some(3)),
+        "{wa}"
+    );
+    assert!(
+        wa["seen_at"].as_str().unwrap().ends_with('Z'),
+        "RFC 3339: {wa}"
+    );
+    assert_eq!(wa["queues"][0], queue.as_str());
+    b.signal(15);
+    assert!(b.wait().success());
+    a.signal(9);
+    let _ = a.wait();
+    assert!(
+        find(&list(), &b_name).is_none(),
+        "a clean stop leaves the list"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || find(&list(), &a_name)
+            .is_some_and(|w| w["state"] == "stale")),
+        "a killed worker turns stale: {:?}",
+        list()
+    );
+}
