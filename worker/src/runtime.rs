@@ -366,9 +366,10 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     stop_lease.shutdown();
     finish_by(lease, give_up + Duration::from_millis(50)).await;
     // A clean stop leaves the list of live workers (a killed one shows as
-    // stale there until a day has passed).
+    // stale there until a day has passed). Briefly: with Redis frozen or
+    // away, shutdown stays within grace + flush and the entry turns stale.
     let _ = tokio::time::timeout(
-        Duration::from_secs(1),
+        Duration::from_millis(100),
         jobstream_core::workers::forget(&redis, &prefix, &consumer),
     )
     .await;
