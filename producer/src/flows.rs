@@ -168,7 +168,27 @@ impl Producer {
             }
         };
         self.check_size(&on_complete)?;
-        let batch_id = crate::generate_id();
+        // Each member counts once by id: a repeated id (a cloned NewJob)
+        // would leave the batch waiting forever; a member's uniqueness key
+        // held elsewhere would enqueue nothing for an id already counted.
+        let mut seen = std::collections::HashSet::new();
+        for m in &members {
+            if !seen.insert(m.id.as_str()) {
+                return Err(Error::InvalidJob(format!(
+                    "batch member id {:?} appears twice; every member needs its own id",
+                    m.id
+                )));
+            }
+            if m.unique_lock().is_some() {
+                return Err(Error::InvalidJob(
+                    "a batch member may not have a uniqueness key".into(),
+                ));
+            }
+        }
+        // The batch id is the completion job's: enqueueing the same Batch
+        // again (a retry after an error) opens the same batch (HSETNX,
+        // SADD) instead of a second one that could never complete.
+        let batch_id = on_complete.id.clone();
         on_complete.set_internal(field::BATCH_DONE, batch_id.clone().into_bytes());
         let members: Vec<NewJob> = members
             .into_iter()

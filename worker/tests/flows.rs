@@ -192,18 +192,15 @@ async fn an_empty_batch_completes_at_once() {
 }
 
 /// A member whose workers keep dying is dead-lettered as `abandoned` by the
-/// reclaimer (reclaim-3); its batch still counts it, its record says dead,
-/// and its uniqueness key is released.
+/// reclaimer (reclaim-3); its batch still counts it and its record says
+/// dead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_abandoned_member_still_completes_its_batch_and_frees_its_key() {
-    use jobstream_producer::{JobState, Uniqueness};
+async fn an_abandoned_member_still_completes_its_batch() {
+    use jobstream_producer::JobState;
     let server = RedisServer::start();
     let queue = unique_queue("batch-abandoned");
     let p = producer(&server).await;
-    let member = step(&queue, "member", 1)
-        .keep_record(Duration::from_secs(600))
-        .unique("m1", Uniqueness::UntilDone)
-        .unwrap();
+    let member = step(&queue, "member", 1).keep_record(Duration::from_secs(600));
     let member_id = member.id().to_owned();
     let batch = Batch::new(&queue, NewJob::new("done", &()).unwrap()).member(member);
     p.enqueue_batch(batch).await.unwrap();
@@ -232,15 +229,6 @@ async fn an_abandoned_member_still_completes_its_batch_and_frees_its_key() {
     let rec = p.job(&queue, &member_id).await.unwrap().unwrap();
     assert_eq!(rec.state, JobState::Dead);
     assert_eq!(rec.last_error_class.as_deref(), Some("abandoned"));
-    let again = step(&queue, "member", 2)
-        .unique("m1", Uniqueness::UntilDone)
-        .unwrap();
-    let again_id = again.id().to_owned();
-    assert_eq!(
-        p.push(again).await.unwrap(),
-        again_id,
-        "the key was released"
-    );
     w.stop().await;
 }
 
@@ -284,4 +272,25 @@ async fn a_cancelled_member_counts_and_the_batch_completes() {
     .await;
     assert_eq!((s.cancelled, s.processed), (1, 3));
     w.stop().await;
+}
+
+/// A batch with one id twice could never complete: it is refused, and so
+/// is a member with a uniqueness key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_a_repeated_member_id_is_refused() {
+    let server = RedisServer::start();
+    let queue = unique_queue("batch-dup");
+    let p = producer(&server).await;
+    let m = step(&queue, "member", 1);
+    let batch = Batch::new(&queue, NewJob::new("done", &()).unwrap())
+        .member(m.clone())
+        .member(m);
+    let e = p.enqueue_batch(batch).await.unwrap_err();
+    assert!(e.to_string().contains("appears twice"), "{e}");
+    let unique = step(&queue, "member", 2)
+        .unique("k", jobstream_producer::Uniqueness::UntilDone)
+        .unwrap();
+    let batch = Batch::new(&queue, NewJob::new("done", &()).unwrap()).member(unique);
+    assert!(p.enqueue_batch(batch).await.is_err());
+    assert_eq!(stats(&server, &queue).await.ready, 0, "nothing enqueued");
 }
