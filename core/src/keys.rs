@@ -68,6 +68,7 @@ pub struct QueueKeys {
     stats: String,
     meta: String,
     registry: String,
+    paused: String,
 }
 
 impl QueueKeys {
@@ -83,6 +84,7 @@ impl QueueKeys {
             stats: format!("{base}:stats"),
             meta: format!("{base}:meta"),
             registry: format!("{prefix}:queues"),
+            paused: format!("{prefix}:paused"),
             base,
         }
     }
@@ -146,6 +148,11 @@ impl QueueKeys {
     /// in a script together with a queue's keys).
     pub fn registry(&self) -> &str {
         &self.registry
+    }
+    /// `PREFIX:paused`: hash of paused queues, name → when paused (unix
+    /// ms). Fleet-wide (no hash tag): see [`crate::pause`].
+    pub fn paused(&self) -> &str {
+        &self.paused
     }
     /// Every key of this queue that carries the hash tag, for tests and tools.
     pub fn all_tagged(&self) -> Vec<String> {
@@ -233,6 +240,7 @@ mod tests {
         assert_eq!(keys.unique("u1"), "jobstream:{emails}:unique:u1");
         assert_eq!(keys.job("7-0"), "jobstream:{emails}:job:7-0");
         assert_eq!(keys.registry(), "jobstream:queues");
+        assert_eq!(keys.paused(), "jobstream:paused");
     }
 
     #[test]

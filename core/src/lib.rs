@@ -33,6 +33,7 @@ pub mod error;
 pub mod job;
 pub mod keys;
 pub mod lifecycle;
+pub mod pause;
 mod reply;
 pub mod retry;
 pub mod safety;

@@ -53,6 +53,10 @@ pub struct QueueStats {
     pub consumers: u64,
     /// Age of the oldest undelivered job in `ready`, ms (0 when none).
     pub oldest_ready_age_ms: u64,
+    /// Paused (`jobstream queue pause`): no worker fetches its jobs.
+    pub paused: bool,
+    /// When it was paused, unix ms (server clock); None when not paused.
+    pub paused_at_ms: Option<u64>,
 }
 
 struct GroupInfo {
@@ -133,8 +137,16 @@ impl QueueStore {
         pipe.cmd("ZCARD").arg(k.scheduled());
         pipe.cmd("XLEN").arg(k.dead());
         pipe.cmd("HGETALL").arg(k.stats());
+        pipe.cmd("HGET").arg(k.paused()).arg(k.name().as_str());
         let mut conn = self.redis().shared();
-        let (len, scheduled, dead, counters): (u64, u64, u64, Vec<(String, i64)>) = pipe
+        #[allow(clippy::type_complexity)]
+        let (len, scheduled, dead, counters, paused): (
+            u64,
+            u64,
+            u64,
+            Vec<(String, i64)>,
+            Option<String>,
+        ) = pipe
             .query_async(&mut conn)
             .await
             .map_err(|e| self.redis().error("stats", e))?;
@@ -184,6 +196,8 @@ impl QueueStore {
             requeued: counter("requeued"),
             consumers,
             oldest_ready_age_ms: oldest,
+            paused: paused.is_some(),
+            paused_at_ms: paused.as_deref().map(crate::pause::since),
         })
     }
 

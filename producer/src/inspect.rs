@@ -244,7 +244,7 @@ impl Inspector {
         Ok(Self::new(redis, prefix))
     }
 
-    fn store(&self, queue: &str) -> Result<QueueStore> {
+    pub(crate) fn store(&self, queue: &str) -> Result<QueueStore> {
         let name = QueueName::new(queue)?;
         Ok(QueueStore::new(
             self.redis()?.clone(),

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use jobstream_core::{BlockingConn, QueueStore, Reconnect, StreamEntry, Timings};
 
 use crate::inflight::LaneId;
+use crate::pause::Paused;
 use crate::processor::Dispatcher;
 use crate::reclaimer::Reclaimer;
 use crate::shutdown::{Fatal, Shutdown};
@@ -44,6 +45,9 @@ pub(crate) struct Fetcher {
     pub(crate) reader_id: Arc<AtomicI64>,
     pub(crate) reclaimer: Reclaimer,
     pub(crate) fatal: Fatal,
+    /// Paused lanes (`jobstream queue pause`): this lane fetches nothing
+    /// while its flag is up.
+    pub(crate) paused: Paused,
 }
 
 /// Where the fetch loop goes next.
@@ -67,6 +71,16 @@ impl Fetcher {
         // must not take the slots before a higher one had a look).
         let mut active = true;
         while !shutdown.is_set() {
+            if self.paused.is_paused(self.lane) {
+                // Out of the competition for slots, holding none, until
+                // resumed; then active again, by the order's rule.
+                self.slots.idle(self.lane);
+                if !self.paused.wait_resumed(self.lane, &mut shutdown).await {
+                    break;
+                }
+                active = true;
+                continue;
+            }
             let step = if active {
                 self.active_round(&mut conn, &mut backoff, &mut next_reclaim, &mut shutdown)
                     .await
@@ -97,6 +111,11 @@ impl Fetcher {
         };
         if permits.is_empty() {
             return Next::Stop; // the pool is closed: shutting down
+        }
+        if self.paused.is_paused(self.lane) {
+            // Paused while waiting for slots.
+            self.slots.unused(self.lane, permits);
+            return Next::Go(false);
         }
         self.gather(&mut permits).await;
         if Instant::now() >= *next_reclaim {
@@ -398,6 +417,15 @@ impl Fetcher {
                     .await;
             }
             return None;
+        }
+        if self.paused.is_paused(self.lane) {
+            // Read before the pause was seen: back to the queue unstarted,
+            // where they wait for the resume.
+            if !entries.is_empty() {
+                self.give_back(entries.iter().map(|(e, _)| e.id.as_str()))
+                    .await;
+            }
+            return Some(permits);
         }
         let mut permits = permits;
         let left = permits.split_off(entries.len().min(permits.len()));

@@ -96,6 +96,7 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
                     .oldest_age
                     .get_or_create(&l)
                     .set(q.oldest_ready_age_ms as f64 / 1000.0);
+                s.metrics.paused.get_or_create(&l).set(i64::from(q.paused));
             }
             Err(e) => tracing::debug!(error = %e, "queue gauges not refreshed"),
         }

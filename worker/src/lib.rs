@@ -54,6 +54,7 @@ mod logging;
 mod metrics;
 mod middleware;
 pub mod outcome;
+mod pause;
 mod processor;
 mod promoter;
 mod queues;

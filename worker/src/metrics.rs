@@ -50,6 +50,7 @@ pub(crate) struct Metrics {
     pub(crate) scheduled: Family<QueueLabels, Gauge>,
     pub(crate) dead: Family<QueueLabels, Gauge>,
     pub(crate) oldest_age: Family<QueueLabels, FloatGauge>,
+    pub(crate) paused: Family<QueueLabels, Gauge>,
     pub(crate) busy: Gauge,
     pub(crate) saturation: FloatGauge,
 }
@@ -117,6 +118,11 @@ impl Metrics {
             "Age of the oldest job in the ready stream not yet delivered",
             oldest_age.clone(),
         );
+        let paused = gauge(
+            &mut registry,
+            "queue_paused",
+            "1 while the queue is paused (jobstream queue pause): no worker fetches its jobs",
+        );
         let busy = Gauge::default();
         let conc: Gauge = Gauge::default();
         let saturation = FloatGauge::default();
@@ -148,6 +154,7 @@ impl Metrics {
             scheduled,
             dead,
             oldest_age,
+            paused,
             busy,
             saturation,
         })

@@ -223,12 +223,17 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         cancels,
         shutdown.clone(),
     )));
+    let (pause_watcher, paused) = crate::pause::PauseWatcher::start(stores.clone()).await;
+    let lane_readers: Vec<Arc<AtomicI64>> =
+        stores.iter().map(|_| Arc::new(AtomicI64::new(0))).collect();
+    background_tasks
+        .push(background.spawn(pause_watcher.run(lane_readers.clone(), shutdown.clone())));
     background.close();
     let fetchers = TaskTracker::new();
     let mut reader_ids = Vec::with_capacity(stores.len());
     let mut fetcher_tasks = Vec::with_capacity(stores.len());
     for (lane, store) in stores.iter().enumerate() {
-        let reader_id = Arc::new(AtomicI64::new(0));
+        let reader_id = Arc::clone(&lane_readers[lane]);
         reader_ids.push((store.clone(), Arc::clone(&reader_id)));
         fetcher_tasks.push(
             fetchers.spawn(
@@ -243,6 +248,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
                     reader_id,
                     reclaimer: reclaimer(store),
                     fatal: fatal.clone(),
+                    paused: paused.clone(),
                 }
                 .run(shutdown.clone()),
             ),
