@@ -2,28 +2,12 @@
 //! `jobstream exporter`: every known queue's gauges at /metrics without a
 //! worker, /readyz following Redis, and a clean exit on SIGTERM.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use jobstream_testkit::{RedisServer, unique_queue};
+use jobstream_testkit::{RedisServer, free_addr, http_get, unique_queue};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jobstream");
-
-fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.get(9..12)?.parse().ok()?;
-    Some((status, out.split_once("\r\n\r\n")?.1.to_owned()))
-}
 
 fn enqueue(server: &RedisServer, queue: &str) {
     let out = Command::new(BIN)
@@ -42,10 +26,7 @@ fn the_exporter_serves_every_known_queue_without_a_worker() {
         enqueue(&server, &a);
     }
     enqueue(&server, &b);
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = free_addr();
     let mut child = Command::new(BIN)
         .args(["exporter", "--listen", &addr.to_string()])
         .env("REDIS_URL", server.url())
@@ -55,7 +36,7 @@ fn the_exporter_serves_every_known_queue_without_a_worker() {
         .unwrap();
     let mut metrics = None;
     for _ in 0..200 {
-        metrics = get(addr, "/metrics");
+        metrics = http_get(addr, "/metrics");
         if metrics.is_some() {
             break;
         }
@@ -75,9 +56,9 @@ fn the_exporter_serves_every_known_queue_without_a_worker() {
         !body.contains("jobstream_worker_concurrency"),
         "no worker gauges: {body}"
     );
-    assert_eq!(get(addr, "/readyz").unwrap().0, 200);
+    assert_eq!(http_get(addr, "/readyz").unwrap().0, 200);
     server.kill();
-    assert_eq!(get(addr, "/readyz").unwrap().0, 503);
+    assert_eq!(http_get(addr, "/readyz").unwrap().0, 503);
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

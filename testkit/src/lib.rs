@@ -29,6 +29,9 @@
 //! ([`RedisServer::cli`]), which starting a server does not need.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+mod http;
+pub use http::{free_addr, http_get, http_get_when_up};
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -6,12 +6,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
 
 use common::*;
-use jobstream_testkit::{RedisServer, unique_queue};
+use jobstream_testkit::{RedisServer, free_addr, http_get_when_up, unique_queue};
 use jobstream_worker::{JobContext, Worker};
 
 fn repo_file(path: &str) -> String {
@@ -59,31 +56,11 @@ fn served(body: &str) -> BTreeSet<String> {
     out
 }
 
-fn scrape(addr: SocketAddr) -> String {
-    for _ in 0..200 {
-        if let Ok(mut s) = TcpStream::connect(addr) {
-            write!(
-                s,
-                "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            return out;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("no /metrics on {addr}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboards_and_alerts_use_only_metrics_the_worker_serves() {
     let server = RedisServer::start();
     let queue = unique_queue("dash");
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = free_addr();
     let w = start(
         Worker::builder(&server.url())
             .queue(&queue)
@@ -91,7 +68,7 @@ async fn dashboards_and_alerts_use_only_metrics_the_worker_serves() {
             .serve_http(addr)
             .handle("work", |_: u64, _ctx: JobContext| async { Ok(()) }),
     );
-    let body = tokio::task::spawn_blocking(move || scrape(addr))
+    let body = tokio::task::spawn_blocking(move || http_get_when_up(addr, "/metrics").1)
         .await
         .unwrap();
     let served = served(&body);

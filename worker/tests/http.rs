@@ -5,39 +5,17 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use common::*;
 use jobstream_producer::NewJob;
-use jobstream_testkit::{RedisServer, unique_queue};
+use jobstream_testkit::{RedisServer, free_addr, http_get, http_get_when_up, unique_queue};
 use jobstream_worker::{JobContext, JobError, JobOptions, RetryPolicy, Worker};
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// `GET path` over HTTP/1.1: (status, body).
+/// `GET path`: (status, body).
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    http_get(addr, path).expect("GET")
 }
 
 /// The value of the sample `name{labels}` (labels as written, in order).
@@ -49,13 +27,9 @@ fn sample(body: &str, name_and_labels: &str) -> Option<f64> {
 }
 
 async fn wait_for_http(addr: SocketAddr) {
-    for _ in 0..200 {
-        if TcpStream::connect(addr).is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("nothing listens on {addr}");
+    tokio::task::spawn_blocking(move || http_get_when_up(addr, "/livez"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
