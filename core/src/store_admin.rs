@@ -137,16 +137,8 @@ impl QueueStore {
         pipe.cmd("ZCARD").arg(k.scheduled());
         pipe.cmd("XLEN").arg(k.dead());
         pipe.cmd("HGETALL").arg(k.stats());
-        pipe.cmd("HGET").arg(k.paused()).arg(k.name().as_str());
         let mut conn = self.redis().shared();
-        #[allow(clippy::type_complexity)]
-        let (len, scheduled, dead, counters, paused): (
-            u64,
-            u64,
-            u64,
-            Vec<(String, i64)>,
-            Option<String>,
-        ) = pipe
+        let (len, scheduled, dead, counters): (u64, u64, u64, Vec<(String, i64)>) = pipe
             .query_async(&mut conn)
             .await
             .map_err(|e| self.redis().error("stats", e))?;
@@ -155,6 +147,15 @@ impl QueueStore {
                 .iter()
                 .find(|(k, _)| k == name)
                 .map_or(0, |(_, v)| (*v).max(0) as u64)
+        };
+        // Its own command, not in the pipeline: a fleet-wide key broken by
+        // hand (another type) must not take every queue's stats with it.
+        let paused = match self.paused_since().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the paused queues");
+                None
+            }
         };
         let group = self.group_info().await?;
         let (ready, in_flight, consumers, after) = match &group {
@@ -197,7 +198,7 @@ impl QueueStore {
             consumers,
             oldest_ready_age_ms: oldest,
             paused: paused.is_some(),
-            paused_at_ms: paused.as_deref().map(crate::pause::since),
+            paused_at_ms: paused,
         })
     }
 

@@ -20,7 +20,7 @@
 //! straight back to its queue, where any worker can take it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use jobstream_core::{BlockingConn, QueueStore, Reconnect, StreamEntry, Timings};
@@ -48,6 +48,9 @@ pub(crate) struct Fetcher {
     /// Paused lanes (`jobstream queue pause`): this lane fetches nothing
     /// while its flag is up.
     pub(crate) paused: Paused,
+    /// Up while a blocking read is sent or waiting, so the pause watcher
+    /// knows to end it.
+    pub(crate) blocked: Arc<AtomicBool>,
 }
 
 /// Where the fetch loop goes next.
@@ -123,7 +126,7 @@ impl Fetcher {
             let Some(left) = self.reclaim(permits, shutdown).await else {
                 return Next::Stop;
             };
-            if left.is_empty() {
+            if left.is_empty() || self.paused.is_paused(self.lane) {
                 self.slots.unused(self.lane, left);
                 return Next::Go(true);
             }
@@ -160,6 +163,10 @@ impl Fetcher {
         if until_reclaim.is_zero() {
             *next_reclaim = Instant::now() + self.timings.reclaim_interval;
         }
+        if self.paused.is_paused(self.lane) {
+            drop(promise);
+            return Next::Go(false);
+        }
         if until_reclaim.is_zero() && promise.promised() > 0 {
             let claimed = self.claim(promise.promised()).await;
             let permits = promise.fulfil(claimed.len());
@@ -177,7 +184,9 @@ impl Fetcher {
         };
         let count = promise.len();
         let block = self.block_for(next_reclaim.saturating_duration_since(Instant::now()));
+        self.blocked.store(true, Ordering::SeqCst);
         let read = self.store.read(c, &self.consumer, count, Some(block)).await;
+        self.blocked.store(false, Ordering::SeqCst);
         let got = read.as_ref().map_or(0, Vec::len);
         let permits = promise.fulfil(got);
         self.after_read(read, permits, count, conn, backoff, shutdown)
@@ -200,11 +209,13 @@ impl Fetcher {
         let Some(c) = self.connection(conn, backoff, shutdown).await else {
             return self.after_failure(Vec::new(), shutdown);
         };
-        match self
+        self.blocked.store(true, Ordering::SeqCst);
+        let waited = self
             .store
             .wait_for_new(c, self.block_for(until_reclaim))
-            .await
-        {
+            .await;
+        self.blocked.store(false, Ordering::SeqCst);
+        match waited {
             Ok(_) if shutdown.is_set() => Next::Stop,
             Ok(_) => Next::Go(true),
             Err(e) => {
@@ -418,14 +429,20 @@ impl Fetcher {
             }
             return None;
         }
-        if self.paused.is_paused(self.lane) {
-            // Read before the pause was seen: back to the queue unstarted,
-            // where they wait for the resume.
-            if !entries.is_empty() {
-                self.give_back(entries.iter().map(|(e, _)| e.id.as_str()))
+        let mut entries = entries;
+        if self.paused.is_paused(self.lane) && !entries.is_empty() {
+            // Read as the pause was seen: back to the queue unstarted, where
+            // they wait for the resume. Jobs claimed from dead workers
+            // (delivered before) start: giving them back would reset the
+            // delivery count that stops a job that kills its workers.
+            let (claimed, fresh): (Vec<_>, Vec<_>) = entries
+                .into_iter()
+                .partition(|(_, deliveries)| *deliveries > 1);
+            if !fresh.is_empty() {
+                self.give_back(fresh.iter().map(|(e, _)| e.id.as_str()))
                     .await;
             }
-            return Some(permits);
+            entries = claimed;
         }
         let mut permits = permits;
         let left = permits.split_off(entries.len().min(permits.len()));

@@ -1,12 +1,14 @@
 //! Fleet-wide pause (`jobstream queue pause Q`, see `jobstream_core::pause`):
 //! a watcher reads the paused queues four times a second and tells the
 //! fetchers. A fetcher of a paused queue stops fetching: it gives back its
-//! slots, ends its blocked read (`CLIENT UNBLOCK`, so it does not wait out
-//! its `BLOCK`), and gives back to the queue any job a read returned after
-//! the pause was seen. Jobs already running finish.
+//! slots, its blocked read is ended (`CLIENT UNBLOCK`, so it does not wait
+//! out its `BLOCK`), and a job a read returned after the pause was seen
+//! goes back to the queue unstarted. Jobs already running finish, and so
+//! do jobs claimed from dead workers before the pause was seen (giving
+//! them back would reset their delivery count, which stops poison jobs).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use jobstream_core::QueueStore;
 use tokio::sync::watch;
@@ -52,12 +54,18 @@ pub(crate) struct PauseWatcher {
 impl PauseWatcher {
     /// Reads the paused queues once (so a worker started on a paused queue
     /// never fetches from it), and returns the watcher with the fetchers'
-    /// view. Unreadable (Redis away): nothing is paused until it answers.
+    /// view. Unreadable within a second (Redis away): nothing is paused
+    /// until it answers.
     pub(crate) async fn start(stores: Vec<QueueStore>) -> (Self, Paused) {
-        let initial = match read(&stores).await {
-            Ok(flags) => flags,
-            Err(e) => {
-                tracing::debug!(error = %e, "could not read paused queues");
+        let first = tokio::time::timeout(std::time::Duration::from_secs(1), read(&stores)).await;
+        let initial = match first {
+            Ok(Ok(flags)) => flags,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the paused queues; taking none as paused");
+                vec![false; stores.len()]
+            }
+            Err(_) => {
+                tracing::warn!("reading the paused queues timed out; taking none as paused");
                 vec![false; stores.len()]
             }
         };
@@ -70,48 +78,65 @@ impl PauseWatcher {
         (Self { stores, tx }, Paused { rx })
     }
 
-    /// Polls until shutdown. A lane that turns paused has its blocked read
-    /// ended at once (`reader_ids`, one per lane, 0 when none).
-    pub(crate) async fn run(self, reader_ids: Vec<Arc<AtomicI64>>, mut shutdown: Shutdown) {
+    /// Polls until shutdown. While a lane is paused, a blocking read it is
+    /// in is ended (`CLIENT UNBLOCK`), on every poll: a read that began
+    /// just as the pause was seen is caught by the next one.
+    pub(crate) async fn run(self, readers: Vec<LaneReader>, mut shutdown: Shutdown) {
         while !shutdown.sleep(jobstream_core::pause::POLL_EVERY).await {
             let flags = match read(&self.stores).await {
                 Ok(flags) => flags,
                 Err(e) => {
                     // Keep the last known state: a Redis outage neither
                     // pauses nor resumes anything.
-                    tracing::debug!(error = %e, "could not read paused queues");
+                    if let Some(suppressed) =
+                        jobstream_core::throttle::warnings().allow("pause.read")
+                    {
+                        tracing::warn!(suppressed, error = %e, "cannot read the paused queues; keeping the last known state");
+                    }
                     continue;
                 }
             };
             let before = self.tx.borrow().clone();
-            if before == flags {
-                continue;
+            if before != flags {
+                self.tx.send_replace(flags.clone());
+                for (lane, store) in self.stores.iter().enumerate() {
+                    match (before[lane], flags[lane]) {
+                        (false, true) => {
+                            tracing::info!(queue = %store.keys().name(), "queue paused: no new jobs are fetched; running ones finish")
+                        }
+                        (true, false) => {
+                            tracing::info!(queue = %store.keys().name(), "queue resumed")
+                        }
+                        _ => {}
+                    }
+                }
             }
-            self.tx.send_replace(flags.clone());
             for (lane, store) in self.stores.iter().enumerate() {
-                let (was, is) = (before[lane], flags[lane]);
-                if is && !was {
-                    tracing::info!(queue = %store.keys().name(), "queue paused: no new jobs are fetched; running ones finish");
-                    let id = reader_ids.get(lane).map_or(0, |r| r.load(Ordering::SeqCst));
-                    if id != 0 {
+                if let (true, Some(reader)) = (flags[lane], readers.get(lane)) {
+                    let id = reader.id.load(Ordering::SeqCst);
+                    if id != 0 && reader.blocked.load(Ordering::SeqCst) {
                         let _ = store.unblock(id).await;
                     }
-                } else if was && !is {
-                    tracing::info!(queue = %store.keys().name(), "queue resumed");
                 }
             }
         }
     }
 }
 
-/// One flag per store, from one `HGETALL`.
+/// A lane's reading connection, as the pause watcher sees it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LaneReader {
+    /// `CLIENT ID` of the fetcher's connection (0 when none).
+    pub(crate) id: Arc<AtomicI64>,
+    /// The fetcher is in (or about to send) a blocking read.
+    pub(crate) blocked: Arc<AtomicBool>,
+}
+
+/// One flag per store, from one `HMGET` of just their names.
 async fn read(stores: &[QueueStore]) -> jobstream_core::Result<Vec<bool>> {
     let Some(first) = stores.first() else {
         return Ok(Vec::new());
     };
-    let paused = first.paused_queues().await?;
-    Ok(stores
-        .iter()
-        .map(|s| paused.contains_key(s.keys().name().as_str()))
-        .collect())
+    let names: Vec<&str> = stores.iter().map(|s| s.keys().name().as_str()).collect();
+    first.paused_among(&names).await
 }

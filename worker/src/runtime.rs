@@ -26,7 +26,7 @@
 //! runs, and `run` returns the error.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use jobstream_core::{QueueKeys, QueueStore, Redis};
@@ -224,8 +224,8 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         shutdown.clone(),
     )));
     let (pause_watcher, paused) = crate::pause::PauseWatcher::start(stores.clone()).await;
-    let lane_readers: Vec<Arc<AtomicI64>> =
-        stores.iter().map(|_| Arc::new(AtomicI64::new(0))).collect();
+    let lane_readers: Vec<crate::pause::LaneReader> =
+        stores.iter().map(|_| Default::default()).collect();
     background_tasks
         .push(background.spawn(pause_watcher.run(lane_readers.clone(), shutdown.clone())));
     background.close();
@@ -233,7 +233,8 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     let mut reader_ids = Vec::with_capacity(stores.len());
     let mut fetcher_tasks = Vec::with_capacity(stores.len());
     for (lane, store) in stores.iter().enumerate() {
-        let reader_id = Arc::clone(&lane_readers[lane]);
+        let reader_id = Arc::clone(&lane_readers[lane].id);
+        let blocked = Arc::clone(&lane_readers[lane].blocked);
         reader_ids.push((store.clone(), Arc::clone(&reader_id)));
         fetcher_tasks.push(
             fetchers.spawn(
@@ -249,6 +250,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
                     reclaimer: reclaimer(store),
                     fatal: fatal.clone(),
                     paused: paused.clone(),
+                    blocked,
                 }
                 .run(shutdown.clone()),
             ),
