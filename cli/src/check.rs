@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::Args;
 use jobstream_producer::inspect::{Books, BooksStatus, Fsync, Inspector, ServerSafety};
 
+use crate::out::CliResult;
+
 /// Exit status: every queue balances and no warning.
 const OK: u8 = 0;
 /// Exit status: a queue's books do not balance.
@@ -16,7 +18,7 @@ const WARNINGS: u8 = 2;
 /// without `entries-added`, bad arguments).
 pub(crate) const CANNOT_CHECK: u8 = 3;
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub(crate) struct CheckArgs {
     /// Only this queue (default: every known queue).
     #[arg(long)]
@@ -29,19 +31,16 @@ pub(crate) struct CheckArgs {
     expect_fsync: Fsync,
 }
 
-pub(crate) async fn run(inspector: Inspector, args: CheckArgs) -> Result<ExitCode, String> {
+pub(crate) async fn run(inspector: Inspector, args: CheckArgs) -> CliResult<ExitCode> {
     let names = match &args.queue {
         Some(q) => vec![q.clone()],
-        None => inspector.queues().await.map_err(|e| e.to_string())?,
+        None => inspector.queues().await?,
     };
     let mut queues = Vec::with_capacity(names.len());
     for name in &names {
-        queues.push(inspector.books(name).await.map_err(|e| e.to_string())?);
+        queues.push(inspector.books(name).await?);
     }
-    let server = inspector
-        .server_safety(args.expect_fsync)
-        .await
-        .map_err(|e| e.to_string())?;
+    let server = inspector.server_safety(args.expect_fsync).await?;
     if args.json {
         println!(
             "{}",

@@ -1,7 +1,41 @@
 //! `jobstream dlq list|show|replay|discard`.
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use jobstream_producer::inspect::{DeadFilter, DeadJob, Inspector};
+
+use crate::out::{CliResult, confirm, require_queue, table_of};
+use crate::time::{now_ms, relative, rfc3339};
+
+/// Why a job is dead: the values the worker writes in `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Reason {
+    /// Every attempt failed.
+    Exhausted,
+    /// The handler returned a permanent error.
+    Permanent,
+    /// Delivered too many times without an outcome (a poison message).
+    Abandoned,
+    /// The job could not be decoded.
+    Malformed,
+    /// No handler for its type.
+    #[value(name = "unknown_type")]
+    UnknownType,
+    /// Not started by its start deadline.
+    Expired,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reason::Exhausted => "exhausted",
+            Reason::Permanent => "permanent",
+            Reason::Abandoned => "abandoned",
+            Reason::Malformed => "malformed",
+            Reason::UnknownType => "unknown_type",
+            Reason::Expired => "expired",
+        }
+    }
+}
 
 #[derive(Subcommand)]
 pub(crate) enum DlqCommand {
@@ -38,6 +72,10 @@ pub(crate) struct Bulk {
     /// Every dead job of the queue.
     #[arg(long)]
     all: bool,
+    /// With `discard --all`: do not ask for confirmation (needed when
+    /// stdin is not a terminal).
+    #[arg(long)]
+    yes: bool,
     /// JSON output.
     #[arg(long)]
     json: bool,
@@ -54,16 +92,16 @@ pub(crate) struct Select {
     /// Only this job type.
     #[arg(long = "type")]
     job_type: Option<String>,
-    /// Only this reason (exhausted, permanent, abandoned, malformed, unknown_type).
-    #[arg(long)]
-    reason: Option<String>,
+    /// Only this reason.
+    #[arg(long, value_enum)]
+    reason: Option<Reason>,
 }
 
 impl Select {
     fn filter(&self, limit: usize) -> DeadFilter {
         let mut filter = DeadFilter::default().ids(self.ids.clone()).limit(limit);
         filter.job_type.clone_from(&self.job_type);
-        filter.reason.clone_from(&self.reason);
+        filter.reason = self.reason.map(|r| r.as_str().to_owned());
         filter
     }
 
@@ -72,11 +110,11 @@ impl Select {
     }
 }
 
-fn require_selection(select: &Select, all: bool, verb: &str) -> Result<(), String> {
+fn require_selection(select: &Select, all: bool, verb: &str) -> CliResult<()> {
     if select.is_empty() && !all {
-        return Err(format!(
-            "say which dead jobs to {verb}: --id, --type, --reason, or --all"
-        ));
+        return Err(
+            format!("say which dead jobs to {verb}: --id, --type, --reason, or --all").into(),
+        );
     }
     Ok(())
 }
@@ -90,7 +128,28 @@ fn payload_json(job: &DeadJob) -> serde_json::Value {
     })
 }
 
-pub(crate) async fn run(inspector: Inspector, command: DlqCommand) -> Result<(), String> {
+fn select_of(command: &DlqCommand) -> &Select {
+    match command {
+        DlqCommand::List { select, .. } | DlqCommand::Show { select, .. } => select,
+        DlqCommand::Replay(b) | DlqCommand::Discard(b) => &b.select,
+    }
+}
+
+/// Columns of `dlq list` (keys of its JSON objects).
+const LIST_COLUMNS: &[&str] = &[
+    "dead_id",
+    "job_id",
+    "job_type",
+    "reason",
+    "attempt",
+    "failed_at_rfc3339",
+    "failed",
+    "error_class",
+    "error",
+];
+
+pub(crate) async fn run(inspector: Inspector, command: DlqCommand) -> CliResult<()> {
+    require_queue(&inspector, &select_of(&command).queue).await?;
     match command {
         DlqCommand::List {
             select,
@@ -100,29 +159,28 @@ pub(crate) async fn run(inspector: Inspector, command: DlqCommand) -> Result<(),
             let limit = limit.unwrap_or(if json { 0 } else { 50 });
             let jobs = inspector
                 .dead_list(&select.queue, &select.filter(limit))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
+            let now = now_ms();
+            let rows: Vec<serde_json::Value> = jobs
+                .iter()
+                .map(|j| {
+                    let mut v = serde_json::to_value(j).unwrap_or_default();
+                    if j.failed_at > 0 {
+                        // `failed_at` stays unix ms, as it always was.
+                        v["failed_at_rfc3339"] = rfc3339(j.failed_at).into();
+                        v["failed"] = relative(j.failed_at, now).into();
+                    }
+                    v
+                })
+                .collect();
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({ "queue": select.queue, "jobs": jobs })
+                    serde_json::json!({ "queue": select.queue, "jobs": rows })
                 );
             } else {
-                println!(
-                    "{:<20} {:<24} {:<16} {:<12} {:>7}  error",
-                    "dead_id", "job_id", "type", "reason", "attempt"
-                );
-                for j in &jobs {
-                    println!(
-                        "{:<20} {:<24} {:<16} {:<12} {:>7}  {}: {}",
-                        j.dead_id,
-                        j.job_id,
-                        j.job_type,
-                        j.reason,
-                        j.attempt,
-                        j.error_class,
-                        j.error
-                    );
+                if !rows.is_empty() {
+                    println!("{}", table_of(LIST_COLUMNS, &rows));
                 }
                 if limit > 0 && jobs.len() == limit {
                     println!("(first {limit} shown; --limit 0 for all)");
@@ -134,8 +192,7 @@ pub(crate) async fn run(inspector: Inspector, command: DlqCommand) -> Result<(),
         DlqCommand::Show { select, json } => {
             let jobs = inspector
                 .dead_list(&select.queue, &select.filter(0))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let shown: Vec<serde_json::Value> = jobs
                 .iter()
                 .map(|j| {
@@ -155,20 +212,32 @@ pub(crate) async fn run(inspector: Inspector, command: DlqCommand) -> Result<(),
                 }
             }
         }
-        DlqCommand::Replay(Bulk { select, all, json }) => {
+        DlqCommand::Replay(Bulk {
+            select, all, json, ..
+        }) => {
             require_selection(&select, all, "replay")?;
             let n = inspector
                 .dead_replay(&select.queue, &select.filter(0))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             report(json, "replayed", n, &select.queue);
         }
-        DlqCommand::Discard(Bulk { select, all, json }) => {
+        DlqCommand::Discard(Bulk {
+            select,
+            all,
+            yes,
+            json,
+        }) => {
             require_selection(&select, all, "discard")?;
+            if all && select.is_empty() {
+                confirm(
+                    &format!("delete every dead job of queue {:?} for good", select.queue),
+                    &select.queue,
+                    yes,
+                )?;
+            }
             let n = inspector
                 .dead_discard(&select.queue, &select.filter(0))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             report(json, "discarded", n, &select.queue);
         }
     }

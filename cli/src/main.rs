@@ -1,24 +1,35 @@
 //! `jobstream`: enqueue jobs, read queue stats, check that the books
-//! balance, and inspect, replay or discard dead letters. Reads `REDIS_URL`.
+//! balance, find, list, cancel and purge jobs, and inspect, replay or
+//! discard dead letters. Reads `REDIS_URL`.
 
 mod check;
 mod dlq;
 mod job;
+mod jobs;
+mod out;
+mod queue;
+mod queues;
+mod time;
 mod workers;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use jobstream_producer::inspect::{Inspector, QueueStats};
+use jobstream_producer::inspect::Inspector;
 use jobstream_producer::{NewJob, Producer, ProducerOptions};
+
+use crate::out::CliResult;
 
 #[derive(Parser)]
 #[command(
     name = "jobstream",
     version,
-    about = "jobstream: enqueue, stats, check, dead letters",
-    after_help = "Exit status: 0 success, 1 error, 3 usage error. `check` has its own: \
+    about = "jobstream: enqueue, stats, check, find and cancel jobs, purge, dead letters",
+    after_help = "Every command takes --json. Times are shown as RFC 3339 (UTC) and relative \
+                  (\"3 min ago\").\n\
+                  Exit status: 0 success, 1 error (an unknown queue, a refused action, Redis \
+                  unreachable), 3 usage error (an unknown option or value). `check` has its own: \
                   0 OK, 1 mismatch, 2 warnings only, 3 could not check (see `jobstream check --help`)."
 )]
 struct Cli {
@@ -80,15 +91,43 @@ enum Command {
         /// one is not enqueued (the holder's id is printed).
         #[arg(long)]
         unique: Option<String>,
+        /// JSON output: {"queue":..,"id":..}.
+        #[arg(long)]
+        json: bool,
     },
-    /// Queue depth, in-flight, scheduled, dead and counters.
+    /// Every known queue with its stats, one row each.
+    Queues {
+        /// One JSON object: {"queues":[...]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue depth, in-flight, scheduled, dead and counters; live with
+    /// --watch (rates per second).
     Stats {
         /// Only this queue (default: every known queue).
         #[arg(long)]
         queue: Option<String>,
-        /// One JSON object: {"queues":[...]}.
+        /// One JSON object: {"queues":[...]} (with --watch: one per line
+        /// per sample, rates included).
         #[arg(long)]
         json: bool,
+        /// Redraw every --interval, with enqueued/s, processed/s,
+        /// retried/s and dead/s, until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// Time between samples with --watch (e.g. 2s, 500ms).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, requires = "watch")]
+        interval: Duration,
+    },
+    /// The jobs of a queue in one state.
+    Jobs {
+        #[command(subcommand)]
+        command: jobs::JobsCommand,
+    },
+    /// Queue-wide actions: purge.
+    Queue {
+        #[command(subcommand)]
+        command: queue::QueueCommand,
     },
     /// Do the books of every queue balance? And Redis settings that lose jobs.
     #[command(long_about = CHECK_ABOUT)]
@@ -98,13 +137,14 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
-    /// One job by id, through its record: show, wait, cancel.
+    /// One job by id: show (wherever it is), wait, cancel.
     Job {
         #[command(subcommand)]
         command: job::JobCommand,
     },
-    /// The workers that wrote a heartbeat (every 5 s): live, or stale when
-    /// silent for more than 15 s (killed, stalled, cut off).
+    /// The workers that wrote a heartbeat (every 5 s): host, last seen,
+    /// jobs held (busy), live or stale when silent for more than 15 s
+    /// (killed, stalled, cut off).
     Workers {
         /// JSON output.
         #[arg(long)]
@@ -156,17 +196,42 @@ async fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     };
+    let server = jobstream_core::connection::redact_url(&cli.redis_url);
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.render(&server));
             failure
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, String> {
-    match cli.command {
+/// Where to connect: the global options.
+struct Conn {
+    redis_url: String,
+    prefix: String,
+    group: String,
+}
+
+async fn inspector(cli: &Conn) -> CliResult<Inspector> {
+    Ok(Inspector::connect(&cli.redis_url, &cli.prefix)
+        .await?
+        .with_group(&cli.group))
+}
+
+async fn run(cli: Cli) -> CliResult<ExitCode> {
+    let Cli {
+        redis_url,
+        prefix,
+        group,
+        command,
+    } = cli;
+    let cli = Conn {
+        redis_url,
+        prefix,
+        group,
+    };
+    match command {
         Command::Enqueue {
             queue,
             job_type,
@@ -176,10 +241,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             idempotency_key,
             keep_record,
             unique,
+            json,
         } => {
             let payload: serde_json::Value = serde_json::from_str(&payload_json)
                 .map_err(|e| format!("--payload-json is not valid JSON: {e}"))?;
-            let mut job = NewJob::new(&job_type, &payload).map_err(|e| e.to_string())?;
+            let mut job = NewJob::new(&job_type, &payload)?;
             if let Some(d) = delay {
                 job = job.delay(d);
             }
@@ -193,59 +259,60 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 job = job.keep_record(keep);
             }
             if let Some(key) = unique {
-                job = job
-                    .unique(key, jobstream_producer::Uniqueness::UntilDone)
-                    .map_err(|e| e.to_string())?;
+                job = job.unique(key, jobstream_producer::Uniqueness::UntilDone)?;
             }
             let options = ProducerOptions::default().prefix(cli.prefix.clone());
-            let producer =
-                Producer::with_options(&cli.redis_url, options).map_err(|e| e.to_string())?;
-            let id = producer
-                .enqueue_job(&queue, job)
-                .await
-                .map_err(|e| e.to_string())?;
-            println!("{id}");
+            let producer = Producer::with_options(&cli.redis_url, options)?;
+            let id = producer.enqueue_job(&queue, job).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "queue": queue, "id": id.to_string() })
+                );
+            } else {
+                println!("{id}");
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Stats { queue, json } => {
-            let inspector = Inspector::connect(&cli.redis_url, &cli.prefix)
-                .await
-                .map_err(|e| e.to_string())?
-                .with_group(&cli.group);
-            let names = match queue {
-                Some(q) => vec![q],
-                None => inspector.queues().await.map_err(|e| e.to_string())?,
-            };
-            let mut all = Vec::with_capacity(names.len());
-            for name in &names {
-                all.push(inspector.stats(name).await.map_err(|e| e.to_string())?);
-            }
-            if json {
-                println!("{}", serde_json::json!({ "queues": all }));
+        Command::Queues { json } => {
+            queues::queues(&inspector(&cli).await?, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stats {
+            queue,
+            json,
+            watch,
+            interval,
+        } => {
+            let inspector = inspector(&cli).await?;
+            if watch {
+                queues::watch(&inspector, queue.as_deref(), json, interval).await?;
             } else {
-                print_stats(&all);
+                queues::stats(&inspector, queue.as_deref(), json).await?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs { command } => {
+            let inspector = inspector(&cli).await?;
+            jobs::run(&inspector, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Queue { command } => {
+            let inspector = inspector(&cli).await?;
+            queue::run(&inspector, command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => {
-            let inspector = Inspector::connect(&cli.redis_url, &cli.prefix)
-                .await
-                .map_err(|e| e.to_string())?
-                .with_group(&cli.group);
+            let inspector = inspector(&cli).await?;
             check::run(inspector, args).await
         }
         Command::Dlq { command } => {
-            let inspector = Inspector::connect(&cli.redis_url, &cli.prefix)
-                .await
-                .map_err(|e| e.to_string())?
-                .with_group(&cli.group);
+            let inspector = inspector(&cli).await?;
             dlq::run(inspector, command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Workers { json } => {
-            let inspector = Inspector::connect(&cli.redis_url, &cli.prefix)
-                .await
-                .map_err(|e| e.to_string())?;
+            let inspector = inspector(&cli).await?;
             workers::run(inspector, json).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -271,55 +338,15 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 listen,
                 stop,
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Job { command } => {
-            let code = job::run(&cli.redis_url, &cli.prefix, command).await?;
+            let inspector = inspector(&cli).await?;
+            let options = ProducerOptions::default().prefix(cli.prefix.clone());
+            let producer = Producer::with_options(&cli.redis_url, options)?;
+            let code = job::run(&producer, &inspector, command).await?;
             Ok(ExitCode::from(code))
         }
-    }
-}
-
-fn print_stats(all: &[QueueStats]) {
-    println!(
-        "{:<24} {:>9} {:>9} {:>9} {:>7} {:>10} {:>12} {:>11} {:>8} {:>9} {:>12}",
-        "queue",
-        "ready",
-        "in_flight",
-        "scheduled",
-        "dead",
-        "dead_sched",
-        "dead_trimmed",
-        "processed",
-        "retried",
-        "consumers",
-        "oldest_ms"
-    );
-    for s in all {
-        println!(
-            "{:<24} {:>9} {:>9} {:>9} {:>7} {:>10} {:>12} {:>11} {:>8} {:>9} {:>12}",
-            s.name,
-            s.ready,
-            s.in_flight,
-            s.scheduled,
-            s.dead,
-            s.dead_scheduled,
-            s.dead_trimmed,
-            s.processed,
-            s.retried,
-            s.consumers,
-            s.oldest_ready_age_ms
-        );
-    }
-    if all.is_empty() {
-        println!("(no queues known yet)");
-    }
-    for s in all.iter().filter(|s| s.dead_trimmed > 0) {
-        println!(
-            "WARN {}: {} dead letters were dropped by the dead_max_len cap",
-            s.name, s.dead_trimmed
-        );
     }
 }

@@ -4,7 +4,8 @@
 //! Adds to `ready`: producers' `XADD`, `promote-4`, `requeue-2` (the new
 //! entry) and `replay-3`. Removals, each counted in `PREFIX:{Q}:stats` by the
 //! script that makes it: `processed`, `discarded` and `expired` (`ack-2`,
-//! `settle-10`), `cancelled` (`ack-2`, `settle-10`), `retried`
+//! `settle-10`; `discarded` also `purge-4`), `cancelled` (`ack-2`,
+//! `settle-10`, `withdraw-4`), `retried`
 //! (`retry-3`, `settle-10`), `requeued` (`requeue-2`, the old entry) and `dead`
 //! (`dead-3`, `settle-10`, `reclaim-3`) minus the dead letters that never were in `ready`
 //! (`dead_scheduled`: scheduled members `promote-4` could not decode). So

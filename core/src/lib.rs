@@ -9,7 +9,8 @@
 //! - [`scripts`]: the Lua scripts of `scripts/`, embedded, called by SHA with
 //!   reload on `NOSCRIPT`.
 //! - [`store`]: every Redis command for one queue, typed; [`QueueStats`] and
-//!   the dead-letter reads are in `store_admin.rs`.
+//!   the dead-letter reads are in `store_admin.rs`; job-by-job browsing,
+//!   withdraw and purge in [`store_browse`].
 //! - [`books`]: do a queue's books balance ([`Books`], `QueueStore::books`).
 //! - [`safety`]: Redis settings that lose jobs ([`safety::safety_warnings`]).
 //! - [`connection`]: the shared multiplexed connection and the pool of
@@ -40,6 +41,7 @@ pub mod safety;
 pub mod scripts;
 pub mod store;
 mod store_admin;
+pub mod store_browse;
 pub mod store_lifecycle;
 pub mod throttle;
 pub mod tls;

@@ -112,11 +112,20 @@ job_script!(
     CANCEL, "cancel-4", 4
 );
 
+job_script!(
+    /// Cancel a job that keeps no record before any worker fetched it.
+    WITHDRAW, "withdraw-4", 4
+);
+job_script!(
+    /// Remove undelivered ready entries, scheduled members or dead letters.
+    PURGE, "purge-4", 4
+);
+
 /// Every script, for tools and tests.
-pub fn all() -> [&'static JobScript; 15] {
+pub fn all() -> [&'static JobScript; 17] {
     [
         &ACK, &ACKDEL, &RETRY, &DEAD, &PROMOTE, &REQUEUE, &EXTEND, &RECLAIM, &REPLAY, &REAP,
-        &ENQUEUE, &START, &SETTLE, &PROGRESS, &CANCEL,
+        &ENQUEUE, &START, &SETTLE, &PROGRESS, &CANCEL, &WITHDRAW, &PURGE,
     ]
 }
 

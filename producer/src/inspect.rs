@@ -8,6 +8,12 @@ pub use jobstream_core::{Books, BooksStatus, Fsync, QueueStats, ServerSafety};
 use jobstream_core::{QueueKeys, QueueName, QueueStore, Redis, Result, StreamEntry};
 use serde::Serialize;
 
+#[path = "inspect_jobs.rs"]
+mod jobs;
+pub use jobs::{
+    DEFAULT_SCAN_CAP, FoundJob, JobsFilter, JobsPage, Place, PlainCancel, Purged, QueuedJob,
+};
+
 /// Reads and repairs queues.
 #[derive(Debug, Clone)]
 pub struct Inspector {

@@ -1,0 +1,661 @@
+//! Job-by-job views of a queue for on-call tools: list the jobs in one
+//! state, find one job wherever it is, cancel a plain job before a worker
+//! fetched it, purge a state. Payloads are never returned here.
+
+use jobstream_core::envelope::{entry_id_ms, field, msgpack_to_fields};
+use jobstream_core::store_browse::{PURGE_BATCH, PurgeOf, WithdrawFrom, Withdrawn};
+use jobstream_core::{QueueStore, Result, StreamEntry};
+use serde::Serialize;
+
+use super::{DeadFilter, DeadJob, Inspector};
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Place {
+    /// In `ready`, not yet delivered to a worker.
+    Ready,
+    /// In `ready`, delivered to a worker and not yet settled.
+    InFlight,
+    /// In `scheduled`, waiting for its due time.
+    Scheduled,
+    /// In the dead-letter stream.
+    Dead,
+}
+
+impl Place {
+    /// `ready`, `in-flight`, `scheduled` or `dead`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Place::Ready => "ready",
+            Place::InFlight => "in-flight",
+            Place::Scheduled => "scheduled",
+            Place::Dead => "dead",
+        }
+    }
+}
+
+/// One job as it sits in a queue: never its payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct QueuedJob {
+    /// Where it is (`None` only while being built).
+    pub state: Option<Place>,
+    /// Job id (stable across retries).
+    pub id: String,
+    /// The `ready` entry id (ready, in flight) or the dead entry id (dead).
+    pub entry_id: Option<String>,
+    /// Job type.
+    pub job_type: String,
+    /// Attempt this is (1 for the first).
+    pub attempt: u64,
+    /// First enqueue, unix ms (0 when unknown).
+    pub enqueued_at_ms: u64,
+    /// Scheduled: when it is due, unix ms.
+    pub due_at_ms: Option<u64>,
+    /// In flight: the consumer (worker) holding it.
+    pub consumer: Option<String>,
+    /// In flight: ms since it was delivered or its lease was extended.
+    pub idle_ms: Option<u64>,
+    /// In flight: times delivered.
+    pub deliveries: Option<u64>,
+    /// Dead: why (`exhausted`, `permanent`, ...).
+    pub reason: Option<String>,
+    /// Dead: class of the final error; else of the last failed attempt.
+    pub error_class: Option<String>,
+    /// Dead: the final error; else the last failed attempt's.
+    pub error: Option<String>,
+    /// Dead: when it died, unix ms.
+    pub failed_at_ms: Option<u64>,
+    /// Payload size in bytes (the payload itself is never shown here).
+    pub payload_bytes: usize,
+    /// Every other field, as text (lossy for binary), payload left out.
+    pub fields: Vec<(String, String)>,
+}
+
+impl QueuedJob {
+    fn from_fields(place: Place, fields: &[(Vec<u8>, Vec<u8>)]) -> Self {
+        let mut job = QueuedJob {
+            state: Some(place),
+            attempt: 1,
+            ..Default::default()
+        };
+        for (k, v) in fields {
+            if k == field::PAYLOAD.as_bytes() {
+                job.payload_bytes = v.len();
+                continue;
+            }
+            let text = String::from_utf8_lossy(v).into_owned();
+            match std::str::from_utf8(k).unwrap_or("") {
+                field::ID => job.id.clone_from(&text),
+                field::TYPE => job.job_type.clone_from(&text),
+                field::ATTEMPT => job.attempt = text.parse().unwrap_or(1).max(1),
+                field::ENQUEUED_AT => job.enqueued_at_ms = text.parse().unwrap_or(0),
+                field::LAST_ERROR_CLASS => job.error_class = Some(text.clone()),
+                field::LAST_ERROR => job.error = Some(text.clone()),
+                _ => {}
+            }
+            job.fields
+                .push((String::from_utf8_lossy(k).into_owned(), text));
+        }
+        job
+    }
+
+    fn from_entry(place: Place, entry: &StreamEntry) -> Self {
+        let mut job = Self::from_fields(place, &entry.fields);
+        if job.id.is_empty() {
+            job.id.clone_from(&entry.id);
+        }
+        if job.enqueued_at_ms == 0 {
+            job.enqueued_at_ms = entry_id_ms(&entry.id).unwrap_or(0);
+        }
+        job.entry_id = Some(entry.id.clone());
+        job
+    }
+
+    fn from_dead(d: &DeadJob) -> Self {
+        QueuedJob {
+            state: Some(Place::Dead),
+            id: d.job_id.clone(),
+            entry_id: Some(d.dead_id.clone()),
+            job_type: d.job_type.clone(),
+            attempt: d.attempt,
+            enqueued_at_ms: d.enqueued_at,
+            reason: Some(d.reason.clone()),
+            error_class: Some(d.error_class.clone()),
+            error: Some(d.error.clone()),
+            failed_at_ms: Some(d.failed_at),
+            deliveries: Some(d.deliveries),
+            payload_bytes: d.payload_bytes,
+            fields: d.fields.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True when the job keeps a record or belongs to a batch: taking it
+    /// out by hand would leave its record or batch waiting.
+    fn is_tracked(&self) -> bool {
+        self.field(field::RECORD_MS).is_some() || self.field(field::BATCH).is_some()
+    }
+}
+
+/// Which jobs [`Inspector::jobs`] lists.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct JobsFilter {
+    /// Only this job type.
+    pub job_type: Option<String>,
+    /// At most this many (0 = no limit).
+    pub limit: usize,
+    /// Stop after reading this many entries (0 = no cap).
+    pub scan_cap: usize,
+}
+
+impl JobsFilter {
+    /// Sets `job_type`.
+    pub fn job_type(mut self, job_type: impl Into<String>) -> Self {
+        self.job_type = Some(job_type.into());
+        self
+    }
+    /// Sets `limit` (0 = no limit).
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+    /// Sets `scan_cap` (0 = no cap).
+    pub fn scan_cap(mut self, cap: usize) -> Self {
+        self.scan_cap = cap;
+        self
+    }
+    fn wants(&self, job: &QueuedJob) -> bool {
+        self.job_type.as_ref().is_none_or(|t| *t == job.job_type)
+    }
+}
+
+/// A list of jobs and how it was read.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct JobsPage {
+    /// The jobs, oldest (or earliest due) first.
+    pub jobs: Vec<QueuedJob>,
+    /// Entries read to find them.
+    pub scanned: usize,
+    /// True when the read stopped at the scan cap with entries left.
+    pub capped: bool,
+}
+
+/// Where [`Inspector::find_job`] found a job, if anywhere.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct FoundJob {
+    /// The job, or `None`.
+    pub job: Option<QueuedJob>,
+    /// Entries and members read.
+    pub scanned: usize,
+    /// True when a scan stopped at the cap: the job may still be there.
+    pub capped: bool,
+}
+
+/// What [`Inspector::cancel_plain`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PlainCancel {
+    /// Taken out of `ready` before any worker fetched it.
+    Ready,
+    /// Taken out of `scheduled`.
+    Scheduled,
+    /// A worker has fetched it (running, or about to): not cancelled.
+    InFlight,
+    /// It keeps a record or is a batch member: use the record's cancel.
+    Tracked,
+    /// Dead already: nothing to cancel.
+    Dead,
+    /// Not in the queue (or not within the scan cap, see `capped`).
+    NotFound {
+        /// True when a scan stopped at the cap.
+        capped: bool,
+    },
+}
+
+/// What [`Inspector::purge`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Purged {
+    /// Jobs removed.
+    pub removed: u64,
+    /// Jobs left because they keep a record, belong to a batch or hold a
+    /// uniqueness key (cancel those one by one with `job cancel`).
+    pub skipped: u64,
+}
+
+const PAGE: usize = 500;
+
+/// Default cap on entries read when looking for one job.
+pub const DEFAULT_SCAN_CAP: usize = 100_000;
+
+fn decode_member(member: &[u8], due: u64) -> QueuedJob {
+    let mut job = match msgpack_to_fields(member) {
+        Some(fields) => QueuedJob::from_fields(Place::Scheduled, &fields),
+        None => QueuedJob {
+            state: Some(Place::Scheduled),
+            attempt: 1,
+            job_type: "(undecodable member)".into(),
+            ..Default::default()
+        },
+    };
+    job.due_at_ms = Some(due);
+    job
+}
+
+/// `ms-seq`, both decimal: a stream entry id.
+fn is_entry_id(id: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    id.split_once('-')
+        .is_some_and(|(ms, seq)| digits(ms) && digits(seq))
+}
+
+fn matches_id(job: &QueuedJob, id: &str) -> bool {
+    job.id == id || job.entry_id.as_deref() == Some(id)
+}
+
+impl Inspector {
+    async fn pending_of(
+        &self,
+        store: &QueueStore,
+        entry_id: &str,
+    ) -> Result<Option<(String, u64, u64)>> {
+        let first = store.pending_entries(entry_id, 1).await?;
+        Ok(first
+            .into_iter()
+            .find(|p| p.id == entry_id)
+            .map(|p| (p.consumer, p.idle_ms, p.deliveries)))
+    }
+
+    /// A `ready` job as it is: undelivered, or in flight with its holder.
+    async fn placed(&self, store: &QueueStore, job: QueuedJob) -> Result<QueuedJob> {
+        let entry_id = job.entry_id.clone().unwrap_or_default();
+        Ok(match self.pending_of(store, &entry_id).await? {
+            Some((c, idle, n)) => Self::in_flight(job, c, idle, n),
+            None => job,
+        })
+    }
+
+    fn in_flight(mut job: QueuedJob, consumer: String, idle: u64, deliveries: u64) -> QueuedJob {
+        job.state = Some(Place::InFlight);
+        job.consumer = Some(consumer);
+        job.idle_ms = Some(idle);
+        job.deliveries = Some(deliveries);
+        job
+    }
+
+    /// The jobs of `queue` in `state`, oldest (earliest due) first, without
+    /// payloads.
+    pub async fn jobs(&self, queue: &str, state: Place, filter: &JobsFilter) -> Result<JobsPage> {
+        let store = self.store(queue)?;
+        let mut page = JobsPage::default();
+        let full = |p: &JobsPage| filter.limit > 0 && p.jobs.len() >= filter.limit;
+        let capped = |p: &JobsPage| filter.scan_cap > 0 && p.scanned >= filter.scan_cap;
+        match state {
+            Place::Ready => {
+                let mut start = match store.last_delivered_id().await? {
+                    Some(last) => format!("({last}"),
+                    None => "-".to_owned(),
+                };
+                loop {
+                    let entries = store.ready_entries(&start, PAGE).await?;
+                    let more = entries.len() == PAGE;
+                    for e in &entries {
+                        page.scanned += 1;
+                        let job = QueuedJob::from_entry(Place::Ready, e);
+                        if filter.wants(&job) {
+                            page.jobs.push(job);
+                        }
+                        if full(&page) {
+                            return Ok(page);
+                        }
+                    }
+                    let Some(last) = entries.last() else { break };
+                    start = format!("({}", last.id);
+                    if !more {
+                        break;
+                    }
+                    if capped(&page) {
+                        page.capped = true;
+                        break;
+                    }
+                }
+            }
+            Place::InFlight => {
+                let mut start = "-".to_owned();
+                loop {
+                    let pending = store.pending_entries(&start, PAGE).await?;
+                    let more = pending.len() == PAGE;
+                    let ids: Vec<&str> = pending.iter().map(|p| p.id.as_str()).collect();
+                    let entries = store.ready_entries_by_id(&ids).await?;
+                    for (p, e) in pending.iter().zip(entries) {
+                        page.scanned += 1;
+                        let job = match e {
+                            Some(e) => QueuedJob::from_entry(Place::InFlight, &e),
+                            None => QueuedJob {
+                                id: p.id.clone(),
+                                entry_id: Some(p.id.clone()),
+                                job_type: "(entry deleted)".into(),
+                                attempt: 1,
+                                enqueued_at_ms: entry_id_ms(&p.id).unwrap_or(0),
+                                ..Default::default()
+                            },
+                        };
+                        let job = Self::in_flight(job, p.consumer.clone(), p.idle_ms, p.deliveries);
+                        if filter.wants(&job) {
+                            page.jobs.push(job);
+                        }
+                        if full(&page) {
+                            return Ok(page);
+                        }
+                    }
+                    let Some(last) = pending.last() else { break };
+                    start = format!("({}", last.id);
+                    if !more {
+                        break;
+                    }
+                    if capped(&page) {
+                        page.capped = true;
+                        break;
+                    }
+                }
+            }
+            Place::Scheduled => {
+                let mut offset = 0;
+                loop {
+                    let members = store.scheduled_members(offset, PAGE).await?;
+                    let more = members.len() == PAGE;
+                    offset += members.len();
+                    for (member, due) in &members {
+                        page.scanned += 1;
+                        let job = decode_member(member, *due);
+                        if filter.wants(&job) {
+                            page.jobs.push(job);
+                        }
+                        if full(&page) {
+                            return Ok(page);
+                        }
+                    }
+                    if !more {
+                        break;
+                    }
+                    if capped(&page) {
+                        page.capped = true;
+                        break;
+                    }
+                }
+            }
+            Place::Dead => {
+                let mut dead = DeadFilter::default().limit(filter.limit);
+                dead.job_type.clone_from(&filter.job_type);
+                let jobs = self.dead_list(queue, &dead).await?;
+                page.scanned = jobs.len();
+                page.jobs = jobs.iter().map(QueuedJob::from_dead).collect();
+            }
+        }
+        Ok(page)
+    }
+
+    /// Finds job `id` (a job id, or a `ready`/dead entry id) in `queue`:
+    /// in `ready` (undelivered or in flight), `scheduled` or dead. Reads
+    /// at most `scan_cap` entries of each (0 = no cap).
+    pub async fn find_job(&self, queue: &str, id: &str, scan_cap: usize) -> Result<FoundJob> {
+        let store = self.store(queue)?;
+        let mut found = FoundJob::default();
+        // An entry id: one lookup.
+        if is_entry_id(id)
+            && let Some(Some(e)) = store.ready_entries_by_id(&[id]).await?.pop()
+        {
+            found.job = Some(
+                self.placed(&store, QueuedJob::from_entry(Place::Ready, &e))
+                    .await?,
+            );
+            return Ok(found);
+        }
+        let over = |n: usize| scan_cap > 0 && n >= scan_cap;
+        // ready, in pages.
+        let mut start = "-".to_owned();
+        let mut scanned = 0;
+        loop {
+            let entries = store.ready_entries(&start, 1000).await?;
+            let more = entries.len() == 1000;
+            scanned += entries.len();
+            if let Some(e) = entries
+                .iter()
+                .find(|e| matches_id(&QueuedJob::from_entry(Place::Ready, e), id))
+            {
+                found.scanned += scanned;
+                found.job = Some(
+                    self.placed(&store, QueuedJob::from_entry(Place::Ready, e))
+                        .await?,
+                );
+                return Ok(found);
+            }
+            let Some(last) = entries.last() else { break };
+            start = format!("({}", last.id);
+            if !more {
+                break;
+            }
+            if over(scanned) {
+                found.capped = true;
+                break;
+            }
+        }
+        found.scanned += scanned;
+        // scheduled.
+        let (mut offset, mut scanned) = (0, 0);
+        loop {
+            let members = store.scheduled_members(offset, 1000).await?;
+            let more = members.len() == 1000;
+            offset += members.len();
+            scanned += members.len();
+            for (member, due) in &members {
+                let job = decode_member(member, *due);
+                if job.id == id {
+                    found.scanned += scanned;
+                    found.job = Some(job);
+                    return Ok(found);
+                }
+            }
+            if !more {
+                break;
+            }
+            if over(scanned) {
+                found.capped = true;
+                break;
+            }
+        }
+        found.scanned += scanned;
+        // dead (capped by dead_max_len).
+        let dead = self
+            .dead_list(queue, &DeadFilter::default().ids([id]).limit(1))
+            .await?;
+        found.job = dead.first().map(QueuedJob::from_dead);
+        Ok(found)
+    }
+
+    /// The exact `scheduled` member of job `id`, if it is scheduled.
+    async fn scheduled_member_of(
+        &self,
+        store: &QueueStore,
+        id: &str,
+        cap: usize,
+    ) -> Result<Option<(Vec<u8>, QueuedJob)>> {
+        let mut offset = 0;
+        loop {
+            let members = store.scheduled_members(offset, 1000).await?;
+            let more = members.len() == 1000;
+            offset += members.len();
+            for (member, due) in members {
+                let job = decode_member(&member, due);
+                if job.id == id {
+                    return Ok(Some((member, job)));
+                }
+            }
+            if !more || (cap > 0 && offset >= cap) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Cancels job `id` of `queue` that keeps no record: removes it from
+    /// `scheduled`, or from `ready` while no worker has fetched it, in one
+    /// script (`withdraw-4`, counted in `cancelled` or
+    /// `cancelled_scheduled`). A fetched job is left alone.
+    pub async fn cancel_plain(
+        &self,
+        queue: &str,
+        id: &str,
+        scan_cap: usize,
+    ) -> Result<PlainCancel> {
+        let store = self.store(queue)?;
+        let found = self.find_job(queue, id, scan_cap).await?;
+        let Some(job) = found.job else {
+            return Ok(PlainCancel::NotFound {
+                capped: found.capped,
+            });
+        };
+        if job.is_tracked() {
+            return Ok(PlainCancel::Tracked);
+        }
+        let unique = job.field(field::UNIQUE_KEY).map(str::to_owned);
+        let outcome = match job.state {
+            Some(Place::Dead) => return Ok(PlainCancel::Dead),
+            Some(Place::InFlight) => return Ok(PlainCancel::InFlight),
+            Some(Place::Scheduled) => {
+                let Some((member, _)) = self.scheduled_member_of(&store, &job.id, scan_cap).await?
+                else {
+                    return Ok(PlainCancel::NotFound { capped: false });
+                };
+                store
+                    .withdraw(WithdrawFrom::Scheduled(&member), &job.id, unique.as_deref())
+                    .await?
+            }
+            _ => {
+                let entry = job.entry_id.clone().unwrap_or_default();
+                store
+                    .withdraw(WithdrawFrom::Ready(&entry), &job.id, unique.as_deref())
+                    .await?
+            }
+        };
+        Ok(match outcome {
+            Withdrawn::Ready => PlainCancel::Ready,
+            Withdrawn::Scheduled => PlainCancel::Scheduled,
+            Withdrawn::Fetched => PlainCancel::InFlight,
+            Withdrawn::Tracked => PlainCancel::Tracked,
+            _ => PlainCancel::NotFound { capped: false },
+        })
+    }
+
+    /// Removes every job of `queue` in `state` (`Ready`: undelivered
+    /// entries only; `InFlight` is refused), in pages, with `purge-4`:
+    /// counted so the books balance. Jobs that keep a record, belong to a
+    /// batch or hold a uniqueness key are skipped.
+    pub async fn purge(&self, queue: &str, state: Place) -> Result<Purged> {
+        let store = self.store(queue)?;
+        let mut out = Purged::default();
+        match state {
+            Place::InFlight => Err(jobstream_core::Error::Config(
+                "jobs in flight are held by workers and are never purged".into(),
+            )),
+            Place::Ready | Place::Scheduled => {
+                let of = if state == Place::Ready {
+                    PurgeOf::Ready
+                } else {
+                    PurgeOf::Scheduled
+                };
+                // Ready: from the last-delivered id on; scheduled: from
+                // the rank after the members skipped so far.
+                let mut start = match store.last_delivered_id().await? {
+                    Some(last) => format!("({last}"),
+                    None => "-".to_owned(),
+                };
+                loop {
+                    let (ids, listed): (Vec<Vec<u8>>, usize) = if of == PurgeOf::Ready {
+                        let entries = store.ready_entries(&start, PURGE_BATCH).await?;
+                        if let Some(last) = entries.last() {
+                            start = format!("({}", last.id);
+                        }
+                        let n = entries.len();
+                        let mut ids = Vec::new();
+                        for e in &entries {
+                            let job = QueuedJob::from_entry(Place::Ready, e);
+                            if job.is_tracked() || job.field(field::UNIQUE_KEY).is_some() {
+                                out.skipped += 1;
+                            } else {
+                                ids.push(e.id.clone().into_bytes());
+                            }
+                        }
+                        (ids, n)
+                    } else {
+                        let members = store
+                            .scheduled_members(out.skipped as usize, PURGE_BATCH)
+                            .await?;
+                        let n = members.len();
+                        let mut ids = Vec::new();
+                        for (m, due) in members {
+                            let job = decode_member(&m, due);
+                            if job.is_tracked() || job.field(field::UNIQUE_KEY).is_some() {
+                                out.skipped += 1;
+                            } else {
+                                ids.push(m);
+                            }
+                        }
+                        (ids, n)
+                    };
+                    let refs: Vec<&[u8]> = ids.iter().map(Vec::as_slice).collect();
+                    out.removed += store.purge(of, &refs).await?;
+                    if listed < PURGE_BATCH {
+                        return Ok(out);
+                    }
+                }
+            }
+            Place::Dead => {
+                let mut start = "-".to_owned();
+                loop {
+                    let entries = store.dead_entries(&start, PURGE_BATCH).await?;
+                    let Some(last) = entries.last() else {
+                        return Ok(out);
+                    };
+                    start = format!("({}", last.id);
+                    let ids: Vec<&[u8]> = entries.iter().map(|e| e.id.as_bytes()).collect();
+                    out.removed += store.purge(PurgeOf::Dead, &ids).await?;
+                    if entries.len() < PURGE_BATCH {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ms_dash_seq_is_an_entry_id() {
+        assert!(is_entry_id("1700000000000-0"));
+        for not in [
+            "01234567-ae18-7def-ba7a-52ff14398bd6",
+            "17-",
+            "-1",
+            "abc",
+            "1-2-3",
+        ] {
+            assert!(!is_entry_id(not), "{not}");
+        }
+    }
+}
