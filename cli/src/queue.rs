@@ -1,5 +1,4 @@
-//! `jobstream queue purge`: queue-wide actions. (`pause` and `resume` join
-//! this group.)
+//! `jobstream queue pause|resume|purge`: queue-wide actions.
 
 use clap::{Subcommand, ValueEnum};
 use jobstream_producer::inspect::{Inspector, Place};
@@ -20,6 +19,25 @@ pub(crate) enum PurgeState {
 
 #[derive(Subcommand)]
 pub(crate) enum QueueCommand {
+    /// Pause a queue on every worker of the fleet: within a second no
+    /// worker fetches its jobs; jobs already running finish; producers can
+    /// still enqueue (the backlog grows). Shown in `queues`, `stats` and
+    /// the metric jobstream_queue_paused.
+    Pause {
+        /// Queue name.
+        queue: String,
+        /// JSON output: {"queue":..,"paused":true,"changed":bool}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a paused queue: workers fetch its jobs again within a second.
+    Resume {
+        /// Queue name.
+        queue: String,
+        /// JSON output: {"queue":..,"paused":false,"changed":bool}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove every job of a queue in one state, for good: undelivered
     /// ready entries, scheduled jobs or dead letters (never jobs in
     /// flight). Counted so `jobstream check` still balances. Jobs that keep
@@ -42,6 +60,18 @@ pub(crate) enum QueueCommand {
 
 pub(crate) async fn run(inspector: &Inspector, command: QueueCommand) -> CliResult<()> {
     match command {
+        QueueCommand::Pause { queue, json } => {
+            require_queue(inspector, &queue).await?;
+            let changed = inspector.pause(&queue).await?;
+            switched(&queue, true, changed, json);
+            Ok(())
+        }
+        QueueCommand::Resume { queue, json } => {
+            require_queue(inspector, &queue).await?;
+            let changed = inspector.resume(&queue).await?;
+            switched(&queue, false, changed, json);
+            Ok(())
+        }
         QueueCommand::Purge {
             queue,
             state,
@@ -88,5 +118,26 @@ pub(crate) async fn run(inspector: &Inspector, command: QueueCommand) -> CliResu
             }
             Ok(())
         }
+    }
+}
+
+/// Reports a pause or a resume.
+fn switched(queue: &str, paused: bool, changed: bool, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "queue": queue, "paused": paused, "changed": changed })
+        );
+        return;
+    }
+    match (paused, changed) {
+        (true, true) => println!(
+            "paused {queue:?}: workers stop fetching its jobs within a second; running jobs finish"
+        ),
+        (true, false) => println!("{queue:?} was already paused"),
+        (false, true) => {
+            println!("resumed {queue:?}: workers fetch its jobs again within a second")
+        }
+        (false, false) => println!("{queue:?} was not paused"),
     }
 }

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use jobstream_producer::inspect::{Inspector, QueueStats};
 
 use crate::out::{CliResult, require_queue, table_of};
-use crate::time::{now_ms, rfc3339, span};
+use crate::time::{now_ms, relative, rfc3339, span};
 
-/// Columns of `jobstream queues` (keys of its JSON objects). A `paused`
-/// column goes after `name` once queues can be paused.
+/// Columns of `jobstream queues` (keys of its JSON objects).
 const QUEUES_COLUMNS: &[&str] = &[
     "name",
+    "paused",
     "ready",
     "in_flight",
     "scheduled",
@@ -21,11 +21,13 @@ const QUEUES_COLUMNS: &[&str] = &[
     "processed",
     "retried",
     "consumers",
+    "paused_since",
 ];
 
 /// Columns of `jobstream stats`.
 const STATS_COLUMNS: &[&str] = &[
     "name",
+    "paused",
     "ready",
     "in_flight",
     "scheduled",
@@ -41,6 +43,7 @@ const STATS_COLUMNS: &[&str] = &[
 /// Columns of `jobstream stats --watch`: counts and rates per second.
 const WATCH_COLUMNS: &[&str] = &[
     "name",
+    "paused",
     "ready",
     "in_flight",
     "scheduled",
@@ -53,7 +56,8 @@ const WATCH_COLUMNS: &[&str] = &[
 ];
 
 /// One queue as JSON: the `QueueStats` fields unchanged (the names
-/// `/metrics` is compared with), plus `oldest_ready_age` for people.
+/// `/metrics` is compared with), plus `oldest_ready_age` and `paused_since`
+/// for people.
 fn queue_json(s: &QueueStats) -> serde_json::Value {
     let mut v = serde_json::to_value(s).unwrap_or_default();
     v["oldest_ready_age"] = if s.ready > 0 {
@@ -61,6 +65,9 @@ fn queue_json(s: &QueueStats) -> serde_json::Value {
     } else {
         serde_json::Value::Null
     };
+    v["paused_since"] = s.paused_at_ms.map_or(serde_json::Value::Null, |at| {
+        format!("{} ({})", rfc3339(at), relative(at, now_ms())).into()
+    });
     v
 }
 

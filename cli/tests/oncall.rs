@@ -381,7 +381,7 @@ fn plain_jobs_are_cancelled_from_ready_and_scheduled_and_the_books_balance() {
             &v["queues"][0]["scheduled"],
             &v["queues"][0]["cancelled"]
         ),
-        (&0.into(), &0.into(), &1.into()),
+        (&0.into(), &0.into(), &2.into()),
         "{v}"
     );
     // In flight, without a record: refused, nothing changed.

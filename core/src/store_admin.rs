@@ -28,13 +28,14 @@ pub struct QueueStats {
     pub processed: u64,
     /// Failed attempts that were scheduled for a retry, in total.
     pub retried: u64,
-    /// Jobs a handler discarded, in total.
+    /// Jobs a handler discarded, and undelivered `ready` jobs purged
+    /// (`jobstream queue purge`), in total.
     pub discarded: u64,
     /// Jobs not started by their deadline and discarded, in total (those
     /// sent to dead count in `dead_total`, reason `expired`).
     pub expired: u64,
-    /// Jobs cancelled (before they ran, or stopped by their handler), in
-    /// total.
+    /// Jobs cancelled (before they ran, from `ready` or `scheduled`, or
+    /// stopped by their handler), in total.
     pub cancelled: u64,
     /// Enqueues refused because their uniqueness key was held, in total.
     pub duplicates: u64,
@@ -47,8 +48,12 @@ pub struct QueueStats {
     pub dead_trimmed: u64,
     /// Dead jobs replayed to `ready`, in total.
     pub replayed: u64,
-    /// Fetched jobs given back to `ready` unstarted (shutdown), in total.
+    /// Fetched jobs given back to `ready` unstarted (shutdown, pause), in
+    /// total.
     pub requeued: u64,
+    /// Jobs removed by `jobstream queue purge` (ready, scheduled and dead),
+    /// in total.
+    pub purged: u64,
     /// Consumers in the group.
     pub consumers: u64,
     /// Age of the oldest undelivered job in `ready`, ms (0 when none).
@@ -188,13 +193,16 @@ impl QueueStore {
             retried: counter("retried"),
             discarded: counter("discarded"),
             expired: counter("expired"),
-            cancelled: counter("cancelled"),
+            // `cancelled_scheduled` is kept apart for the books (those
+            // jobs never were in `ready`); people count them as cancelled.
+            cancelled: counter("cancelled") + counter("cancelled_scheduled"),
             duplicates: counter("duplicates"),
             dead_total: counter("dead"),
             dead_scheduled: counter("dead_scheduled"),
             dead_trimmed: counter("dead_trimmed"),
             replayed: counter("replayed"),
             requeued: counter("requeued"),
+            purged: counter("purged_ready") + counter("purged_scheduled") + counter("purged_dead"),
             consumers,
             oldest_ready_age_ms: oldest,
             paused: paused.is_some(),

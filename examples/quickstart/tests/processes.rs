@@ -793,3 +793,82 @@ fn workers_lists_live_and_stale_workers() {
         list()
     );
 }
+
+/// `jobstream queue pause` against three worker processes: within a second
+/// none starts a job of the queue (what was running finishes, the backlog
+/// stays), `stats` shows it paused; `queue resume` restarts them all.
+#[test]
+fn queue_pause_stops_three_worker_processes_and_resume_restarts_them() {
+    let server = RedisServer::start();
+    let queue = unique_queue("pause");
+    let cli = |args: &[&str]| {
+        let mut c = Command::new(cli_bin());
+        c.args(args).env("REDIS_URL", server.url());
+        c
+    };
+    run(&mut quickstart(
+        &server,
+        &[
+            "produce",
+            "--queue",
+            &queue,
+            "--count",
+            "600",
+            "--work-ms",
+            "100",
+        ],
+    ));
+    let workers: Vec<WorkerProc> = (0..3)
+        .map(|_| WorkerProc::start(&server, &queue, &["--concurrency", "4"]))
+        .collect();
+    assert!(wait_until(Duration::from_secs(30), || n(
+        &stats(&server, &queue),
+        "processed"
+    ) >= 30));
+    let out = run(&mut cli(&["queue", "pause", &queue, "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["paused"].as_bool(), v["changed"].as_bool()),
+        (Some(true), Some(true)),
+        "{v}"
+    );
+    // Within a second every worker stopped fetching; the 100 ms jobs that
+    // were running have finished.
+    std::thread::sleep(Duration::from_millis(1200));
+    let before = stats(&server, &queue);
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = stats(&server, &queue);
+    assert_eq!(
+        n(&after, "processed"),
+        n(&before, "processed"),
+        "jobs ran while paused: {after}"
+    );
+    assert_eq!(n(&after, "in_flight"), 0, "{after}");
+    assert!(n(&after, "ready") > 0, "{after}");
+    assert_eq!(after["paused"].as_bool(), Some(true), "{after}");
+    // Unknown queues are refused; a second pause changes nothing.
+    let out = cli(&["queue", "pause", "no-such-queue"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown queue"));
+    let out = run(&mut cli(&["queue", "pause", &queue]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already paused"));
+
+    run(&mut cli(&["queue", "resume", &queue]));
+    assert!(
+        wait_until(Duration::from_secs(60), || n(
+            &stats(&server, &queue),
+            "processed"
+        ) == 600),
+        "{}",
+        stats(&server, &queue)
+    );
+    let s = stats(&server, &queue);
+    assert_eq!(s["paused"].as_bool(), Some(false), "{s}");
+    // 0 balanced, 2 balanced with warnings about this test server's settings.
+    let check = cli(&["check", "--queue", &queue]).output().unwrap();
+    assert!(matches!(check.status.code(), Some(0 | 2)), "{check:?}");
+    for w in workers {
+        w.signal(15);
+        assert!(w.wait().success());
+    }
+}
