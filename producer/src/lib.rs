@@ -40,6 +40,7 @@ pub mod inspect;
 mod job;
 mod lifecycle;
 pub mod testing;
+mod trace;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -322,6 +323,7 @@ impl Producer {
         for job in &jobs {
             self.check_size(job)?;
         }
+        trace::stamp(&mut jobs);
         if let Some(keep) = self.records.get(queue) {
             for job in jobs.iter_mut().filter(|j| j.record_ms().is_none()) {
                 job.set_keep_record(*keep);

@@ -80,8 +80,11 @@ pub struct EnqueuedJob {
     pub timeout: Option<Duration>,
     /// The idempotency key ([`NewJob::idempotency_key`]).
     pub idempotency_key: Option<String>,
-    /// The W3C trace context ([`NewJob::traceparent`]).
+    /// The W3C trace context ([`NewJob::traceparent`]; with the `otel`
+    /// feature, the span's the job was enqueued in).
     pub traceparent: Option<String>,
+    /// The W3C trace state ([`NewJob::tracestate`]).
+    pub tracestate: Option<String>,
     /// Extra fields ([`NewJob::field`]), in order.
     pub fields: Vec<(String, Vec<u8>)>,
 }
@@ -149,6 +152,7 @@ impl EnqueuedJob {
                 .map(Duration::from_millis),
             idempotency_key: option(field::IDEMPOTENCY_KEY).map(str::to_owned),
             traceparent: option(field::TRACEPARENT).map(str::to_owned),
+            tracestate: option(field::TRACESTATE).map(str::to_owned),
             fields: job.extra.clone(),
         }
     }
@@ -172,6 +176,7 @@ impl EnqueuedJob {
             timeout: None,
             idempotency_key: None,
             traceparent: None,
+            tracestate: None,
             fields: Vec::new(),
         };
         for (name, value) in fields {
@@ -186,6 +191,7 @@ impl EnqueuedJob {
                 }
                 field::IDEMPOTENCY_KEY => job.idempotency_key = Some(text()),
                 field::TRACEPARENT => job.traceparent = Some(text()),
+                field::TRACESTATE => job.tracestate = Some(text()),
                 field::PAYLOAD => job.payload = value,
                 // What the worker writes (attempt, last error, ...).
                 n if reserved_names().any(|r| r == n) => {}

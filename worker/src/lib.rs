@@ -39,6 +39,8 @@
 //! - `handler.rs`, `job_error.rs`: the API handlers see.
 //! - `queues.rs`, `slots.rs`: the queues a worker serves and how they
 //!   share its slots (weighted or strict, per-queue caps).
+//! - `trace.rs`: a job's span continues its producer's trace (W3C
+//!   `traceparent`); `otel.rs` (feature `otel`) exports spans over OTLP.
 //! - `events.rs`: what happens to jobs, reported once to sinks (the log
 //!   today, metrics later).
 
@@ -63,7 +65,10 @@ mod shutdown;
 mod slots;
 mod startup;
 pub mod testing;
+mod trace;
 mod tracking;
+#[cfg(feature = "otel")]
+pub mod otel;
 
 use std::future::Future;
 use std::sync::Arc;
