@@ -55,6 +55,8 @@ mod lease;
 mod logging;
 mod metrics;
 mod middleware;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod outcome;
 mod processor;
 mod promoter;
@@ -67,8 +69,6 @@ mod startup;
 pub mod testing;
 mod trace;
 mod tracking;
-#[cfg(feature = "otel")]
-pub mod otel;
 
 use std::future::Future;
 use std::sync::Arc;
