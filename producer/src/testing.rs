@@ -739,6 +739,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_explicit_trace_context_is_sent_as_given() {
+        let (producer, enqueued) = Producer::recording();
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        // Inside a span or not, with the `otel` feature or not: a context
+        // set on the job is the one it carries.
+        let span = tracing::info_span!("request");
+        let _entered = span.enter();
+        producer
+            .push(
+                NewJob::new("t", &1)
+                    .unwrap()
+                    .queue("q")
+                    .traceparent(tp)
+                    .tracestate("congo=t61rcWkgMzE"),
+            )
+            .await
+            .unwrap();
+        producer.enqueue_named("q", "untraced", &2).await.unwrap();
+        let all = enqueued.enqueued();
+        assert_eq!(all[0].traceparent.as_deref(), Some(tp));
+        assert_eq!(all[0].tracestate.as_deref(), Some("congo=t61rcWkgMzE"));
+        // No OpenTelemetry layer here: the span has no trace context.
+        assert_eq!(all[1].traceparent, None);
+        assert_eq!(all[1].tracestate, None);
+    }
+
+    #[tokio::test]
     async fn a_recording_producer_refuses_what_the_real_one_refuses() {
         let (producer, enqueued) = Producer::recording();
         let bad_queue = producer.enqueue_named("no spaces", "t", &1).await;

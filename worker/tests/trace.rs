@@ -220,7 +220,7 @@ async fn the_producers_trace_id_reaches_the_handlers_span() {
     let request = tracing::info_span!("request");
     let request_cx = request.context().span().span_context().clone();
     assert!(request_cx.is_valid());
-    let (plain, delayed, chain) = async {
+    let (plain, delayed, chain, explicit) = async {
         let plain = p
             .enqueue_job(&queue, NewJob::new("traced", &()).unwrap())
             .await
@@ -241,12 +241,26 @@ async fn the_producers_trace_id_reaches_the_handlers_span() {
             )
             .await
             .unwrap();
-        (plain, delayed, chain)
+        // A context set on the job wins over the span's.
+        let explicit = p
+            .enqueue_job(
+                &queue,
+                NewJob::new("traced", &())
+                    .unwrap()
+                    .traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            )
+            .await
+            .unwrap();
+        (plain, delayed, chain, explicit)
     }
     .instrument(request.clone())
     .await;
     drop(request);
-    wait_stats(&server, &queue, "all ran", |s| s.processed == 4).await;
+    wait_stats(&server, &queue, "all ran", |s| s.processed == 5).await;
+    assert_eq!(
+        job_span_trace_id(&explicit).await.as_deref(),
+        Some("0af7651916cd43dd8448eb211c80319c")
+    );
 
     let want = request_cx.trace_id();
     let ids = [&plain, &delayed, &chain[0], &chain[1]];
@@ -316,7 +330,9 @@ async fn foreign_trace_fields_are_continued_or_ignored_never_fatal() {
     let payload = rmp_serde::to_vec(&()).unwrap();
     let good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let huge_state = "k=".to_owned() + &"v".repeat(10_000);
-    let cases: Vec<(&str, Vec<u8>, Option<Vec<u8>>)> = vec![
+    // Job id, traceparent, tracestate.
+    type Case = (&'static str, Vec<u8>, Option<Vec<u8>>);
+    let cases: Vec<Case> = vec![
         ("good", good.into(), Some(b"rojo=00f067aa0ba902b7".to_vec())),
         (
             "good-huge-state",
