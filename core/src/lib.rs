@@ -16,6 +16,7 @@
 //! - [`connection`]: the shared multiplexed connection and the pool of
 //!   dedicated connections for blocking reads; reconnect backoff.
 //! - [`tls`]: `rediss://` over rustls (feature `tls`), [`TlsOptions`].
+//! - [`trace`]: the strict W3C `traceparent` check (a job's trace id).
 //! - [`lifecycle`]: uniqueness keys, job records and states.
 //! - [`job`]: the [`Job`] trait (typed jobs) and [`JobOptions`].
 //! - [`retry`]: retry policy and backoff, pure.
@@ -45,6 +46,7 @@ pub mod store_browse;
 pub mod store_lifecycle;
 pub mod throttle;
 pub mod tls;
+pub mod trace;
 pub mod workers;
 
 pub use books::{Books, BooksStatus};

@@ -117,6 +117,10 @@ impl Producer {
                 MAX_CHAIN_STEPS + 1
             )));
         }
+        // Every step carries the trace of the span the chain is enqueued
+        // in (feature `otel`); the worker enqueues the later ones as they
+        // are, so they join the same trace.
+        crate::trace::stamp(&mut steps);
         let rest = steps.split_off(1);
         let Some(mut first) = steps.pop() else {
             return Err(Error::InvalidJob("a chain needs a first step".into()));
@@ -168,6 +172,9 @@ impl Producer {
             }
         };
         self.check_size(&on_complete)?;
+        // The completion job joins the trace of the span the batch is
+        // enqueued in (feature `otel`); the members do in enqueue_many.
+        crate::trace::stamp(std::slice::from_mut(&mut on_complete));
         // Each member counts once by id: a repeated id (a cloned NewJob)
         // would leave the batch waiting forever; a member's uniqueness key
         // held elsewhere would enqueue nothing for an id already counted.

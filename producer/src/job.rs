@@ -303,9 +303,38 @@ impl NewJob {
             .and_then(|(_, v)| v.parse().ok())
     }
 
-    /// W3C trace context to carry to the worker.
+    /// The W3C trace context (`traceparent`, e.g.
+    /// `00-<trace-id>-<span-id>-01`) the job carries to its worker, whose
+    /// span for the job continues that trace. With the `otel` feature a job
+    /// enqueued inside a span gets that span's context without this; a
+    /// context set here wins. A value the worker finds malformed is ignored
+    /// there (the job runs in a trace of its own).
     pub fn traceparent(self, traceparent: impl Into<String>) -> Self {
         self.option(field::TRACEPARENT, traceparent.into())
+    }
+
+    /// The W3C `tracestate` (vendor entries, e.g. `congo=t61rcWkgMzE`)
+    /// that goes with [`NewJob::traceparent`].
+    pub fn tracestate(self, tracestate: impl Into<String>) -> Self {
+        self.option(field::TRACESTATE, tracestate.into())
+    }
+
+    /// Whether the job carries a `traceparent` already.
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub(crate) fn has_traceparent(&self) -> bool {
+        self.options.iter().any(|(n, _)| *n == field::TRACEPARENT)
+    }
+
+    /// Sets the trace context the producer found (feature `otel`).
+    #[cfg(feature = "otel")]
+    pub(crate) fn set_trace(&mut self, traceparent: &str, tracestate: Option<&str>) {
+        // A tracestate belongs to its traceparent: one set alone is dropped.
+        self.options.retain(|(n, _)| *n != field::TRACESTATE);
+        self.options
+            .push((field::TRACEPARENT, traceparent.to_owned()));
+        if let Some(state) = tracestate {
+            self.options.push((field::TRACESTATE, state.to_owned()));
+        }
     }
 
     /// An extra field, carried through retries and into `dead` unchanged.

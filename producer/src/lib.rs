@@ -41,6 +41,7 @@ mod inspect_pause;
 mod job;
 mod lifecycle;
 pub mod testing;
+mod trace;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -323,6 +324,7 @@ impl Producer {
         for job in &jobs {
             self.check_size(job)?;
         }
+        trace::stamp(&mut jobs);
         if let Some(keep) = self.records.get(queue) {
             for job in jobs.iter_mut().filter(|j| j.record_ms().is_none()) {
                 job.set_keep_record(*keep);

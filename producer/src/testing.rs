@@ -80,8 +80,11 @@ pub struct EnqueuedJob {
     pub timeout: Option<Duration>,
     /// The idempotency key ([`NewJob::idempotency_key`]).
     pub idempotency_key: Option<String>,
-    /// The W3C trace context ([`NewJob::traceparent`]).
+    /// The W3C trace context ([`NewJob::traceparent`]; with the `otel`
+    /// feature, the span's the job was enqueued in).
     pub traceparent: Option<String>,
+    /// The W3C trace state ([`NewJob::tracestate`]).
+    pub tracestate: Option<String>,
     /// Extra fields ([`NewJob::field`]), in order.
     pub fields: Vec<(String, Vec<u8>)>,
 }
@@ -149,6 +152,7 @@ impl EnqueuedJob {
                 .map(Duration::from_millis),
             idempotency_key: option(field::IDEMPOTENCY_KEY).map(str::to_owned),
             traceparent: option(field::TRACEPARENT).map(str::to_owned),
+            tracestate: option(field::TRACESTATE).map(str::to_owned),
             fields: job.extra.clone(),
         }
     }
@@ -172,6 +176,7 @@ impl EnqueuedJob {
             timeout: None,
             idempotency_key: None,
             traceparent: None,
+            tracestate: None,
             fields: Vec::new(),
         };
         for (name, value) in fields {
@@ -186,6 +191,7 @@ impl EnqueuedJob {
                 }
                 field::IDEMPOTENCY_KEY => job.idempotency_key = Some(text()),
                 field::TRACEPARENT => job.traceparent = Some(text()),
+                field::TRACESTATE => job.tracestate = Some(text()),
                 field::PAYLOAD => job.payload = value,
                 // What the worker writes (attempt, last error, ...).
                 n if reserved_names().any(|r| r == n) => {}
@@ -730,6 +736,33 @@ mod tests {
             .refute_enqueued::<SendEmail>(|e| e.to == "b@x");
         enqueued.clear();
         assert!(enqueued.enqueued().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_explicit_trace_context_is_sent_as_given() {
+        let (producer, enqueued) = Producer::recording();
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        // Inside a span or not, with the `otel` feature or not: a context
+        // set on the job is the one it carries.
+        let span = tracing::info_span!("request");
+        let _entered = span.enter();
+        producer
+            .push(
+                NewJob::new("t", &1)
+                    .unwrap()
+                    .queue("q")
+                    .traceparent(tp)
+                    .tracestate("congo=t61rcWkgMzE"),
+            )
+            .await
+            .unwrap();
+        producer.enqueue_named("q", "untraced", &2).await.unwrap();
+        let all = enqueued.enqueued();
+        assert_eq!(all[0].traceparent.as_deref(), Some(tp));
+        assert_eq!(all[0].tracestate.as_deref(), Some("congo=t61rcWkgMzE"));
+        // No OpenTelemetry layer here: the span has no trace context.
+        assert_eq!(all[1].traceparent, None);
+        assert_eq!(all[1].tracestate, None);
     }
 
     #[tokio::test]

@@ -39,6 +39,8 @@
 //! - `handler.rs`, `job_error.rs`: the API handlers see.
 //! - `queues.rs`, `slots.rs`: the queues a worker serves and how they
 //!   share its slots (weighted or strict, per-queue caps).
+//! - `trace.rs`: a job's span continues its producer's trace (W3C
+//!   `traceparent`); `otel.rs` (feature `otel`) exports spans over OTLP.
 //! - `events.rs`: what happens to jobs, reported once to sinks (the log
 //!   today, metrics later).
 
@@ -53,6 +55,8 @@ mod lease;
 mod logging;
 mod metrics;
 mod middleware;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod outcome;
 mod pause;
 mod processor;
@@ -64,6 +68,7 @@ mod shutdown;
 mod slots;
 mod startup;
 pub mod testing;
+mod trace;
 mod tracking;
 
 use std::future::Future;

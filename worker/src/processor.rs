@@ -302,14 +302,17 @@ impl Dispatcher {
         };
         let started = std::time::Instant::now();
         // Every line a handler logs carries the job: queue, type, id and
-        // attempt (never the payload).
+        // attempt (never the payload), and the trace id its producer sent;
+        // the span continues that trace (see trace.rs).
         let span = tracing::info_span!(
             "job",
             queue = %queue,
             job_type = %envelope.job_type,
             job_id = %envelope.job_id(&entry_id),
             attempt = envelope.attempt,
+            trace_id = tracing::field::Empty,
         );
+        crate::trace::continue_trace(&span, &envelope);
         let fut = AssertUnwindSafe(
             crate::middleware::run(&self.registry.middleware, route.handler.as_ref(), ctx)
                 .instrument(span),

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use jobstream_producer::{NewJob, Producer};
 use jobstream_worker::{JobContext, JobError, JobOptions, RetryPolicy, Timings, Worker};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 #[derive(Parser)]
 #[command(about = "jobstream quickstart: a send_email worker and a producer")]
@@ -106,8 +107,11 @@ async fn send_email(email: Email, job: JobContext) -> Result<(), JobError> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    // RUST_LOG for the level, JOBSTREAM_LOG_FORMAT=json for JSON lines.
-    jobstream_worker::init_logging();
+    // RUST_LOG for the level, JOBSTREAM_LOG_FORMAT=json for JSON lines;
+    // with OTEL_EXPORTER_OTLP_ENDPOINT set, spans go there too (the guard
+    // flushes them when main returns).
+    #[allow(clippy::let_unit_value)] // `()` without the `otel` feature
+    let _otel = init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Worker {
@@ -170,6 +174,29 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// The usual log lines; spans over OTLP too when an endpoint is set.
+#[cfg(feature = "otel")]
+fn init_tracing() -> Option<jobstream_worker::otel::OtelGuard> {
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() {
+        jobstream_worker::init_logging();
+        return None;
+    }
+    match jobstream_worker::otel::init("example-quickstart") {
+        Ok(guard) => guard,
+        Err(e) => {
+            jobstream_worker::init_logging();
+            tracing::warn!(error = %e, "no OTLP export");
+            None
+        }
+    }
+}
+
+/// The usual log lines.
+#[cfg(not(feature = "otel"))]
+fn init_tracing() {
+    jobstream_worker::init_logging();
+}
+
 async fn produce(
     url: &str,
     queue: &str,
@@ -202,8 +229,12 @@ async fn produce(
             let job = NewJob::new("send_email", &email).map_err(|e| e.to_string())?;
             jobs.push(job.delay(Duration::from_millis(delay_ms)));
         }
+        // One span per batch: with `otel`, its jobs carry its trace
+        // context, and each handler's span continues that trace.
+        let span = tracing::info_span!("enqueue_batch", queue, jobs = n);
         producer
             .enqueue_many(queue, jobs)
+            .instrument(span)
             .await
             .map_err(|e| e.to_string())?;
         enqueued += n;
