@@ -332,6 +332,19 @@ async fn drain_metrics(ctx: &mut Ctx, scenario: &str, n: usize, concurrency: usi
     row
 }
 
+/// `drain` of jobs that carry a W3C `traceparent` (enqueued by the
+/// producer): the worker checks it and records the trace id on the job
+/// span (the `otel` feature, which also continues the trace, is off here).
+async fn drain_traced(ctx: &mut Ctx, scenario: &str, n: usize, concurrency: usize) -> Row {
+    TRACED.store(true, std::sync::atomic::Ordering::Relaxed);
+    let row = drain_queues(ctx, scenario, n, 100, concurrency, false).await;
+    TRACED.store(false, std::sync::atomic::Ordering::Relaxed);
+    row
+}
+
+/// Set while `drain_traced` fills its queues.
+static TRACED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Set while `drain_metrics` runs.
 static METRICS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -370,12 +383,20 @@ async fn drain_queues(
                 let key = format!("jobstream:{{{q}-{suffix}}}:ready");
                 raw::bulk_xadd(&mut conn, &key, k, 1000, &payload).await;
             }
-        } else if RECORDS.load(std::sync::atomic::Ordering::Relaxed) {
+        } else if RECORDS.load(std::sync::atomic::Ordering::Relaxed)
+            || TRACED.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let records = RECORDS.load(std::sync::atomic::Ordering::Relaxed);
             let jobs: Vec<NewJob> = (0..per_round)
-                .map(|_| {
-                    NewJob::new("bench", &payload)
-                        .expect("payload")
-                        .keep_record(Duration::from_secs(600))
+                .map(|i| {
+                    let job = NewJob::new("bench", &payload).expect("payload");
+                    if records {
+                        job.keep_record(Duration::from_secs(600))
+                    } else {
+                        job.traceparent(format!(
+                            "00-4bf92f3577b34da6a3ce929d{i:08x}-00f067aa0ba902b7-01"
+                        ))
+                    }
                 })
                 .collect();
             ctx.producer.enqueue_many(&q, jobs).await.expect("fill");
@@ -599,6 +620,12 @@ async fn main() {
     if want("drain_records") {
         emit(
             drain_records(&mut ctx, "drain_records", args.jobs, args.concurrency).await,
+            &mut rows,
+        );
+    }
+    if want("drain_traced") {
+        emit(
+            drain_traced(&mut ctx, "drain_traced", args.jobs, args.concurrency).await,
             &mut rows,
         );
     }
