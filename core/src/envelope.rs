@@ -334,8 +334,11 @@ impl Envelope {
                     env.timeout_ms = (ms > 0).then_some(ms.min(MAX_TIMEOUT_MS));
                 }
                 7 => env.idempotency_key = Some(text(label, value)?),
-                8 => env.traceparent = Some(text(label, value)?),
-                9 => env.tracestate = Some(text(label, value)?),
+                // Trace context is advisory: a value that is not UTF-8 is
+                // dropped (the job runs in a trace of its own), never a
+                // reason to dead-letter the job.
+                8 => env.traceparent = std::str::from_utf8(value).ok().map(str::to_owned),
+                9 => env.tracestate = std::str::from_utf8(value).ok().map(str::to_owned),
                 10 => env.last_error_class = Some(text(label, value)?),
                 11 => env.last_error = Some(text(label, value)?),
                 13 => env.deadline_ms = Some(number(label, value)?),

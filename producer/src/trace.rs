@@ -57,14 +57,23 @@ fn current() -> Option<Current> {
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+    // The current `tracing` span's context (tracing-opentelemetry); else
+    // the OpenTelemetry context attached without `tracing` (an app that
+    // uses the OpenTelemetry API directly).
     let span = tracing::Span::current();
-    if span.is_disabled() {
-        return None;
-    }
-    let cx = span.context();
-    if !cx.span().span_context().is_valid() {
-        return None;
-    }
+    let from_span = (!span.is_disabled())
+        .then(|| span.context())
+        .filter(|cx| cx.span().span_context().is_valid());
+    let cx = match from_span {
+        Some(cx) => cx,
+        None => {
+            let cx = opentelemetry::Context::current();
+            if !cx.span().span_context().is_valid() {
+                return None;
+            }
+            cx
+        }
+    };
     let mut out = Current::default();
     opentelemetry_sdk::propagation::TraceContextPropagator::new().inject_context(&cx, &mut out);
     // The propagator writes only what the worker's strict check accepts;

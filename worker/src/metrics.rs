@@ -172,7 +172,7 @@ impl Metrics {
 }
 
 /// The label value of a disposition.
-fn outcome_name(d: &Disposition) -> &'static str {
+pub(crate) fn outcome_name(d: &Disposition) -> &'static str {
     match d {
         Disposition::Ack => "ok",
         Disposition::Retry { .. } => "retry",

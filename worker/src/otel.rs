@@ -45,6 +45,7 @@ const SCOPE: &str = "jobstream";
 /// [`OtelGuard::shutdown`]) sends the spans still buffered and stops the
 /// export.
 #[derive(Debug)]
+#[must_use = "dropping the guard stops the export"]
 pub struct OtelGuard {
     provider: SdkTracerProvider,
 }
@@ -80,6 +81,7 @@ impl Drop for OtelGuard {
 /// its own, configured by the standard `OTEL_*` variables. The service
 /// name is `OTEL_SERVICE_NAME` if set, else `service_name`.
 pub fn otlp_provider(service_name: &str) -> Result<SdkTracerProvider, ExporterBuildError> {
+    check_transport()?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()?;
@@ -91,6 +93,40 @@ pub fn otlp_provider(service_name: &str) -> Result<SdkTracerProvider, ExporterBu
         .with_batch_exporter(exporter)
         .with_resource(resource.build())
         .build())
+}
+
+/// Refuses what this exporter cannot do, rather than fail every export
+/// in silence: `https` endpoints (no TLS stack is built in) and protocols
+/// other than `http/protobuf`.
+fn check_transport() -> Result<(), ExporterBuildError> {
+    for var in [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ] {
+        if let Ok(url) = std::env::var(var)
+            && url.trim().to_ascii_lowercase().starts_with("https:")
+        {
+            return Err(ExporterBuildError::InvalidConfiguration(format!(
+                "{var}: jobstream exports over plain HTTP to a collector nearby \
+                 (an OpenTelemetry Collector agent or sidecar, which can forward \
+                 over TLS); https is not supported"
+            )));
+        }
+    }
+    for var in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        if let Ok(p) = std::env::var(var)
+            && !p.trim().eq_ignore_ascii_case("http/protobuf")
+        {
+            return Err(ExporterBuildError::InvalidConfiguration(format!(
+                "{var}={p}: jobstream exports OTLP over http/protobuf only \
+                 (port 4318), not grpc or http/json"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The `tracing` layer for `provider`'s spans (any exporter: OTLP, an
@@ -130,23 +166,42 @@ where
 /// say, spans to the collector), makes its provider the global one and
 /// the W3C propagator the global propagator (for other OpenTelemetry
 /// instrumentation in the process). `OTEL_TRACES_EXPORTER=none` leaves
-/// the export out (and returns no guard). Does nothing if a subscriber is
-/// already installed, except return the guard.
+/// the export out (and returns no guard).
+///
+/// `RUST_LOG` filters the log lines only: spans at INFO and above go to
+/// the collector whatever it says, so a quiet log level never breaks a
+/// trace. If a subscriber is already installed, it does nothing (no
+/// export, no global changed), says so in a warning, and returns `None`:
+/// add [`layer`] to that subscriber instead.
+#[must_use = "dropping the guard stops the export"]
 pub fn init(service_name: &str) -> Result<Option<OtelGuard>, ExporterBuildError> {
+    use tracing_subscriber::Layer as _;
     use tracing_subscriber::prelude::*;
 
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!(
+            "otel::init: a tracing subscriber is already installed; nothing is exported \
+             (add jobstream_worker::otel::layer to that subscriber instead)"
+        );
+        return Ok(None);
+    }
     let export = std::env::var("OTEL_TRACES_EXPORTER")
         .map_or(true, |v| !v.trim().eq_ignore_ascii_case("none"));
     let provider = match export {
         true => Some(otlp_provider(service_name)?),
         false => None,
     };
-    let otel = provider.as_ref().map(layer_for);
-    let _ = tracing_subscriber::registry()
+    let otel = provider
+        .as_ref()
+        .map(|p| layer_for(p).with_filter(tracing_subscriber::filter::LevelFilter::INFO));
+    let installed = tracing_subscriber::registry()
         .with(otel)
-        .with(crate::logging::fmt_layer())
-        .with(crate::logging::env_filter())
+        .with(crate::logging::fmt_layer().with_filter(crate::logging::env_filter()))
         .try_init();
+    if installed.is_err() {
+        // Installed by another thread meanwhile: leave the globals alone.
+        return Ok(None);
+    }
     if let Some(provider) = &provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
         opentelemetry::global::set_text_map_propagator(

@@ -311,11 +311,13 @@ impl Dispatcher {
             job_id = %envelope.job_id(&entry_id),
             attempt = envelope.attempt,
             trace_id = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            "otel.status_code" = tracing::field::Empty,
         );
         crate::trace::continue_trace(&span, &envelope);
         let fut = AssertUnwindSafe(
             crate::middleware::run(&self.registry.middleware, route.handler.as_ref(), ctx)
-                .instrument(span),
+                .instrument(span.clone()),
         )
         .catch_unwind();
         let result = match tokio::time::timeout(timeout, fut).await {
@@ -330,14 +332,25 @@ impl Dispatcher {
             &route.options.retry,
             rand::random::<f64>(),
         );
-        self.events.emit(Event::Finished {
-            queue,
-            job_type: &envelope.job_type,
-            job_id: envelope.job_id(&entry_id),
-            attempt: envelope.attempt,
-            elapsed: started.elapsed(),
-            error: result.as_ref().err().map(|e| (e.class(), e.message())),
-            outcome: &d,
+        // The outcome goes on the job's span (a failed attempt is an error
+        // in the trace), and its log line is written inside the span, so
+        // it carries the job's fields and trace id too.
+        if !span.is_disabled() {
+            span.record("outcome", crate::metrics::outcome_name(&d));
+            if result.is_err() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        span.in_scope(|| {
+            self.events.emit(Event::Finished {
+                queue,
+                job_type: &envelope.job_type,
+                job_id: envelope.job_id(&entry_id),
+                attempt: envelope.attempt,
+                elapsed: started.elapsed(),
+                error: result.as_ref().err().map(|e| (e.class(), e.message())),
+                outcome: &d,
+            })
         });
         let failure = result
             .as_ref()

@@ -11,6 +11,11 @@
 
 mod common;
 
+// The OpenTelemetry checks here must not compile out: the worker's own
+// dev-dependency turns `otel` on for its tests.
+#[cfg(not(feature = "otel"))]
+compile_error!("worker/tests/trace.rs needs the `otel` feature (see worker/Cargo.toml)");
+
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -381,13 +386,13 @@ async fn foreign_trace_fields_are_continued_or_ignored_never_fatal() {
         let _: String = cmd.query_async(&mut c).await.unwrap();
     }
     let worker = traced_worker(&server, &queue);
-    // Text fields that are not UTF-8 make the entry malformed (the
-    // wire format's rule, dead-lettered as such); every other job runs.
+    // Every job runs: trace context that is not UTF-8 is dropped, never a
+    // reason to dead-letter a job.
     let s = wait_stats(&server, &queue, "settled", |s| {
         s.processed + s.dead == cases.len() as u64
     })
     .await;
-    assert_eq!(s.processed, cases.len() as u64 - 1, "{s:?}");
+    assert_eq!((s.processed, s.dead), (cases.len() as u64, 0), "{s:?}");
     for id in ["good", "good-huge-state"] {
         assert_eq!(
             job_span_trace_id(id).await.as_deref(),
@@ -395,7 +400,7 @@ async fn foreign_trace_fields_are_continued_or_ignored_never_fatal() {
             "{id}"
         );
     }
-    for (id, ..) in &cases[2..cases.len() - 1] {
+    for (id, ..) in &cases[2..] {
         assert_eq!(job_span_trace_id(id).await, None, "{id}");
     }
     #[cfg(feature = "otel")]
@@ -420,10 +425,63 @@ async fn foreign_trace_fields_are_continued_or_ignored_never_fatal() {
         // Too long a tracestate is dropped, the trace still continued.
         let huge = exported_job_span("good-huge-state").await;
         assert_eq!(huge.span_context.trace_state().header(), "");
-        for (id, ..) in &cases[2..cases.len() - 1] {
+        for (id, ..) in &cases[2..] {
             let span = exported_job_span(id).await;
             assert_eq!(span.parent_span_id, SpanId::INVALID, "{id}: a root span");
         }
     }
+    worker.stop().await;
+}
+
+/// A failed attempt is an error in the trace: the job span's status is
+/// `Error` and its `outcome` says what came of it (`retry`, `dead`); a
+/// success is `ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_is_an_error_in_the_trace() {
+    exporter();
+    let server = RedisServer::start();
+    let queue = unique_queue("trace-fail");
+    let p = producer(&server).await;
+    let worker = start(
+        Worker::builder(&server.url())
+            .queue(&queue)
+            .timings(fast_timings())
+            .handle("fails", |_: (), _ctx: JobContext| async move {
+                Err::<(), _>(jobstream_worker::JobError::permanent("no such account"))
+            })
+            .handle("works", |_: (), _ctx: JobContext| async move { Ok(()) }),
+    );
+    let bad = p
+        .enqueue_job(&queue, NewJob::new("fails", &()).unwrap())
+        .await
+        .unwrap();
+    let good = p
+        .enqueue_job(&queue, NewJob::new("works", &()).unwrap())
+        .await
+        .unwrap();
+    wait_stats(&server, &queue, "settled", |s| {
+        s.processed == 1 && s.dead == 1
+    })
+    .await;
+    let outcome = |span: &SpanData| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "outcome")
+            .map(|kv| kv.value.as_str().into_owned())
+    };
+    let span = exported_job_span(&bad).await;
+    assert!(
+        matches!(span.status, opentelemetry::trace::Status::Error { .. }),
+        "{:?}",
+        span.status
+    );
+    assert_eq!(outcome(&span).as_deref(), Some("dead"));
+    let span = exported_job_span(&good).await;
+    assert!(
+        !matches!(span.status, opentelemetry::trace::Status::Error { .. }),
+        "{:?}",
+        span.status
+    );
+    assert_eq!(outcome(&span).as_deref(), Some("ok"));
     worker.stop().await;
 }
