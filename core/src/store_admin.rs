@@ -64,15 +64,15 @@ pub struct QueueStats {
     pub paused_at_ms: Option<u64>,
 }
 
-struct GroupInfo {
+pub(crate) struct GroupInfo {
     consumers: u64,
     pending: u64,
     lag: Option<u64>,
-    last_delivered: String,
+    pub(crate) last_delivered: String,
 }
 
 impl QueueStore {
-    async fn group_info(&self) -> Result<Option<GroupInfo>> {
+    pub(crate) async fn group_info(&self) -> Result<Option<GroupInfo>> {
         const OP: &str = "XINFO GROUPS";
         let mut cmd = redis::cmd("XINFO");
         cmd.arg("GROUPS").arg(self.keys().ready());

@@ -80,29 +80,7 @@ impl QueueStore {
     /// are undelivered. `None` when the stream or the group does not exist
     /// (then nothing was delivered).
     pub async fn last_delivered_id(&self) -> Result<Option<String>> {
-        const OP: &str = "XINFO GROUPS";
-        let mut cmd = redis::cmd("XINFO");
-        cmd.arg("GROUPS").arg(self.keys().ready());
-        let groups = match self.query::<Value>(OP, &cmd).await {
-            Ok(v) => reply::array(OP, v)?,
-            Err(Error::Redis { message, .. }) if message.contains("no such key") => {
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
-        };
-        for g in groups {
-            let info = reply::info_map(OP, g)?;
-            let get = |k: &str| info.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            let Some(name) = get("name") else { continue };
-            if reply::string(OP, name)? != self.group() {
-                continue;
-            }
-            return match get("last-delivered-id") {
-                Some(v) => reply::string(OP, v).map(Some),
-                None => Ok(Some("0-0".to_owned())),
-            };
-        }
-        Ok(None)
+        Ok(self.group_info().await?.map(|g| g.last_delivered))
     }
 
     /// The group's pending list from `start` (`-`, an id, or `(id` for
