@@ -2,8 +2,9 @@
   purge-4: remove jobs of one queue for good (`jobstream queue purge`),
   given by id: undelivered ready entries, scheduled members, or dead
   letters. Never a job a worker holds: a ready entry is deleted only while
-  it is undelivered (after the group's last-delivered id and not in its
-  pending list), checked here in the same atomic step as the delete.
+  it is undelivered (after the last-delivered id of every consumer group of
+  the stream, and in none of their pending lists), checked here in the same
+  atomic step as the delete.
   Bounded: at most 1000 ids per call; the caller lists a page, calls, and
   goes on.
 
@@ -23,7 +24,7 @@
   KEYS[3]  PREFIX:{Q}:dead       stream
   KEYS[4]  PREFIX:{Q}:stats      hash of counters
 
-  ARGV[1]  consumer group
+  ARGV[1]  consumer group (informational: every group is checked)
   ARGV[2]  what: `ready`, `scheduled` or `dead`
   ARGV[3…] ready entry ids, scheduled members (exact bytes) or dead entry
            ids (at most 1000)
@@ -68,26 +69,30 @@ local function after(a, b)
   return am > bm or (am == bm and as > bs)
 end
 
-local has_group, last = false, nil
+-- Every consumer group of the stream counts, not only ARGV[1]'s: workers
+-- may read with another group than the caller names, and an entry any
+-- group was handed is held by a worker.
+local groups = {}
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
   local name, ld
   for i = 1, #g, 2 do
     if g[i] == 'name' then name = g[i + 1] end
     if g[i] == 'last-delivered-id' then ld = g[i + 1] end
   end
-  if name == ARGV[1] then has_group, last = true, ld end
+  groups[#groups + 1] = { name, ld }
 end
 
 local n = 0
 for i = 3, #ARGV do
   local id = ARGV[i]
   local undelivered = true
-  if has_group then
-    if last ~= nil and not after(id, last) then
+  for _, g in ipairs(groups) do
+    if g[2] ~= nil and not after(id, g[2]) then
       undelivered = false
-    elseif #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) > 0 then
+    elseif #redis.call('XPENDING', KEYS[1], g[1], id, id, 1) > 0 then
       undelivered = false
     end
+    if not undelivered then break end
   end
   if undelivered then
     n = n + redis.call('XDEL', KEYS[1], id)

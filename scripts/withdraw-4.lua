@@ -1,9 +1,10 @@
 --[[
   withdraw-4: cancel a job that keeps no record, before any worker fetched
   it (`jobstream job cancel` for plain jobs; recorded jobs use cancel-4).
-  A ready entry is deleted only while it is undelivered: after the group's
-  last-delivered id and not in its pending list, checked here, in the same
-  atomic step as the delete, so a worker cannot fetch it in between. A
+  A ready entry is deleted only while it is undelivered: after the
+  last-delivered id of every consumer group of the stream and in none of
+  their pending lists, checked here, in the same atomic step as the delete,
+  so a worker cannot fetch it in between. A
   scheduled member is removed by its exact bytes.
 
   Counted so the books balance: a ready entry deleted adds 1 to
@@ -22,7 +23,7 @@
            one (deleted only when it holds this job's id); any key of the
            queue otherwise (unused)
 
-  ARGV[1]  consumer group
+  ARGV[1]  consumer group (informational: every group is checked)
   ARGV[2]  where the job is: `ready` or `scheduled`
   ARGV[3]  the ready entry id, or the scheduled member (its exact bytes)
   ARGV[4]  job id (what the uniqueness key holds)
@@ -70,7 +71,8 @@ for i = 1, #fields, 2 do
   if fields[i] == 'record_ms' or fields[i] == 'batch' then return -2 end
 end
 
--- Delivered? Look the group up (none yet: nothing was ever delivered).
+-- Delivered to any consumer group? (Workers may read with another group
+-- than the caller names; no group yet: nothing was ever delivered.)
 local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
 for _, g in ipairs(groups) do
   local name, last
@@ -78,11 +80,9 @@ for _, g in ipairs(groups) do
     if g[i] == 'name' then name = g[i + 1] end
     if g[i] == 'last-delivered-id' then last = g[i + 1] end
   end
-  if name == ARGV[1] then
-    if last ~= nil and not after(ARGV[3], last) then return -1 end
-    local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-    if #pending > 0 then return -1 end
-  end
+  if last ~= nil and not after(ARGV[3], last) then return -1 end
+  local pending = redis.call('XPENDING', KEYS[1], name, ARGV[3], ARGV[3], 1)
+  if #pending > 0 then return -1 end
 end
 
 redis.call('XDEL', KEYS[1], ARGV[3])

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use jobstream_producer::inspect::{Books, BooksStatus, Fsync, Inspector, ServerSafety};
 
-use crate::out::CliResult;
+use crate::out::{CliResult, require_queue};
 
 /// Exit status: every queue balances and no warning.
 const OK: u8 = 0;
@@ -33,7 +33,11 @@ pub(crate) struct CheckArgs {
 
 pub(crate) async fn run(inspector: Inspector, args: CheckArgs) -> CliResult<ExitCode> {
     let names = match &args.queue {
-        Some(q) => vec![q.clone()],
+        Some(q) => {
+            // A typo must not read as "balanced" (exit 3: could not check).
+            require_queue(&inspector, q).await?;
+            vec![q.clone()]
+        }
         None => inspector.queues().await?,
     };
     let mut queues = Vec::with_capacity(names.len());

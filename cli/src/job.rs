@@ -59,14 +59,41 @@ pub(crate) enum JobCommand {
     },
 }
 
-async fn queues_to_search(inspector: &Inspector, queue: Option<&str>) -> CliResult<Vec<String>> {
+/// The queues to look for `id` in: `queue`, or every known queue. An
+/// entry id (`ms-seq`) names an entry of one stream and the same id can
+/// exist in several queues: it needs `--queue` when there is more than one.
+async fn queues_to_search(
+    inspector: &Inspector,
+    queue: Option<&str>,
+    id: &str,
+) -> CliResult<Vec<String>> {
     match queue {
         Some(q) => {
             require_queue(inspector, q).await?;
             Ok(vec![q.to_owned()])
         }
-        None => Ok(inspector.queues().await?),
+        None => {
+            let all = inspector.queues().await?;
+            if all.len() > 1 && looks_like_entry_id(id) {
+                return Err(CliError::Msg(format!(
+                    "{id:?} is a stream entry id, and entry ids repeat across queues: \
+                     add --queue (known: {})",
+                    all.join(", ")
+                )));
+            }
+            Ok(all)
+        }
     }
+}
+
+/// `ms-seq`, both decimal.
+fn looks_like_entry_id(id: &str) -> bool {
+    id.split_once('-').is_some_and(|(ms, seq)| {
+        !ms.is_empty()
+            && !seq.is_empty()
+            && ms.bytes().all(|b| b.is_ascii_digit())
+            && seq.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 fn not_found(id: &str, queues: &[String], capped: bool) -> CliError {
@@ -93,7 +120,7 @@ pub(crate) async fn run(
 ) -> CliResult<u8> {
     match command {
         JobCommand::Show { queue, id, json } => {
-            let queues = queues_to_search(inspector, queue.as_deref()).await?;
+            let queues = queues_to_search(inspector, queue.as_deref(), &id).await?;
             for q in &queues {
                 if let Some(record) = producer.job(q, &id).await? {
                     print_record(q, &record, json);
@@ -137,7 +164,7 @@ pub(crate) async fn run(
             }
         }
         JobCommand::Cancel { queue, id, json } => {
-            let queues = queues_to_search(inspector, queue.as_deref()).await?;
+            let queues = queues_to_search(inspector, queue.as_deref(), &id).await?;
             let report = |q: &str, outcome: &str, text: String| {
                 if json {
                     println!(

@@ -199,7 +199,7 @@ pub(crate) async fn run(inspector: &Inspector, command: JobsCommand) -> CliResul
     }
     if page.capped {
         println!(
-            "(stopped after reading {} entries; narrow with --type or raise --limit)",
+            "(stopped after reading {} entries, the most one listing reads; narrow with --type or --limit)",
             page.scanned
         );
     } else if args.limit > 0 && rows.len() == args.limit {

@@ -115,8 +115,8 @@ enum Command {
         /// retried/s and dead/s, until Ctrl-C.
         #[arg(long)]
         watch: bool,
-        /// Time between samples with --watch (e.g. 2s, 500ms).
-        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, requires = "watch")]
+        /// Time between samples with --watch (e.g. 2s, 500ms; at least 100ms).
+        #[arg(long, default_value = "2s", value_parser = watch_interval, requires = "watch")]
         interval: Duration,
     },
     /// The jobs of a queue in one state.
@@ -124,7 +124,7 @@ enum Command {
         #[command(subcommand)]
         command: jobs::JobsCommand,
     },
-    /// Queue-wide actions: purge.
+    /// Queue-wide actions: pause, resume, purge.
     Queue {
         #[command(subcommand)]
         command: queue::QueueCommand,
@@ -181,6 +181,22 @@ Exit status:
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    // `jobstream jobs list … | head`: a reader that stops early is not an
+    // error. Rust ignores SIGPIPE, so println! panics on the closed pipe;
+    // end quietly instead.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version.
@@ -349,4 +365,14 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
             Ok(ExitCode::from(code))
         }
     }
+}
+
+/// `--interval`: a duration of at least 100 ms (a shorter one would only
+/// load Redis).
+fn watch_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(100) {
+        return Err("must be at least 100ms".into());
+    }
+    Ok(d)
 }

@@ -63,11 +63,13 @@ pub(crate) fn table(headers: &[&str]) -> Table {
     t
 }
 
-/// A JSON value as a table cell: strings bare, null empty.
+/// A JSON value as a table cell: strings bare (control characters
+/// escaped: a hostile job id or error must not drive the terminal), null
+/// empty.
 pub(crate) fn cell(v: Option<&serde_json::Value>) -> String {
     match v {
         None | Some(serde_json::Value::Null) => String::new(),
-        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::String(s)) => printable(s),
         Some(serde_json::Value::Array(items)) => items
             .iter()
             .map(|i| cell(Some(i)))
@@ -132,4 +134,20 @@ pub(crate) fn confirm(action: &str, queue: &str, yes: bool) -> CliResult<()> {
     } else {
         Err(CliError::Msg("not confirmed: nothing was changed".into()))
     }
+}
+
+/// `s` with control characters escaped (`\u{1b}`), for a terminal.
+pub(crate) fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

@@ -104,8 +104,10 @@ pub(crate) async fn stats(inspector: &Inspector, queue: Option<&str>, json: bool
         all.push(inspector.stats(&name).await?);
     }
     if json {
-        // The QueueStats names, unchanged: /metrics is compared with them.
-        println!("{}", serde_json::json!({ "queues": all }));
+        // The QueueStats names, unchanged (/metrics is compared with them),
+        // plus the table's `oldest_ready_age` and `paused_since`.
+        let rows: Vec<serde_json::Value> = all.iter().map(queue_json).collect();
+        println!("{}", serde_json::json!({ "queues": rows }));
         return Ok(());
     }
     if all.is_empty() {

@@ -4,8 +4,18 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 /// A unix ms time as RFC 3339 (UTC, milliseconds).
+/// A time RFC 3339 cannot write (after the year 9999, which a hostile or
+/// broken producer can store) is shown as its number, never a panic.
 pub(crate) fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    use std::fmt::Write;
+    let mut out = String::new();
+    let written = UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .map(|t| write!(out, "{}", humantime::format_rfc3339_millis(t)));
+    match written {
+        Some(Ok(())) => out,
+        _ => format!("(out of range: {ms} ms)"),
+    }
 }
 
 /// A span of ms as "4 s", "3 min", "2 h", "5 d" (whole units, rounded down).
@@ -47,5 +57,13 @@ mod tests {
         assert_eq!(relative(0, 5 * 86_400_000), "5 d ago");
         assert_eq!(relative(30_000, 10_000), "in 20 s");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(99_999_999_999_999_999),
+            "(out of range: 99999999999999999 ms)"
+        );
+        assert_eq!(
+            rfc3339(u64::MAX),
+            format!("(out of range: {} ms)", u64::MAX)
+        );
     }
 }

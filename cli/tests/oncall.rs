@@ -346,7 +346,9 @@ fn job_show_finds_a_job_in_each_state_in_any_queue() {
         .as_str()
         .unwrap()
         .to_owned();
-    let v = json(&server, &["job", "show", &b_entry]);
+    // Entry ids repeat across queues: one needs --queue when there are two.
+    fails(&server, &["job", "show", &b_entry], 1, "add --queue");
+    let v = json(&server, &["job", "show", &b_entry, "--queue", &queue]);
     assert_eq!(
         (&v["id"], &v["state"]),
         (&b.as_str().into(), &"ready".into())
@@ -528,4 +530,160 @@ fn errors_name_the_server_but_never_its_password() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("127.0.0.1:1") && !t.contains("hunter2"), "{t}");
+}
+
+/// From a red-team review: jobs a worker of *another* consumer group holds
+/// are never purged or cancelled; stats show no phantom backlog after a
+/// purge; `check` of an unknown queue is not "OK"; hostile data (a time
+/// past the year 9999, escape sequences, a bad registry member) neither
+/// panics nor drives the terminal; entry ids need --queue when ambiguous;
+/// a reader that closes the pipe early is not a crash.
+#[test]
+fn review_findings_hold() {
+    let server = RedisServer::start();
+    let queue = unique_queue("review");
+    for _ in 0..5 {
+        enqueue(&server, &queue, &[]);
+    }
+    // A worker of group "payments" holds two entries.
+    let ready = key(&queue, "ready");
+    server
+        .cli(&["XGROUP", "CREATE", &ready, "payments", "0"])
+        .unwrap();
+    let held = server
+        .cli(&[
+            "XREADGROUP",
+            "GROUP",
+            "payments",
+            "w1",
+            "COUNT",
+            "2",
+            "STREAMS",
+            &ready,
+            ">",
+        ])
+        .unwrap();
+    let held_id = held
+        .lines()
+        .find(|l| l.contains('-') && l.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .unwrap()
+        .trim()
+        .to_owned();
+    fails(
+        &server,
+        &["job", "cancel", &held_id, "--queue", &queue],
+        1,
+        "fetched by a worker",
+    );
+    ok(
+        &server,
+        &["queue", "purge", &queue, "--state", "ready", "--yes"],
+    );
+    assert_eq!(
+        server.cli(&["XLEN", &ready]).unwrap().trim(),
+        "2",
+        "held jobs stay"
+    );
+    // A purge that empties the stream leaves no backlog in stats.
+    let emptied = unique_queue("review-empty");
+    server
+        .cli(&[
+            "XGROUP",
+            "CREATE",
+            &key(&emptied, "ready"),
+            "workers",
+            "$",
+            "MKSTREAM",
+        ])
+        .unwrap();
+    for _ in 0..3 {
+        enqueue(&server, &emptied, &[]);
+    }
+    ok(
+        &server,
+        &["queue", "purge", &emptied, "--state", "ready", "--yes"],
+    );
+    let v = json(&server, &["stats", "--queue", &emptied]);
+    assert_eq!(v["queues"][0]["ready"], 0, "{v}");
+
+    fails(
+        &server,
+        &["check", "--queue", "no-such-queue"],
+        3,
+        "unknown queue",
+    );
+
+    // Hostile data: a time past 9999, an escape sequence in the type.
+    server
+        .cli(&[
+            "XADD",
+            &ready,
+            "*",
+            "type",
+            "\u{1b}]0;pwned\u{7}",
+            "payload",
+            "\u{c0}",
+            "enqueued_at",
+            "99999999999999999",
+        ])
+        .unwrap();
+    for state in ["ready", "in-flight"] {
+        let out = jobstream(
+            &server,
+            &["jobs", "list", "--queue", &queue, "--state", state],
+        );
+        assert!(out.status.success(), "{state}: {}", text(&out));
+        assert!(
+            !out.stdout.contains(&0x1b),
+            "{state}: an escape reached the terminal"
+        );
+    }
+    server
+        .cli(&[
+            "ZADD",
+            "jobstream:workers",
+            "100000000000000000",
+            "w-future",
+        ])
+        .unwrap();
+    ok(&server, &["workers"]);
+
+    // A bad member of the registry does not break fleet-wide commands.
+    server.cli(&["SADD", "jobstream:queues", "bad{x}"]).unwrap();
+    let v = json(&server, &["queues"]);
+    assert!(
+        v["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["name"] == queue.as_str()),
+        "{v}"
+    );
+
+    // Entry ids repeat across queues: without --queue, refused.
+    let other = unique_queue("review-b");
+    enqueue(&server, &other, &[]);
+    fails(&server, &["job", "cancel", &held_id], 1, "add --queue");
+
+    // `| head`: the reader goes away before the output is written.
+    let mut child = Command::new(BIN)
+        .args(["queues"])
+        .env("REDIS_URL", server.url())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A mistyped URL does not print its password.
+    let out = run_with("redis:/:s3cret@127.0.0.1:1", &["queues"]);
+    assert!(!text(&out).contains("s3cret"), "{}", text(&out));
 }

@@ -82,6 +82,9 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}{}", &base[..scheme + 3], &base[at + 1..])
         }
+        // No `://` but an `@` (a mistyped URL such as `redis:/:pw@host`):
+        // whatever comes before the `@` may be a password.
+        (_, Some(at)) => format!("***@{}", &base[at + 1..]),
         _ => base.to_owned(),
     };
     if let Some(query) = query {
@@ -390,6 +393,9 @@ mod tests {
             "redis+unix:///run/redis.sock?db=0"
         );
         assert_eq!(redact_url("redis+unix:///s?PASSWORD=x"), "redis+unix:///s");
+        // Mistyped URLs keep no password either.
+        assert_eq!(redact_url("redis:/:s3cret@h:1"), "***@h:1");
+        assert_eq!(redact_url("redis//admin:s3cret@h"), "***@h");
     }
 
     #[test]

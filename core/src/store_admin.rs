@@ -166,8 +166,10 @@ impl QueueStore {
         let (ready, in_flight, consumers, after) = match &group {
             // Acked entries are deleted, so XLEN - pending is the undelivered
             // count when the server reports no lag.
+            // The lag is an upper bound: after entries are deleted (a purge,
+            // a cancel) Redis 7.0 can report a lag above what is left.
             Some(g) => (
-                g.lag.unwrap_or(len.saturating_sub(g.pending)),
+                g.lag.unwrap_or(u64::MAX).min(len.saturating_sub(g.pending)),
                 g.pending,
                 g.consumers,
                 format!("({}", g.last_delivered),
@@ -363,11 +365,23 @@ impl QueueStore {
 /// Names in the `PREFIX:queues` set, sorted.
 pub async fn known_queues(redis: &crate::Redis, prefix: &str) -> Result<Vec<String>> {
     let mut conn = redis.shared();
-    let mut names: Vec<String> = redis::cmd("SMEMBERS")
+    let raw: Vec<Vec<u8>> = redis::cmd("SMEMBERS")
         .arg(format!("{prefix}:queues"))
         .query_async(&mut conn)
         .await
         .map_err(|e| redis.error("SMEMBERS", e))?;
+    // A member that is no valid queue name (written by hand, not UTF-8)
+    // is skipped with a warning: it must not break every fleet-wide read.
+    let mut names = Vec::with_capacity(raw.len());
+    for bytes in raw {
+        match std::str::from_utf8(&bytes).map(crate::QueueName::new) {
+            Ok(Ok(name)) => names.push(name.as_str().to_owned()),
+            _ => tracing::warn!(
+                member = %String::from_utf8_lossy(&bytes).escape_debug(),
+                "skipping a member of {prefix}:queues that is not a valid queue name"
+            ),
+        }
+    }
     names.sort();
     Ok(names)
 }
