@@ -700,8 +700,10 @@ fn json_logs_are_one_object_per_line_with_levels_and_job_ids() {
             "produce",
             "--queue",
             &queue,
+            // Each job is drawn failing-then-ok or permanent, half and
+            // half: 40 make both kinds certain (4 left one out 1 run in 8).
             "--count",
-            "4",
+            "40",
             "--fail-ratio",
             "0.5",
             "--permanent-ratio",
@@ -718,9 +720,9 @@ fn json_logs_are_one_object_per_line_with_levels_and_job_ids() {
     .stderr(std::fs::File::create(&log).unwrap())
     .spawn()
     .unwrap();
-    let settled = wait_until(Duration::from_secs(20), || {
+    let settled = wait_until(Duration::from_secs(60), || {
         let s = stats(&server, &queue);
-        n(&s, "processed") + n(&s, "dead") == 4 && n(&s, "in_flight") == 0
+        n(&s, "processed") + n(&s, "dead") == 40 && n(&s, "in_flight") == 0
     });
     terminate(&mut child);
     assert!(settled, "{}", stats(&server, &queue));
