@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use jobstream_worker::{JobContext, JobOptions, QueueOptions, Timings, Worker};
+use jobstream_worker::{JobContext, JobOptions, QueueOptions, RateLimit, Timings, Worker};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -99,6 +99,18 @@ pub async fn run(
         ("jobstream_metrics", what) => {
             jobstream(what, url, &[(queue.to_owned(), 1)], jobs, concurrency, true).await
         }
+        ("jobstream_rate", what) => {
+            RATE.store(true, Ordering::Relaxed);
+            jobstream(
+                what,
+                url,
+                &[(queue.to_owned(), 1)],
+                jobs,
+                concurrency,
+                false,
+            )
+            .await
+        }
         ("jobstream3", what) => {
             let queues: Vec<(String, u32)> = crate::THREE_QUEUES
                 .iter()
@@ -111,6 +123,9 @@ pub async fn run(
     report.rss_mb = measure::peak_rss_mb();
     report
 }
+
+/// Set in the `jobstream_rate` child: its queue has a rate limit.
+static RATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 async fn jobstream(
     what: &str,
@@ -128,7 +143,14 @@ async fn jobstream(
     let target = jobs as u64;
     let mut builder = Worker::builder(url);
     for (queue, weight) in queues {
-        builder = builder.queue_with(queue, QueueOptions::new().weight(*weight));
+        let mut options = QueueOptions::new().weight(*weight);
+        if RATE.load(Ordering::Relaxed) {
+            // A limit that never binds (a million a second): what taking
+            // tokens costs, one `rate-1` call per fetch.
+            let limit = RateLimit::per_second(1_000_000).expect("a valid limit");
+            options = options.rate_limit(limit.burst(10_000));
+        }
+        builder = builder.queue_with(queue, options);
     }
     if metrics {
         // A free port: bound and released here, taken by the worker.

@@ -342,6 +342,18 @@ async fn drain_traced(ctx: &mut Ctx, scenario: &str, n: usize, concurrency: usiz
     row
 }
 
+/// `drain` by a worker whose queue has a fleet-wide rate limit that never
+/// binds: the cost of the limiter (one `rate-1` call per fetch).
+async fn drain_rate(ctx: &mut Ctx, scenario: &str, n: usize, concurrency: usize) -> Row {
+    RATE_LIMITED.store(true, std::sync::atomic::Ordering::Relaxed);
+    let row = drain_queues(ctx, scenario, n, 100, concurrency, false).await;
+    RATE_LIMITED.store(false, std::sync::atomic::Ordering::Relaxed);
+    row
+}
+
+/// Set while `drain_rate` runs.
+static RATE_LIMITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Set while `drain_traced` fills its queues.
 static TRACED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -422,6 +434,8 @@ async fn drain_queues(
             "jobstream3"
         } else if METRICS.load(std::sync::atomic::Ordering::Relaxed) {
             "jobstream_metrics"
+        } else if RATE_LIMITED.load(std::sync::atomic::Ordering::Relaxed) {
+            "jobstream_rate"
         } else {
             "jobstream"
         };
@@ -620,6 +634,12 @@ async fn main() {
     if want("drain_records") {
         emit(
             drain_records(&mut ctx, "drain_records", args.jobs, args.concurrency).await,
+            &mut rows,
+        );
+    }
+    if want("drain_rate") {
+        emit(
+            drain_rate(&mut ctx, "drain_rate", args.jobs, args.concurrency).await,
             &mut rows,
         );
     }

@@ -140,6 +140,10 @@ impl QueueKeys {
     pub fn batch_failed(&self, id: &str) -> String {
         format!("{}:batch:{id}:failed", self.base)
     }
+    /// `PREFIX:{Q}:rate`: the queue's fleet-wide rate limiter (`rate-1`).
+    pub fn rate(&self) -> String {
+        format!("{}:rate", self.base)
+    }
     /// `PREFIX:{Q}:cancels`: zset of running jobs asked to cancel.
     pub fn cancels(&self) -> String {
         format!("{}:cancels", self.base)
@@ -166,6 +170,7 @@ impl QueueKeys {
             self.job("1-0"),
             self.job_done("1-0"),
             self.cancels(),
+            self.rate(),
             self.batch("b"),
             self.batch_members("b"),
             self.batch_failed("b"),

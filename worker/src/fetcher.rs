@@ -51,6 +51,9 @@ pub(crate) struct Fetcher {
     /// Up while a blocking read is sent or waiting, so the pause watcher
     /// knows to end it.
     pub(crate) blocked: Arc<AtomicBool>,
+    /// The queue's fleet-wide rate limit: tokens are taken before each
+    /// read, which asks for no more than were granted.
+    pub(crate) rate: Option<jobstream_core::RateLimit>,
 }
 
 /// Where the fetch loop goes next.
@@ -132,6 +135,25 @@ impl Fetcher {
             }
             permits = left;
         }
+        if let Some(limit) = &self.rate {
+            let granted = match self.tokens(limit, permits.len()).await {
+                Ok(granted) => granted,
+                Err(wait) => {
+                    // None due yet: the slots go to other lanes meanwhile,
+                    // and this lane stops competing until one is.
+                    self.slots.idle(self.lane);
+                    self.slots.unused(self.lane, permits);
+                    shutdown.sleep(wait).await;
+                    return if shutdown.is_set() {
+                        Next::Stop
+                    } else {
+                        Next::Go(true)
+                    };
+                }
+            };
+            let extra = permits.split_off(granted.min(permits.len()));
+            self.slots.unused(self.lane, extra);
+        }
         let Some(c) = self.connection(conn, backoff, shutdown).await else {
             return self.after_failure(permits, shutdown);
         };
@@ -182,7 +204,21 @@ impl Fetcher {
             drop(promise);
             return self.after_failure(Vec::new(), shutdown);
         };
-        let count = promise.len();
+        let mut count = promise.len();
+        if let Some(limit) = &self.rate {
+            match self.tokens(limit, count).await {
+                Ok(granted) => count = count.min(granted),
+                Err(wait) => {
+                    drop(promise);
+                    shutdown.sleep(wait).await;
+                    return if shutdown.is_set() {
+                        Next::Stop
+                    } else {
+                        Next::Go(false)
+                    };
+                }
+            }
+        }
         let block = self.block_for(next_reclaim.saturating_duration_since(Instant::now()));
         self.blocked.store(true, Ordering::SeqCst);
         let read = self.store.read(c, &self.consumer, count, Some(block)).await;
@@ -345,6 +381,31 @@ impl Fetcher {
                 let next = self.after_failure(permits, shutdown);
                 shutdown.sleep(wait).await;
                 next
+            }
+        }
+    }
+
+    /// Takes up to `want` tokens of the queue's rate limit: how many were
+    /// granted, or how long to wait (holding no slot) when none is due yet
+    /// (at most a second) or the limiter cannot be reached.
+    async fn tokens(
+        &self,
+        limit: &jobstream_core::RateLimit,
+        want: usize,
+    ) -> Result<usize, Duration> {
+        match self.store.take_tokens(limit, want).await {
+            Ok((granted, _)) if granted > 0 => Ok(granted),
+            Ok((_, wait)) => Err(wait.clamp(Duration::from_millis(1), Duration::from_secs(1))),
+            Err(e) if e.is_fatal() => {
+                self.fatal.report(e);
+                Err(Duration::ZERO)
+            }
+            Err(e) => {
+                if let Some(suppressed) = jobstream_core::throttle::warnings().allow("fetcher.rate")
+                {
+                    tracing::warn!(suppressed, error = %e, "cannot take rate-limit tokens; retrying");
+                }
+                Err(Duration::from_millis(200))
             }
         }
     }

@@ -79,7 +79,7 @@ pub use http::serve_queue_metrics;
 pub use job_error::{FailureKind, JobError, JobResult};
 pub use jobstream_core::store_lifecycle::BatchSummary;
 pub use jobstream_core::{
-    Backoff, Error, Job, JobOptions, Limits, RetryPolicy, Timings, TlsOptions,
+    Backoff, Error, Job, JobOptions, Limits, RateLimit, RetryPolicy, Timings, TlsOptions,
 };
 pub use logging::init_logging;
 pub use middleware::{Middleware, Next};

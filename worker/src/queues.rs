@@ -21,6 +21,9 @@ pub struct QueueOptions {
     /// Most of this queue's jobs running at once (default: the worker's
     /// whole concurrency). Caps keep slow work from taking every slot.
     pub max_concurrency: Option<usize>,
+    /// Fleet-wide rate limit: at most this many of the queue's jobs start
+    /// per period across every worker (default: none).
+    pub rate_limit: Option<jobstream_core::RateLimit>,
 }
 
 impl Default for QueueOptions {
@@ -35,6 +38,7 @@ impl QueueOptions {
         Self {
             weight: 1,
             max_concurrency: None,
+            rate_limit: None,
         }
     }
 
@@ -47,6 +51,23 @@ impl QueueOptions {
     /// At most `n` of this queue's jobs run at once.
     pub fn max_concurrency(mut self, n: usize) -> Self {
         self.max_concurrency = Some(n);
+        self
+    }
+
+    /// At most `limit` of this queue's jobs start per period, across the
+    /// whole fleet (state in Redis, `PREFIX:{Q}:rate`): a worker takes
+    /// tokens before it fetches and fetches no more than it was granted,
+    /// so a job held back waits in the queue, spending no attempt. Every
+    /// worker of the queue should declare the same limit.
+    ///
+    /// ```
+    /// use jobstream_worker::{QueueOptions, RateLimit};
+    /// let api = QueueOptions::new().rate_limit(RateLimit::per_second(100)?);
+    /// # let _ = api;
+    /// # Ok::<(), jobstream_worker::Error>(())
+    /// ```
+    pub fn rate_limit(mut self, limit: jobstream_core::RateLimit) -> Self {
+        self.rate_limit = Some(limit);
         self
     }
 }

@@ -251,6 +251,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
                     fatal: fatal.clone(),
                     paused: paused.clone(),
                     blocked,
+                    rate: queues[lane].options.rate_limit,
                 }
                 .run(shutdown.clone()),
             ),
