@@ -59,6 +59,8 @@ pub(crate) enum Event<'a> {
     Abandoned { queue: &'a str, count: u64 },
     /// Outcomes dropped because the job was no longer this worker's.
     LeaseLost { queue: &'a str, count: u64 },
+    /// A fetch held back by the queue's rate limit (no token due).
+    RateLimited { queue: &'a str },
 }
 
 /// Consumes events. Called on the job's task, so it must be quick and
@@ -203,7 +205,10 @@ impl EventSink for LogSink {
                 "job not started by its deadline; moved to dead"
             ),
             // Logged where they happen, with more context.
-            Event::Started { .. } | Event::Abandoned { .. } | Event::LeaseLost { .. } => {}
+            Event::Started { .. }
+            | Event::Abandoned { .. }
+            | Event::LeaseLost { .. }
+            | Event::RateLimited { .. } => {}
         }
     }
 }

@@ -395,7 +395,14 @@ impl Fetcher {
     ) -> Result<usize, Duration> {
         match self.store.take_tokens(limit, want).await {
             Ok((granted, _)) if granted > 0 => Ok(granted),
-            Ok((_, wait)) => Err(wait.clamp(Duration::from_millis(1), Duration::from_secs(1))),
+            Ok((_, wait)) => {
+                self.dispatcher
+                    .events
+                    .emit(crate::events::Event::RateLimited {
+                        queue: self.store.keys().name().as_str(),
+                    });
+                Err(wait.clamp(Duration::from_millis(1), Duration::from_secs(1)))
+            }
             Err(e) if e.is_fatal() => {
                 self.fatal.report(e);
                 Err(Duration::ZERO)

@@ -51,6 +51,7 @@ pub(crate) struct Metrics {
     pub(crate) dead: Family<QueueLabels, Gauge>,
     pub(crate) oldest_age: Family<QueueLabels, FloatGauge>,
     pub(crate) paused: Family<QueueLabels, Gauge>,
+    rate_limited: Family<QueueLabels, Counter>,
     pub(crate) busy: Gauge,
     pub(crate) saturation: FloatGauge,
 }
@@ -123,6 +124,12 @@ impl Metrics {
             "queue_paused",
             "1 while the queue is paused (jobstream queue pause): no worker fetches its jobs",
         );
+        let rate_limited = Family::<QueueLabels, Counter>::default();
+        registry.register(
+            "rate_limited_fetches",
+            "Fetches this worker held back because the queue's rate limit had no token due",
+            rate_limited.clone(),
+        );
         let busy = Gauge::default();
         let conc: Gauge = Gauge::default();
         let saturation = FloatGauge::default();
@@ -155,6 +162,7 @@ impl Metrics {
             dead,
             oldest_age,
             paused,
+            rate_limited,
             busy,
             saturation,
         })
@@ -220,6 +228,13 @@ impl EventSink for Metrics {
             } => self.outcome(queue, job_type, "expired", 1),
             Event::Abandoned { queue, count } => self.outcome(queue, "", "abandoned", count),
             Event::LeaseLost { queue, count } => self.outcome(queue, "", "lease_lost", count),
+            Event::RateLimited { queue } => {
+                self.rate_limited
+                    .get_or_create(&QueueLabels {
+                        queue: queue.to_owned(),
+                    })
+                    .inc();
+            }
         }
     }
 }

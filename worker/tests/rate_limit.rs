@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use jobstream_producer::NewJob;
-use jobstream_testkit::{RedisServer, unique_queue};
+use jobstream_testkit::{RedisServer, free_addr, http_get_when_up, unique_queue};
 use jobstream_worker::{JobContext, JobResult, QueueOptions, RateLimit, Worker};
 use rand::{Rng, SeedableRng};
 
@@ -44,11 +44,16 @@ async fn four_workers_share_one_limit() {
         .unwrap();
     let starts: Arc<Mutex<Vec<(String, Instant, u32)>>> = Arc::default();
     let limit = RateLimit::per_second(rate).unwrap().burst(burst);
+    let addr = free_addr();
     let workers: Vec<Running> = (0..4)
-        .map(|_| {
+        .map(|i| {
             let starts = starts.clone();
+            let mut builder = Worker::builder(&server.url());
+            if i == 0 {
+                builder = builder.serve_http(addr);
+            }
             start(
-                Worker::builder(&server.url())
+                builder
                     .timings(fast_timings())
                     .concurrency(8)
                     .queue_with(&limited, QueueOptions::new().rate_limit(limit))
@@ -103,6 +108,20 @@ async fn four_workers_share_one_limit() {
     );
     let s = stats(&server, &limited).await;
     assert_eq!((s.retried, s.dead_total), (0, 0), "seed {seed}: {s:?}");
+    // Visible: the worker counts the fetches its limit held back.
+    let (_, body) = tokio::task::spawn_blocking(move || http_get_when_up(addr, "/metrics"))
+        .await
+        .unwrap();
+    let held = body
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "jobstream_rate_limited_fetches_total{{queue=\"{limited}\"}}"
+            ))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(held.is_some_and(|n| n > 0.0), "seed {seed}: {held:?}");
     for w in workers {
         w.stop().await;
     }
