@@ -121,11 +121,17 @@ job_script!(
     PURGE, "purge-4", 4
 );
 
+job_script!(
+    /// Enqueue jobs on a queue with limits: refuse them, or add them and
+    /// shed the oldest undelivered jobs, by the queue's policy.
+    ADMIT, "admit-4", 4
+);
+
 /// Every script, for tools and tests.
-pub fn all() -> [&'static JobScript; 17] {
+pub fn all() -> [&'static JobScript; 18] {
     [
         &ACK, &ACKDEL, &RETRY, &DEAD, &PROMOTE, &REQUEUE, &EXTEND, &RECLAIM, &REPLAY, &REAP,
-        &ENQUEUE, &START, &SETTLE, &PROGRESS, &CANCEL, &WITHDRAW, &PURGE,
+        &ENQUEUE, &START, &SETTLE, &PROGRESS, &CANCEL, &WITHDRAW, &PURGE, &ADMIT,
     ]
 }
 
