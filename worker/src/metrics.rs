@@ -51,6 +51,8 @@ pub(crate) struct Metrics {
     pub(crate) dead: Family<QueueLabels, Gauge>,
     pub(crate) oldest_age: Family<QueueLabels, FloatGauge>,
     pub(crate) paused: Family<QueueLabels, Gauge>,
+    pub(crate) rejected: Family<QueueLabels, Gauge>,
+    pub(crate) shed: Family<QueueLabels, Gauge>,
     pub(crate) busy: Gauge,
     pub(crate) saturation: FloatGauge,
 }
@@ -123,6 +125,18 @@ impl Metrics {
             "queue_paused",
             "1 while the queue is paused (jobstream queue pause): no worker fetches its jobs",
         );
+        // Counts kept in Redis, read at scrape: gauges (the value is set
+        // from the stats hash, not counted here), named without `_total`.
+        let rejected = gauge(
+            &mut registry,
+            "queue_rejected",
+            "Jobs refused by the queue's backpressure limits (reject, or wait after waiting), since the queue began",
+        );
+        let shed = gauge(
+            &mut registry,
+            "queue_shed",
+            "Jobs shed by the queue's backpressure limits (policy shed), since the queue began",
+        );
         let busy = Gauge::default();
         let conc: Gauge = Gauge::default();
         let saturation = FloatGauge::default();
@@ -155,6 +169,8 @@ impl Metrics {
             dead,
             oldest_age,
             paused,
+            rejected,
+            shed,
             busy,
             saturation,
         })
