@@ -5,8 +5,9 @@
 //! and `queues`, with the books still balanced (`check`).
 
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use jobstream_testkit::{RedisServer, unique_queue};
+use jobstream_testkit::{RedisServer, free_addr, http_get, unique_queue};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jobstream");
 
@@ -132,6 +133,37 @@ fn limits_are_set_shown_enforced_and_cleared() {
     let out = jobstream(&server, &["check", "--queue", &queue]);
     let report = text(&out);
     assert!(report.contains(&format!("queue {queue}: OK")), "{report}");
+
+    // The exporter's gauges read the same counters.
+    let addr = free_addr();
+    let mut child = Command::new(BIN)
+        .args(["exporter", "--listen", &addr.to_string()])
+        .env("REDIS_URL", server.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut metrics = None;
+    for _ in 0..200 {
+        metrics = http_get(addr, "/metrics");
+        if metrics.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let (_, body) = metrics.expect("the exporter answers");
+    assert!(
+        body.contains(&format!("jobstream_queue_rejected{{queue=\"{queue}\"}} 1")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("jobstream_queue_shed{{queue=\"{queue}\"}} 1")),
+        "{body}"
+    );
 
     let v = json(&server, &["queue", "limits", &queue, "--clear"]);
     assert_eq!(v["limits"], serde_json::Value::Null, "{v}");
