@@ -357,9 +357,11 @@ impl Producer {
                     if last {
                         return Err(full());
                     }
-                    if policy != OverflowPolicy::Wait {
-                        // The policy changed since it was read: refuse now,
-                        // counted like any refusal.
+                    // The policy changed since it was read, or the jobs
+                    // could never fit however long we wait: refuse now,
+                    // counted like any refusal.
+                    let never_fits = max_ready.is_some_and(|m| jobs.len() as u64 > m);
+                    if policy != OverflowPolicy::Wait || never_fits {
                         store.count_rejected(jobs.len() as u64).await?;
                         return Err(full());
                     }

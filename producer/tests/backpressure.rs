@@ -482,3 +482,72 @@ async fn a_queue_without_limits_enqueues_as_before_and_cleared_limits_stop_apply
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn a_limit_holds_across_concurrent_producers() {
+    let server = RedisServer::start();
+    let q = unique_queue("bp-fleet");
+    let mut c = conn(&server).await;
+    producer(&server)
+        .await
+        .inspector()
+        .set_limits(&q, &QueueLimits::default().max_ready(50))
+        .await
+        .unwrap();
+    // Eight producers (one process each, in a fleet) push 20 jobs each.
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let url = server.url();
+        let q = q.clone();
+        tasks.push(tokio::spawn(async move {
+            let p = Producer::connect(&url).await.unwrap();
+            let mut ok = 0u64;
+            for i in 0..20 {
+                match p.push(job(&q, t * 100 + i)).await {
+                    Ok(_) => ok += 1,
+                    Err(Error::QueueFull { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            ok
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += t.await.unwrap();
+    }
+    assert_eq!(admitted, 50);
+    assert_eq!(xlen(&mut c, &ready(&q)).await, 50);
+    let stats = producer(&server).await.inspector().stats(&q).await.unwrap();
+    assert_eq!(stats.rejected, 160 - 50);
+}
+
+#[tokio::test]
+async fn wait_refuses_at_once_a_batch_larger_than_max_ready() {
+    let server = RedisServer::start();
+    let q = unique_queue("bp-wait-big");
+    producer(&server)
+        .await
+        .inspector()
+        .set_limits(
+            &q,
+            &QueueLimits::default()
+                .max_ready(2)
+                .policy(OverflowPolicy::Wait),
+        )
+        .await
+        .unwrap();
+    let p = Producer::with_options(
+        &server.url(),
+        ProducerOptions::default().backpressure_wait(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let err = p
+        .enqueue_many(&q, (0..3).map(|i| job(&q, i)).collect())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::QueueFull { depth: 0, .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(p.inspector().stats(&q).await.unwrap().rejected, 3);
+}
