@@ -1,7 +1,10 @@
-//! `jobstream queue pause|resume|purge`: queue-wide actions.
+//! `jobstream queue pause|resume|purge|limits`: queue-wide actions.
+
+use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
 use jobstream_producer::inspect::{Inspector, Place};
+use jobstream_producer::{OverflowPolicy, QueueLimits};
 
 use crate::out::{CliResult, confirm, require_queue};
 
@@ -17,8 +20,46 @@ pub(crate) enum PurgeState {
     Dead,
 }
 
+/// What a queue over its limits does with new jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PolicyArg {
+    /// Refuse them (QueueFull with the current depth).
+    Reject,
+    /// Admit them and drop the oldest undelivered jobs.
+    Shed,
+    /// Producers wait (with a timeout) for room, then refuse.
+    Wait,
+}
+
 #[derive(Subcommand)]
 pub(crate) enum QueueCommand {
+    /// Show, set or clear a queue's backpressure limits (fleet-wide, in
+    /// Redis; producers apply a change within 2 s). Setting replaces every
+    /// limit: what is not given is unset (policy: reject). Without any
+    /// option, shows the limits. See docs/flow-control.md.
+    Limits {
+        /// Queue name.
+        queue: String,
+        /// Most undelivered jobs.
+        #[arg(long)]
+        max_ready: Option<u64>,
+        /// Greatest age of the oldest undelivered job (e.g. 90s, 5m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        max_age: Option<Duration>,
+        /// What happens to jobs over a limit.
+        #[arg(long, value_enum)]
+        policy: Option<PolicyArg>,
+        /// With policy shed: keep shed jobs in dead (reason shed) instead
+        /// of dropping them.
+        #[arg(long)]
+        shed_to_dead: bool,
+        /// Remove the limits.
+        #[arg(long, conflicts_with_all = ["max_ready", "max_age", "policy", "shed_to_dead"])]
+        clear: bool,
+        /// JSON output: {"queue":..,"limits":{..}|null}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pause a queue on every worker of the fleet: within a second no
     /// worker fetches its jobs; jobs already running finish; producers can
     /// still enqueue (the backlog grows). Shown in `queues`, `stats` and
@@ -60,6 +101,53 @@ pub(crate) enum QueueCommand {
 
 pub(crate) async fn run(inspector: &Inspector, command: QueueCommand) -> CliResult<()> {
     match command {
+        QueueCommand::Limits {
+            queue,
+            max_ready,
+            max_age,
+            policy,
+            shed_to_dead,
+            clear,
+            json,
+        } => {
+            let set = max_ready.is_some() || max_age.is_some() || policy.is_some() || shed_to_dead;
+            if clear {
+                let had = inspector.clear_limits(&queue).await?;
+                if !json {
+                    match had {
+                        true => println!("cleared the limits of {queue:?}"),
+                        false => println!("{queue:?} had no limits"),
+                    }
+                }
+            } else if set {
+                let mut limits = QueueLimits::default()
+                    .policy(match policy {
+                        Some(PolicyArg::Shed) => OverflowPolicy::Shed,
+                        Some(PolicyArg::Wait) => OverflowPolicy::Wait,
+                        Some(PolicyArg::Reject) | None => OverflowPolicy::Reject,
+                    })
+                    .shed_to_dead(shed_to_dead);
+                if let Some(n) = max_ready {
+                    limits = limits.max_ready(n);
+                }
+                if let Some(age) = max_age {
+                    limits = limits.max_age(age);
+                }
+                inspector.set_limits(&queue, &limits).await?;
+            } else {
+                require_queue(inspector, &queue).await?;
+            }
+            let limits = inspector.limits(&queue).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "queue": queue, "limits": limits })
+                );
+            } else if !clear {
+                println!("{queue:?}: {}", describe_limits(limits.as_ref()));
+            }
+            Ok(())
+        }
         QueueCommand::Pause { queue, json } => {
             require_queue(inspector, &queue).await?;
             let changed = inspector.pause(&queue).await?;
@@ -119,6 +207,31 @@ pub(crate) async fn run(inspector: &Inspector, command: QueueCommand) -> CliResu
             Ok(())
         }
     }
+}
+
+/// A queue's limits in one line: `max_ready 100, max_age 5 min, policy
+/// shed (to dead)`, or `no limits`.
+pub(crate) fn describe_limits(limits: Option<&QueueLimits>) -> String {
+    let Some(l) = limits else {
+        return "no limits".to_owned();
+    };
+    let mut parts = Vec::new();
+    if let Some(n) = l.max_ready {
+        parts.push(format!("max_ready {n}"));
+    }
+    if let Some(ms) = l.max_age_ms {
+        parts.push(format!(
+            "max_age {}",
+            humantime::format_duration(Duration::from_millis(ms))
+        ));
+    }
+    let to_dead = if l.policy == OverflowPolicy::Shed && l.shed_to_dead {
+        " (to dead)"
+    } else {
+        ""
+    };
+    parts.push(format!("policy {}{to_dead}", l.policy));
+    parts.join(", ")
 }
 
 /// Reports a pause or a resume.

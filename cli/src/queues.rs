@@ -21,6 +21,7 @@ const QUEUES_COLUMNS: &[&str] = &[
     "processed",
     "retried",
     "consumers",
+    "limits",
     "paused_since",
 ];
 
@@ -36,6 +37,8 @@ const STATS_COLUMNS: &[&str] = &[
     "dead_trimmed",
     "processed",
     "retried",
+    "rejected",
+    "shed",
     "consumers",
     "oldest_ready_age",
 ];
@@ -83,15 +86,22 @@ async fn names(inspector: &Inspector, queue: Option<&str>) -> CliResult<Vec<Stri
 
 /// `jobstream queues`: every known queue with its stats.
 pub(crate) async fn queues(inspector: &Inspector, json: bool) -> CliResult<()> {
-    let mut rows = Vec::new();
+    let mut all = Vec::new();
     for name in inspector.queues().await? {
-        rows.push(queue_json(&inspector.stats(&name).await?));
+        all.push(inspector.stats(&name).await?);
     }
+    let mut rows: Vec<serde_json::Value> = all.iter().map(queue_json).collect();
     if json {
         println!("{}", serde_json::json!({ "queues": rows }));
     } else if rows.is_empty() {
         println!("(no queues known yet)");
     } else {
+        // People read the limits as one line; JSON keeps the object.
+        for (row, s) in rows.iter_mut().zip(&all) {
+            row["limits"] = s.limits.as_ref().map_or(serde_json::Value::Null, |l| {
+                crate::queue::describe_limits(Some(l)).into()
+            });
+        }
         println!("{}", table_of(QUEUES_COLUMNS, &rows));
     }
     Ok(())

@@ -1,13 +1,14 @@
 //! Do the books balance? Every entry ever added to a queue's `ready` stream
 //! must be either still in it or removed by a script that counted it.
 //!
-//! Adds to `ready`: producers' `XADD`, `promote-4`, `requeue-2` (the new
-//! entry) and `replay-3`. Removals, each counted in `PREFIX:{Q}:stats` by the
-//! script that makes it: `processed`, `discarded` and `expired` (`ack-2`,
-//! `settle-10`; `discarded` also `purge-4`), `cancelled` (`ack-2`,
+//! Adds to `ready`: producers' `XADD`, `admit-4`, `promote-4`, `requeue-2`
+//! (the new entry) and `replay-3`. Removals, each counted in
+//! `PREFIX:{Q}:stats` by the script that makes it: `processed`, `discarded`
+//! and `expired` (`ack-2`, `settle-10`; `discarded` also `purge-4` and
+//! `admit-4` shedding), `cancelled` (`ack-2`,
 //! `settle-10`, `withdraw-4`), `retried`
 //! (`retry-3`, `settle-10`), `requeued` (`requeue-2`, the old entry) and `dead`
-//! (`dead-3`, `settle-10`, `reclaim-3`) minus the dead letters that never were in `ready`
+//! (`dead-3`, `settle-10`, `reclaim-3`, `admit-4` shedding to dead) minus the dead letters that never were in `ready`
 //! (`dead_scheduled`: scheduled members `promote-4` could not decode). So
 //!
 //! ```text

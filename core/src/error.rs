@@ -229,6 +229,24 @@ pub enum Error {
         /// How long was waited.
         waited: std::time::Duration,
     },
+    /// A queue with backpressure limits refused the jobs (policy
+    /// `reject`, or `wait` after waiting): its undelivered backlog plus the
+    /// jobs would exceed `limit`, or its oldest undelivered job is older
+    /// than `max_age_ms`. Nothing of the refused call was enqueued. See
+    /// docs/flow-control.md.
+    #[error("{}", queue_full_message(.queue, .depth, .limit, .oldest_age_ms, .max_age_ms))]
+    QueueFull {
+        /// The queue.
+        queue: String,
+        /// Its undelivered backlog when the jobs were refused.
+        depth: u64,
+        /// Its `max_ready`, if set.
+        limit: Option<u64>,
+        /// Age of its oldest undelivered job, ms.
+        oldest_age_ms: u64,
+        /// Its `max_age_ms`, if set.
+        max_age_ms: Option<u64>,
+    },
     /// A setting out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -349,6 +367,28 @@ impl Error {
             message: message.into(),
         }
     }
+}
+
+fn queue_full_message(
+    queue: &str,
+    depth: &u64,
+    limit: &Option<u64>,
+    age: &u64,
+    max_age: &Option<u64>,
+) -> String {
+    let mut why = Vec::new();
+    if let Some(limit) = limit {
+        why.push(format!("{depth} undelivered jobs (max_ready {limit})"));
+    }
+    if let Some(max_age) = max_age {
+        why.push(format!(
+            "oldest undelivered job {age} ms old (max_age_ms {max_age})"
+        ));
+    }
+    format!(
+        "queue {queue:?} is full: {}; nothing was enqueued",
+        why.join(", ")
+    )
 }
 
 /// Result with [`Error`].

@@ -67,6 +67,7 @@ pub struct QueueKeys {
     dead: String,
     stats: String,
     meta: String,
+    limits: String,
     registry: String,
     paused: String,
 }
@@ -83,6 +84,7 @@ impl QueueKeys {
             dead: format!("{base}:dead"),
             stats: format!("{base}:stats"),
             meta: format!("{base}:meta"),
+            limits: format!("{base}:limits"),
             registry: format!("{prefix}:queues"),
             paused: format!("{prefix}:paused"),
             base,
@@ -112,6 +114,12 @@ impl QueueKeys {
     /// `PREFIX:{Q}:meta`: hash of per-queue settings and flags.
     pub fn meta(&self) -> &str {
         &self.meta
+    }
+    /// `PREFIX:{Q}:limits`: hash of the queue's backpressure limits
+    /// (`max_ready`, `max_age_ms`, `policy`, `shed_to_dead`); absent when
+    /// the queue has none. See docs/flow-control.md.
+    pub fn limits(&self) -> &str {
+        &self.limits
     }
     /// `PREFIX:{Q}:unique:KEY`: enqueue-time dedup reservation.
     pub fn unique(&self, key: &str) -> String {
@@ -166,6 +174,7 @@ impl QueueKeys {
             self.dead.clone(),
             self.stats.clone(),
             self.meta.clone(),
+            self.limits.clone(),
             self.unique("k"),
             self.job("1-0"),
             self.job_done("1-0"),
@@ -242,6 +251,7 @@ mod tests {
         assert_eq!(keys.dead(), "jobstream:{emails}:dead");
         assert_eq!(keys.stats(), "jobstream:{emails}:stats");
         assert_eq!(keys.meta(), "jobstream:{emails}:meta");
+        assert_eq!(keys.limits(), "jobstream:{emails}:limits");
         assert_eq!(keys.unique("u1"), "jobstream:{emails}:unique:u1");
         assert_eq!(keys.job("7-0"), "jobstream:{emails}:job:7-0");
         assert_eq!(keys.registry(), "jobstream:queues");

@@ -11,6 +11,8 @@
 //! - [`store`]: every Redis command for one queue, typed; [`QueueStats`] and
 //!   the dead-letter reads are in `store_admin.rs`; job-by-job browsing,
 //!   withdraw and purge in [`store_browse`].
+//! - [`backpressure`]: per-queue limits on backlog and age, and the
+//!   `admit-4` enqueue that enforces them ([`QueueLimits`]).
 //! - [`books`]: do a queue's books balance ([`Books`], `QueueStore::books`).
 //! - [`safety`]: Redis settings that lose jobs ([`safety::safety_warnings`]).
 //! - [`connection`]: the shared multiplexed connection and the pool of
@@ -26,6 +28,7 @@
 //! Users normally depend on `jobstream-producer` and `jobstream-worker`,
 //! which re-export what they need from here.
 
+pub mod backpressure;
 pub mod books;
 pub mod chain;
 pub mod config;
@@ -50,6 +53,7 @@ pub mod tls;
 pub mod trace;
 pub mod workers;
 
+pub use backpressure::{Admission, OverflowPolicy, QueueLimits};
 pub use books::{Books, BooksStatus};
 pub use config::{Limits, Timings};
 pub use connection::{BlockingConn, Reconnect, Redis};

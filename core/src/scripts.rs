@@ -125,12 +125,17 @@ job_script!(
     /// Take tokens from a fleet-wide rate limit (GCRA, server clock).
     RATE, "rate-1", 1
 );
+job_script!(
+    /// Enqueue jobs on a queue with limits: refuse them, or add them and
+    /// shed the oldest undelivered jobs, by the queue's policy.
+    ADMIT, "admit-4", 4
+);
 
 /// Every script, for tools and tests.
-pub fn all() -> [&'static JobScript; 18] {
+pub fn all() -> [&'static JobScript; 19] {
     [
         &ACK, &ACKDEL, &RETRY, &DEAD, &PROMOTE, &REQUEUE, &EXTEND, &RECLAIM, &REPLAY, &REAP,
-        &ENQUEUE, &START, &SETTLE, &PROGRESS, &CANCEL, &WITHDRAW, &PURGE, &RATE,
+        &ENQUEUE, &START, &SETTLE, &PROGRESS, &CANCEL, &WITHDRAW, &PURGE, &RATE, &ADMIT,
     ]
 }
 

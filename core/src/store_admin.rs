@@ -54,6 +54,15 @@ pub struct QueueStats {
     /// Jobs removed by `jobstream queue purge` (ready, scheduled and dead),
     /// in total.
     pub purged: u64,
+    /// Jobs refused by the queue's limits (policy `reject`, or `wait` after
+    /// waiting), in total.
+    pub rejected: u64,
+    /// Jobs shed by the queue's limits (policy `shed`), in total: dropped
+    /// (also in `discarded`) or kept in dead (also in `dead_total`).
+    pub shed: u64,
+    /// The queue's backpressure limits (`PREFIX:{Q}:limits`); `None` when
+    /// it has none.
+    pub limits: Option<crate::backpressure::QueueLimits>,
     /// Consumers in the group.
     pub consumers: u64,
     /// Age of the oldest undelivered job in `ready`, ms (0 when none).
@@ -142,8 +151,16 @@ impl QueueStore {
         pipe.cmd("ZCARD").arg(k.scheduled());
         pipe.cmd("XLEN").arg(k.dead());
         pipe.cmd("HGETALL").arg(k.stats());
+        pipe.cmd("HGETALL").arg(k.limits());
         let mut conn = self.redis().shared();
-        let (len, scheduled, dead, counters): (u64, u64, u64, Vec<(String, i64)>) = pipe
+        #[allow(clippy::type_complexity)]
+        let (len, scheduled, dead, counters, limits): (
+            u64,
+            u64,
+            u64,
+            Vec<(String, i64)>,
+            Vec<(String, String)>,
+        ) = pipe
             .query_async(&mut conn)
             .await
             .map_err(|e| self.redis().error("stats", e))?;
@@ -205,6 +222,9 @@ impl QueueStore {
             replayed: counter("replayed"),
             requeued: counter("requeued"),
             purged: counter("purged_ready") + counter("purged_scheduled") + counter("purged_dead"),
+            rejected: counter("rejected"),
+            shed: counter("shed"),
+            limits: crate::backpressure::QueueLimits::from_fields(&limits),
             consumers,
             oldest_ready_age_ms: oldest,
             paused: paused.is_some(),

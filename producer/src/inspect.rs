@@ -34,7 +34,8 @@ pub struct DeadJob {
     /// Job type.
     pub job_type: String,
     /// Why it is dead: `exhausted`, `permanent`, `abandoned`, `malformed`,
-    /// `unknown_type`.
+    /// `unknown_type`, `expired`, `shed` (by the queue's backpressure
+    /// limits).
     pub reason: String,
     /// Class of the final error (`error`, `panic`, `timeout`, ...).
     pub error_class: String,

@@ -37,6 +37,7 @@
 
 mod flows;
 pub mod inspect;
+mod inspect_limits;
 mod inspect_pause;
 mod job;
 mod lifecycle;
@@ -49,12 +50,14 @@ use std::time::{Duration, Instant};
 
 pub use flows::{Batch, Chain};
 pub use job::{MAX_ID_LEN, NewJob};
+use jobstream_core::Admission;
 pub use jobstream_core::Job;
 use jobstream_core::envelope::{field, fields_to_msgpack};
 pub use jobstream_core::store_lifecycle::BatchSummary;
 use jobstream_core::store_lifecycle::{Destination, EnqueueOutcome, UniqueLock};
 pub use jobstream_core::{Error, Limits, QueueName, Result, Timings, TlsOptions};
 pub use jobstream_core::{JobRecord, JobState, Uniqueness};
+pub use jobstream_core::{OverflowPolicy, QueueLimits};
 use jobstream_core::{QueueKeys, QueueStore, Reconnect, Redis};
 pub use lifecycle::CancelOutcome;
 use serde::Serialize;
@@ -67,6 +70,14 @@ pub type JobId = String;
 /// Largest pipeline sent at once by [`Producer::enqueue_many`].
 const PIPELINE_CHUNK: usize = 1000;
 
+/// How long a producer trusts what it read of a queue's limits
+/// (`PREFIX:{Q}:limits`) before reading them again: limits set or cleared
+/// take effect on a producer within this time.
+pub const LIMITS_REFRESH: Duration = Duration::from_secs(2);
+
+/// A queue's limits as last read, and when.
+type LimitsCache = std::sync::Arc<Mutex<HashMap<String, (Instant, Option<QueueLimits>)>>>;
+
 /// Enqueues jobs. Cheap to clone; share one per process.
 #[derive(Debug, Clone)]
 pub struct Producer {
@@ -78,6 +89,10 @@ pub struct Producer {
     timings: Timings,
     /// Queues whose jobs all keep a record, and for how long.
     records: std::sync::Arc<HashMap<String, Duration>>,
+    /// Each queue's limits, re-read every [`LIMITS_REFRESH`].
+    queue_limits: LimitsCache,
+    /// How long an enqueue waits on a full queue with policy `wait`.
+    backpressure_wait: Duration,
 }
 
 /// Where a producer's jobs go.
@@ -112,6 +127,10 @@ pub struct ProducerOptions {
     /// end ([`NewJob::keep_record`] for each job enqueued on them, unless
     /// it sets its own).
     pub records: HashMap<String, Duration>,
+    /// How long an enqueue on a full queue whose limits have policy `wait`
+    /// keeps trying (with backoff, 25 ms doubling up to 500 ms) before it
+    /// returns [`Error::QueueFull`]. 30 s by default.
+    pub backpressure_wait: Duration,
 }
 
 impl Default for ProducerOptions {
@@ -123,6 +142,7 @@ impl Default for ProducerOptions {
             retry_for: Duration::from_secs(5),
             tls: None,
             records: HashMap::new(),
+            backpressure_wait: Duration::from_secs(30),
         }
     }
 }
@@ -174,6 +194,13 @@ impl ProducerOptions {
         self
     }
 
+    /// Sets `backpressure_wait`: how long an enqueue waits on a full queue
+    /// with policy `wait` before it returns [`Error::QueueFull`].
+    pub fn backpressure_wait(mut self, wait: Duration) -> Self {
+        self.backpressure_wait = wait;
+        self
+    }
+
     /// Sets `tls`: the CA to trust and the client certificate for a
     /// `rediss://` URL, instead of reading them from the environment.
     pub fn tls(mut self, tls: TlsOptions) -> Self {
@@ -213,6 +240,8 @@ impl Producer {
             retry_for: options.retry_for,
             timings: options.timings,
             records: std::sync::Arc::new(options.records),
+            queue_limits: Default::default(),
+            backpressure_wait: options.backpressure_wait,
         })
     }
 
@@ -228,6 +257,8 @@ impl Producer {
             retry_for: Duration::ZERO,
             timings: options.timings,
             records: std::sync::Arc::new(options.records),
+            queue_limits: Default::default(),
+            backpressure_wait: options.backpressure_wait,
         }
     }
 
@@ -268,6 +299,78 @@ impl Producer {
             m.insert(queue.to_owned(), store.clone());
         }
         Ok(store)
+    }
+
+    /// The queue's limits, as read at most [`LIMITS_REFRESH`] ago: a queue
+    /// without limits costs one `HGETALL` per refresh, not one per enqueue.
+    async fn queue_limits(&self, store: &QueueStore) -> Result<Option<QueueLimits>> {
+        let queue = store.keys().name().as_str();
+        let cached = self
+            .queue_limits
+            .lock()
+            .ok()
+            .and_then(|m| m.get(queue).cloned());
+        if let Some((at, limits)) = cached
+            && at.elapsed() < LIMITS_REFRESH
+        {
+            return Ok(limits);
+        }
+        let limits = store.limits().await?;
+        if let Ok(mut m) = self.queue_limits.lock() {
+            m.insert(queue.to_owned(), (Instant::now(), limits.clone()));
+        }
+        Ok(limits)
+    }
+
+    /// Adds jobs to run now to a queue with limits (`admit-4`, all or
+    /// none), waiting while it is full under policy `wait`.
+    async fn admit(
+        &self,
+        store: &QueueStore,
+        limits: &QueueLimits,
+        jobs: &[Fields<'_>],
+    ) -> Result<()> {
+        let jobs: Vec<&[(&[u8], &[u8])]> = jobs.iter().map(Vec::as_slice).collect();
+        let waits = limits.policy == OverflowPolicy::Wait;
+        let deadline = Instant::now() + self.backpressure_wait;
+        let mut pause = Duration::from_millis(25);
+        loop {
+            // A waiting producer counts its refusal once, when it gives up.
+            let last = !waits || Instant::now() >= deadline;
+            let now = store.redis().server_now_ms().await?;
+            match store.admit(&jobs, last, now).await? {
+                Admission::Admitted { .. } => return Ok(()),
+                Admission::Refused {
+                    depth,
+                    max_ready,
+                    oldest_age_ms,
+                    max_age_ms,
+                    policy,
+                } => {
+                    let full = || Error::QueueFull {
+                        queue: store.keys().name().to_string(),
+                        depth,
+                        limit: max_ready,
+                        oldest_age_ms,
+                        max_age_ms,
+                    };
+                    if last {
+                        return Err(full());
+                    }
+                    // The policy changed since it was read, or the jobs
+                    // could never fit however long we wait: refuse now,
+                    // counted like any refusal.
+                    let never_fits = max_ready.is_some_and(|m| jobs.len() as u64 > m);
+                    if policy != OverflowPolicy::Wait || never_fits {
+                        store.count_rejected(jobs.len() as u64).await?;
+                        return Err(full());
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(pause.min(left)).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
     }
 
     fn check_size(&self, job: &NewJob) -> Result<()> {
@@ -410,14 +513,23 @@ impl Producer {
                 _ => immediate.push(stream_fields(job, deadline)),
             }
         }
-        if !delayed.is_empty() {
-            store.schedule(&delayed).await?;
-        }
-        if let [fields] = immediate.as_slice() {
+        // Jobs to run now first: on a queue with limits they may be
+        // refused, and then nothing of the chunk is enqueued.
+        let limits = if immediate.is_empty() {
+            None
+        } else {
+            self.queue_limits(store).await?
+        };
+        if let Some(limits) = &limits {
+            self.admit(store, limits, &immediate).await?;
+        } else if let [fields] = immediate.as_slice() {
             // One job: a plain XADD, no pipeline around it.
             store.add(fields).await?;
         } else if !immediate.is_empty() {
             store.add_many(immediate.iter().map(Vec::as_slice)).await?;
+        }
+        if !delayed.is_empty() {
+            store.schedule(&delayed).await?;
         }
         // The ids were made with the jobs, before anything was sent.
         let first = ids.len();

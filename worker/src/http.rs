@@ -97,6 +97,8 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
                     .get_or_create(&l)
                     .set(q.oldest_ready_age_ms as f64 / 1000.0);
                 s.metrics.paused.get_or_create(&l).set(i64::from(q.paused));
+                s.metrics.rejected.get_or_create(&l).set(q.rejected as i64);
+                s.metrics.shed.get_or_create(&l).set(q.shed as i64);
             }
             Err(e) => tracing::debug!(error = %e, "queue gauges not refreshed"),
         }

@@ -52,6 +52,8 @@ pub(crate) struct Metrics {
     pub(crate) oldest_age: Family<QueueLabels, FloatGauge>,
     pub(crate) paused: Family<QueueLabels, Gauge>,
     rate_limited: Family<QueueLabels, Counter>,
+    pub(crate) rejected: Family<QueueLabels, Gauge>,
+    pub(crate) shed: Family<QueueLabels, Gauge>,
     pub(crate) busy: Gauge,
     pub(crate) saturation: FloatGauge,
 }
@@ -129,6 +131,17 @@ impl Metrics {
             "rate_limited_fetches",
             "Fetches this worker held back because the queue's rate limit had no token due",
             rate_limited.clone(),
+        // Counts kept in Redis, read at scrape: gauges (the value is set
+        // from the stats hash, not counted here), named without `_total`.
+        let rejected = gauge(
+            &mut registry,
+            "queue_rejected",
+            "Jobs refused by the queue's backpressure limits (reject, or wait after waiting), since the queue began",
+        );
+        let shed = gauge(
+            &mut registry,
+            "queue_shed",
+            "Jobs shed by the queue's backpressure limits (policy shed), since the queue began",
         );
         let busy = Gauge::default();
         let conc: Gauge = Gauge::default();
@@ -163,6 +176,8 @@ impl Metrics {
             oldest_age,
             paused,
             rate_limited,
+            rejected,
+            shed,
             busy,
             saturation,
         })
