@@ -131,6 +131,7 @@ impl Metrics {
             "rate_limited_fetches",
             "Fetches this worker held back because the queue's rate limit had no token due",
             rate_limited.clone(),
+        );
         // Counts kept in Redis, read at scrape: gauges (the value is set
         // from the stats hash, not counted here), named without `_total`.
         let rejected = gauge(
