@@ -11,6 +11,8 @@
 //! - [`store`]: every Redis command for one queue, typed; [`QueueStats`] and
 //!   the dead-letter reads are in `store_admin.rs`; job-by-job browsing,
 //!   withdraw and purge in [`store_browse`].
+//! - [`cron`]: periodic jobs: cron schedules in time zones, the missed-fire
+//!   policy, the fleet-wide dedup (`cron-fire-2`) and the declarations.
 //! - [`books`]: do a queue's books balance ([`Books`], `QueueStore::books`).
 //! - [`safety`]: Redis settings that lose jobs ([`safety::safety_warnings`]).
 //! - [`connection`]: the shared multiplexed connection and the pool of
@@ -30,6 +32,7 @@ pub mod books;
 pub mod chain;
 pub mod config;
 pub mod connection;
+pub mod cron;
 pub mod envelope;
 pub mod error;
 pub mod job;

@@ -121,11 +121,16 @@ job_script!(
     PURGE, "purge-4", 4
 );
 
+job_script!(
+    /// Enqueue the job of one tick of a cron schedule, once fleet-wide.
+    CRON_FIRE, "cron-fire-2", 2
+);
+
 /// Every script, for tools and tests.
-pub fn all() -> [&'static JobScript; 17] {
+pub fn all() -> [&'static JobScript; 18] {
     [
         &ACK, &ACKDEL, &RETRY, &DEAD, &PROMOTE, &REQUEUE, &EXTEND, &RECLAIM, &REPLAY, &REAP,
-        &ENQUEUE, &START, &SETTLE, &PROGRESS, &CANCEL, &WITHDRAW, &PURGE,
+        &ENQUEUE, &START, &SETTLE, &PROGRESS, &CANCEL, &WITHDRAW, &PURGE, &CRON_FIRE,
     ]
 }
 
