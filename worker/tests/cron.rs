@@ -264,8 +264,10 @@ async fn a_worker_without_schedules_writes_nothing_for_them() {
     let w = start(worker(&server, Vec::new()));
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     w.stop().await;
-    let keys = server.cli(&["KEYS", "*cron*"]).unwrap();
-    assert!(keys.trim().is_empty(), "{keys}");
+    for pattern in ["*:cron", "*:crons"] {
+        let keys = server.cli(&["KEYS", pattern]).unwrap();
+        assert!(keys.trim().is_empty(), "{pattern}: {keys}");
+    }
     let inspector = Inspector::connect(&server.url(), "jobstream")
         .await
         .unwrap();
