@@ -37,7 +37,6 @@
 
 mod flows;
 pub mod inspect;
-mod inspect_cron;
 mod inspect_limits;
 mod inspect_pause;
 mod job;
