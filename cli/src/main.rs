@@ -3,6 +3,7 @@
 //! discard dead letters. Reads `REDIS_URL`.
 
 mod check;
+mod cron;
 mod dlq;
 mod job;
 mod jobs;
@@ -149,6 +150,11 @@ enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+    },
+    /// Periodic jobs (cron schedules) the workers declared: list, forget.
+    Cron {
+        #[command(subcommand)]
+        command: cron::CronCommand,
     },
     /// Serve every known queue's gauges (backlog, in flight, scheduled,
     /// dead, oldest job's age) at /metrics, with /livez and /readyz, for
@@ -330,6 +336,11 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Workers { json } => {
             let inspector = inspector(&cli).await?;
             workers::run(inspector, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cron { command } => {
+            let inspector = inspector(&cli).await?;
+            cron::run(&inspector, command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Exporter { listen } => {

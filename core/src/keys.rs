@@ -156,6 +156,12 @@ impl QueueKeys {
     pub fn cancels(&self) -> String {
         format!("{}:cancels", self.base)
     }
+    /// `PREFIX:{Q}:cron`: hash of the cron schedules that enqueue into
+    /// this queue, schedule name → last tick fired (unix ms); written by
+    /// `cron-fire-2` only (see [`crate::cron`]).
+    pub fn cron(&self) -> String {
+        format!("{}:cron", self.base)
+    }
     /// `PREFIX:queues`: set of known queue names (no hash tag: never used
     /// in a script together with a queue's keys).
     pub fn registry(&self) -> &str {
@@ -180,6 +186,7 @@ impl QueueKeys {
             self.job_done("1-0"),
             self.cancels(),
             self.rate(),
+            self.cron(),
             self.batch("b"),
             self.batch_members("b"),
             self.batch_failed("b"),
@@ -254,6 +261,7 @@ mod tests {
         assert_eq!(keys.limits(), "jobstream:{emails}:limits");
         assert_eq!(keys.unique("u1"), "jobstream:{emails}:unique:u1");
         assert_eq!(keys.job("7-0"), "jobstream:{emails}:job:7-0");
+        assert_eq!(keys.cron(), "jobstream:{emails}:cron");
         assert_eq!(keys.registry(), "jobstream:queues");
         assert_eq!(keys.paused(), "jobstream:paused");
     }

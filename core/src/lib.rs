@@ -13,6 +13,8 @@
 //!   withdraw and purge in [`store_browse`].
 //! - [`backpressure`]: per-queue limits on backlog and age, and the
 //!   `admit-4` enqueue that enforces them ([`QueueLimits`]).
+//! - [`cron`]: periodic jobs: cron schedules in time zones, the missed-fire
+//!   policy, the fleet-wide dedup (`cron-fire-2`) and the declarations.
 //! - [`books`]: do a queue's books balance ([`Books`], `QueueStore::books`).
 //! - [`safety`]: Redis settings that lose jobs ([`safety::safety_warnings`]).
 //! - [`connection`]: the shared multiplexed connection and the pool of
@@ -33,6 +35,7 @@ pub mod books;
 pub mod chain;
 pub mod config;
 pub mod connection;
+pub mod cron;
 pub mod envelope;
 pub mod error;
 pub mod job;

@@ -130,12 +130,17 @@ job_script!(
     /// shed the oldest undelivered jobs, by the queue's policy.
     ADMIT, "admit-4", 4
 );
+job_script!(
+    /// Enqueue the job of one tick of a cron schedule, once fleet-wide.
+    CRON_FIRE, "cron-fire-2", 2
+);
 
 /// Every script, for tools and tests.
-pub fn all() -> [&'static JobScript; 19] {
+pub fn all() -> [&'static JobScript; 20] {
     [
         &ACK, &ACKDEL, &RETRY, &DEAD, &PROMOTE, &REQUEUE, &EXTEND, &RECLAIM, &REPLAY, &REAP,
         &ENQUEUE, &START, &SETTLE, &PROGRESS, &CANCEL, &WITHDRAW, &PURGE, &RATE, &ADMIT,
+        &CRON_FIRE,
     ]
 }
 

@@ -77,8 +77,8 @@ pub use jobstream_producer::{
 pub use jobstream_worker as worker;
 #[cfg(feature = "worker")]
 pub use jobstream_worker::{
-    FailureKind, Handler, JobContext, JobError, JobFn, JobResult, Middleware, Next, QueueOptions,
-    QueueOrder, ShutdownHandle, Worker, WorkerBuilder, init_logging,
+    FailureKind, Handler, JobContext, JobError, JobFn, JobResult, Middleware, Missed, Next,
+    QueueOptions, QueueOrder, Schedule, ShutdownHandle, Worker, WorkerBuilder, init_logging,
 };
 
 /// A throwaway `redis-server` for integration tests (feature `testkit`):

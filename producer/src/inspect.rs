@@ -2,6 +2,8 @@
 //! list, replay, discard. Away from the hot path; used by the `jobstream`
 //! CLI and by operators' own tooling.
 
+pub use crate::inspect_cron::CronListing;
+pub use jobstream_core::cron::CronInfo;
 use jobstream_core::envelope::entry_id_ms;
 pub use jobstream_core::workers::{STALE_AFTER_MS, WorkerInfo};
 pub use jobstream_core::{Books, BooksStatus, Fsync, QueueStats, ServerSafety};
@@ -224,6 +226,14 @@ impl Inspector {
             prefix: prefix.to_owned(),
             group: jobstream_core::DEFAULT_GROUP.to_owned(),
         }
+    }
+
+    pub(crate) fn redis_handle(&self) -> Result<&Redis> {
+        self.redis()
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     fn redis(&self) -> Result<&Redis> {

@@ -37,6 +37,7 @@
 
 mod flows;
 pub mod inspect;
+mod inspect_cron;
 mod inspect_limits;
 mod inspect_pause;
 mod job;

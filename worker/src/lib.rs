@@ -36,6 +36,8 @@
 //! - `lease.rs`: refreshes the lease of running jobs.
 //! - `reclaimer.rs`: takes over jobs of dead workers; reaps idle consumers.
 //! - `promoter.rs`: moves due jobs from `scheduled` to `ready`.
+//! - `cron.rs`: periodic jobs ([`Schedule`]): one task per schedule,
+//!   each tick enqueued once fleet-wide (`cron-fire-2`).
 //! - `handler.rs`, `job_error.rs`: the API handlers see.
 //! - `queues.rs`, `slots.rs`: the queues a worker serves and how they
 //!   share its slots (weighted or strict, per-queue caps).
@@ -45,6 +47,7 @@
 //!   today, metrics later).
 
 mod acker;
+mod cron;
 mod events;
 mod fetcher;
 mod handler;
@@ -74,6 +77,7 @@ mod tracking;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use cron::{Missed, Schedule};
 pub use handler::{BoxFuture, Handler, JobContext, JobFn};
 pub use http::serve_queue_metrics;
 pub use job_error::{FailureKind, JobError, JobResult};
@@ -111,6 +115,8 @@ pub struct WorkerBuilder<S = ()> {
     typed: Vec<(&'static str, &'static str)>,
     /// Where `/metrics`, `/livez` and `/readyz` are served, if anywhere.
     http: Option<std::net::SocketAddr>,
+    /// Periodic jobs this worker fires (with the rest of the fleet).
+    schedules: Vec<Schedule>,
 }
 
 /// Shows the configuration, never the password in the URL.
@@ -168,6 +174,7 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
             state,
             typed: self.typed,
             http: self.http,
+            schedules: self.schedules,
         }
     }
 
@@ -323,6 +330,19 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
         self
     }
 
+    /// Fires `schedule` on this worker: at each tick, the schedule's job
+    /// is enqueued on its queue, once for the whole fleet however many
+    /// workers declare the same schedule (see [`Schedule`]). The queue
+    /// need not be one this worker serves. Without schedules a worker
+    /// runs no task and sends no command for them.
+    ///
+    /// `build` fails on a schedule without a job to enqueue, on two
+    /// schedules with one name, and on a bad [`Missed`] bound.
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedules.push(schedule);
+        self
+    }
+
     /// Checks the configuration and prepares the worker (nothing connects
     /// until [`Worker::run`]).
     pub fn build(self) -> Result<Worker, Error> {
@@ -352,6 +372,16 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
             }
         }
         registry.middleware = self.middleware;
+        let mut names = std::collections::HashSet::new();
+        for schedule in &self.schedules {
+            schedule.check()?;
+            if !names.insert(schedule.name()) {
+                return Err(Error::Config(format!(
+                    "schedule {:?} is declared twice; each schedule has one name",
+                    schedule.name()
+                )));
+            }
+        }
         if registry.is_empty() {
             return Err(Error::Config("register at least one handler".into()));
         }
@@ -378,6 +408,7 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
             tls: self.tls,
             http: self.http,
             registry,
+            schedules: self.schedules,
             consumer: consumer_name(),
             handle,
             shutdown,
@@ -402,6 +433,7 @@ pub struct Worker {
     tls: Option<TlsOptions>,
     http: Option<std::net::SocketAddr>,
     registry: Registry,
+    schedules: Vec<Schedule>,
     consumer: String,
     handle: ShutdownHandle,
     shutdown: shutdown::Shutdown,
@@ -423,6 +455,14 @@ impl std::fmt::Debug for Worker {
             .field("consumer", &self.consumer)
             .field("concurrency", &self.concurrency)
             .field("job_types", &self.registry.types())
+            .field(
+                "schedules",
+                &self
+                    .schedules
+                    .iter()
+                    .map(Schedule::name)
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -446,6 +486,7 @@ impl Worker {
             state: (),
             typed: Vec::new(),
             http: None,
+            schedules: Vec::new(),
         }
     }
 

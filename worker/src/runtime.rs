@@ -60,6 +60,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         tls,
         http,
         registry,
+        schedules,
         consumer,
         handle,
         mut shutdown,
@@ -223,6 +224,29 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         cancels,
         shutdown.clone(),
     )));
+    // Periodic jobs: one task per schedule, none without.
+    for schedule in schedules {
+        let Some(queue) = schedule.queue().cloned() else {
+            continue;
+        };
+        background_tasks.push(
+            background.spawn(
+                crate::cron::CronTask {
+                    schedule,
+                    store: QueueStore::new(
+                        redis.clone(),
+                        QueueKeys::new(&prefix, &queue),
+                        group.clone(),
+                    ),
+                    prefix: prefix.clone(),
+                    consumer: consumer.clone(),
+                    timings: timings.clone(),
+                    fatal: fatal.clone(),
+                }
+                .run(shutdown.clone()),
+            ),
+        );
+    }
     let (pause_watcher, paused) = crate::pause::PauseWatcher::start(stores.clone()).await;
     let lane_readers: Vec<crate::pause::LaneReader> =
         stores.iter().map(|_| Default::default()).collect();
