@@ -40,8 +40,9 @@
            (added to v1; callers that read four elements are unaffected)
            lists the abandoned jobs that carry lifecycle fields, as
            { { field, value, ... }, ... } with only `id`, `unique_key`,
-           `unique_for`, `record_ms` and `batch`: the caller finishes their
-           bookkeeping (record, key, batch) with settle-10 and an empty
+           `unique_for`, `record_ms`, `batch` and `group`: the caller
+           finishes their bookkeeping (record, key, batch, group) with
+           settle-14 and an empty
            entry id.
 ]]
 -- A job has at most 1000 fields (docs/wire-format.md); scripts accept
@@ -112,7 +113,7 @@ local max_deliveries = tonumber(ARGV[6])
 local out = {}
 local abandoned, failed = 0, 0
 local tracked = {}
-local LIFECYCLE = { unique_key = true, unique_for = true, record_ms = true, batch = true }
+local LIFECYCLE = { unique_key = true, unique_for = true, record_ms = true, batch = true, group = true }
 for _, entry in ipairs(claim[2]) do
   local id = entry[1]
   local fields = entry[2]

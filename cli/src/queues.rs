@@ -39,6 +39,7 @@ const STATS_COLUMNS: &[&str] = &[
     "retried",
     "rejected",
     "shed",
+    "group_waiting",
     "consumers",
     "oldest_ready_age",
 ];

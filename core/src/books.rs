@@ -9,11 +9,14 @@
 //! `settle-10`, `withdraw-4`), `retried`
 //! (`retry-3`, `settle-10`), `requeued` (`requeue-2`, the old entry) and `dead`
 //! (`dead-3`, `settle-10`, `reclaim-3`, `admit-4` shedding to dead) minus the dead letters that never were in `ready`
-//! (`dead_scheduled`: scheduled members `promote-4` could not decode). So
+//! (`dead_scheduled`: scheduled members `promote-4` could not decode), and
+//! `group_parked` (`group-start-6`: a job of a full group moved out of
+//! `ready` to wait behind its group; it comes back as a new add). So
 //!
 //! ```text
 //! entries_added == XLEN ready + processed + discarded + expired + cancelled
 //!                  + retried + requeued + (dead - dead_scheduled)
+//!                  + group_parked
 //! ```
 //!
 //! `entries_added` is the stream's lifetime add count (`XINFO STREAM` →
@@ -31,7 +34,7 @@ use crate::reply;
 use crate::store::QueueStore;
 
 /// The counters of `PREFIX:{Q}:stats` the books read, in this order.
-const COUNTERS: [&str; 10] = [
+const COUNTERS: [&str; 11] = [
     "processed",
     "discarded",
     "expired",
@@ -42,6 +45,7 @@ const COUNTERS: [&str; 10] = [
     "dead_scheduled",
     "dead_trimmed",
     "replayed",
+    "group_parked",
 ];
 
 /// Whether a queue's books balance.
@@ -101,8 +105,11 @@ pub struct Books {
     /// Counter `replayed`: dead jobs sent back to `ready` (each one an add).
     /// Not part of the equation.
     pub replayed: i64,
+    /// Counter `group_parked`: jobs of a full group moved out of `ready`
+    /// to wait behind their group (`group-start-6`).
+    pub group_parked: i64,
     /// `in_stream + processed + discarded + expired + cancelled + retried +
-    /// requeued + dead - dead_scheduled`.
+    /// requeued + dead - dead_scheduled + group_parked`.
     pub accounted: i64,
     /// `entries_added - accounted`: positive = entries added to `ready`
     /// that are not accounted for; negative = more accounted for than were
@@ -136,7 +143,8 @@ impl Books {
             .saturating_add(cancelled)
             .saturating_add(retried)
             .saturating_add(requeued)
-            .saturating_add(dead.saturating_sub(dead_scheduled));
+            .saturating_add(dead.saturating_sub(dead_scheduled))
+            .saturating_add(counter("group_parked"));
         let difference = entries_added.map(|added| added.saturating_sub(accounted));
         let status = match difference {
             None => BooksStatus::CannotCheck,
@@ -157,6 +165,7 @@ impl Books {
             dead_scheduled,
             dead_trimmed: counter("dead_trimmed"),
             replayed: counter("replayed"),
+            group_parked: counter("group_parked"),
             accounted,
             difference,
             status,

@@ -85,6 +85,9 @@ pub mod field {
     pub const BATCH: &str = "batch";
     /// On a batch's completion job: the id of the batch it completes.
     pub const BATCH_DONE: &str = "batch_done";
+    /// The job's group (a tenant, a customer): at most the queue's
+    /// `group_concurrency` jobs of one group run at once, in enqueue order.
+    pub const GROUP: &str = "group";
 }
 
 /// Longest error message kept in `last_error` and `error` fields.
@@ -145,6 +148,7 @@ pub const JOB_FIELDS: &[&str] = &[
     field::PREV_RESULT,
     field::BATCH,
     field::BATCH_DONE,
+    field::GROUP,
 ];
 
 /// Every name the wire format reserves: the job's own fields
@@ -217,7 +221,12 @@ pub struct Envelope {
     pub batch: Option<String>,
     /// The batch it completes (a completion job).
     pub batch_done: Option<String>,
+    /// Its group (field `group`, 1 to [`MAX_GROUP_LEN`] bytes).
+    pub group: Option<String>,
 }
+
+/// Longest group name (field `group`), bytes.
+pub const MAX_GROUP_LEN: usize = 256;
 
 /// Why an entry could not be decoded into a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,6 +322,7 @@ impl Envelope {
                 b"prev_result" => (20, field::PREV_RESULT),
                 b"batch" => (21, field::BATCH),
                 b"batch_done" => (22, field::BATCH_DONE),
+                b"group" => (23, field::GROUP),
                 _ => continue,
             };
             if seen & (1 << bit) != 0 {
@@ -370,6 +380,14 @@ impl Envelope {
                 20 => env.prev_result_at = Some(i),
                 21 => env.batch = Some(text(label, value)?),
                 22 => env.batch_done = Some(text(label, value)?),
+                23 => {
+                    if value.is_empty() || value.len() > MAX_GROUP_LEN {
+                        return Err(malformed(format!(
+                            "field \"group\" must be 1 to {MAX_GROUP_LEN} bytes"
+                        )));
+                    }
+                    env.group = Some(text(label, value)?);
+                }
                 18 => {
                     let ms: u64 = number(label, value)?;
                     env.record_ms = Some(ms.clamp(1, crate::lifecycle::MAX_KEEP_MS));

@@ -152,6 +152,20 @@ impl QueueKeys {
     pub fn rate(&self) -> String {
         format!("{}:rate", self.base)
     }
+    /// `PREFIX:{Q}:groups`: hash, group → number of its jobs admitted
+    /// (see [`crate::groups`]).
+    pub fn groups(&self) -> String {
+        format!("{}:groups", self.base)
+    }
+    /// `PREFIX:{Q}:grouped`: hash, job id → group, for every admitted job
+    /// of a group.
+    pub fn grouped(&self) -> String {
+        format!("{}:grouped", self.base)
+    }
+    /// `PREFIX:{Q}:group:G`: stream of group `G`'s waiting jobs.
+    pub fn group(&self, group: &str) -> String {
+        format!("{}:group:{group}", self.base)
+    }
     /// `PREFIX:{Q}:cancels`: zset of running jobs asked to cancel.
     pub fn cancels(&self) -> String {
         format!("{}:cancels", self.base)

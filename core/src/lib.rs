@@ -38,6 +38,7 @@ pub mod connection;
 pub mod cron;
 pub mod envelope;
 pub mod error;
+pub mod groups;
 pub mod job;
 pub mod keys;
 pub mod lifecycle;

@@ -100,8 +100,8 @@ job_script!(
     START, "start-3", 3
 );
 job_script!(
-    /// Settle an attempt of a tracked job: record, key, chain, batch.
-    SETTLE, "settle-10", 10
+    /// Settle an attempt of a tracked job: record, key, chain, batch, group.
+    SETTLE, "settle-14", 14
 );
 job_script!(
     /// Report a running job's progress; refresh its lease.
@@ -134,13 +134,40 @@ job_script!(
     /// Enqueue the job of one tick of a cron schedule, once fleet-wide.
     CRON_FIRE, "cron-fire-2", 2
 );
+job_script!(
+    /// Enqueue a job of a group: admit it, or let it wait behind its group.
+    GROUP_ENQUEUE, "group-enqueue-6", 6
+);
+job_script!(
+    /// Admit a grouped job at start, or move it behind its group.
+    GROUP_START, "group-start-6", 6
+);
 
 /// Every script, for tools and tests.
-pub fn all() -> [&'static JobScript; 20] {
+pub fn all() -> [&'static JobScript; 22] {
     [
-        &ACK, &ACKDEL, &RETRY, &DEAD, &PROMOTE, &REQUEUE, &EXTEND, &RECLAIM, &REPLAY, &REAP,
-        &ENQUEUE, &START, &SETTLE, &PROGRESS, &CANCEL, &WITHDRAW, &PURGE, &RATE, &ADMIT,
+        &ACK,
+        &ACKDEL,
+        &RETRY,
+        &DEAD,
+        &PROMOTE,
+        &REQUEUE,
+        &EXTEND,
+        &RECLAIM,
+        &REPLAY,
+        &REAP,
+        &ENQUEUE,
+        &START,
+        &SETTLE,
+        &PROGRESS,
+        &CANCEL,
+        &WITHDRAW,
+        &PURGE,
+        &RATE,
+        &ADMIT,
         &CRON_FIRE,
+        &GROUP_ENQUEUE,
+        &GROUP_START,
     ]
 }
 

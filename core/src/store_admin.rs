@@ -63,6 +63,11 @@ pub struct QueueStats {
     /// The queue's backpressure limits (`PREFIX:{Q}:limits`); `None` when
     /// it has none.
     pub limits: Option<crate::backpressure::QueueLimits>,
+    /// Groups with jobs admitted (ready, running or waiting for a retry):
+    /// `HLEN PREFIX:{Q}:groups`.
+    pub groups: u64,
+    /// Jobs waiting behind their group for their turn (not in `ready`).
+    pub group_waiting: u64,
     /// Consumers in the group.
     pub consumers: u64,
     /// Age of the oldest undelivered job in `ready`, ms (0 when none).
@@ -179,6 +184,10 @@ impl QueueStore {
                 None
             }
         };
+        // Its own command too: most queues have no groups.
+        let mut hlen = redis::cmd("HLEN");
+        hlen.arg(k.groups());
+        let groups = self.query::<u64>("HLEN", &hlen).await.unwrap_or(0);
         let group = self.group_info().await?;
         let (ready, in_flight, consumers, after) = match &group {
             // Acked entries are deleted, so XLEN - pending is the undelivered
@@ -225,6 +234,8 @@ impl QueueStore {
             rejected: counter("rejected"),
             shed: counter("shed"),
             limits: crate::backpressure::QueueLimits::from_fields(&limits),
+            groups,
+            group_waiting: counter("group_waiting"),
             consumers,
             oldest_ready_age_ms: oldest,
             paused: paused.is_some(),

@@ -75,7 +75,7 @@ pub enum CancelOutcome {
 /// A field, value pair of an entry.
 pub type Field = (Vec<u8>, Vec<u8>);
 
-/// One `settle-10` call: the outcome of an attempt of a tracked job.
+/// One `settle-14` call: the outcome of an attempt of a tracked job.
 #[derive(Debug, Clone, Copy)]
 pub struct Settle<'a> {
     /// This worker's consumer name.
@@ -105,6 +105,8 @@ pub struct Settle<'a> {
     pub next_step: Option<&'a [Field]>,
     /// The batch the job is a member of.
     pub batch: Option<&'a str>,
+    /// Its group: a final state frees its place there.
+    pub group: Option<&'a str>,
 }
 
 /// A batch as its hash says: how many members, how they ended.
@@ -219,7 +221,7 @@ impl QueueStore {
         })
     }
 
-    /// Script `settle-10`. False when the entry was not pending on the
+    /// Script `settle-14`. False when the entry was not pending on the
     /// consumer (lease lost: nothing changed).
     pub async fn settle(&self, s: &Settle<'_>) -> Result<bool> {
         let keys = self.keys();
@@ -236,6 +238,10 @@ impl QueueStore {
                 .key(keys.batch(batch))
                 .key(keys.batch_members(batch))
                 .key(keys.batch_failed(batch))
+                .key(keys.groups())
+                .key(keys.grouped())
+                .key(keys.group(s.group.unwrap_or("")))
+                .key(keys.meta())
                 .arg(self.group())
                 .arg(s.consumer)
                 .arg(s.entry_id)
@@ -246,7 +252,8 @@ impl QueueStore {
                 .arg(if s.release.is_some() { "1" } else { "0" })
                 .arg(s.text)
                 .arg(s.error_class)
-                .arg(if s.batch.is_some() { "1" } else { "0" });
+                .arg(if s.batch.is_some() { "1" } else { "0" })
+                .arg(s.group.unwrap_or(""));
             match (s.retry, s.dead, s.next_step) {
                 (Some((due, member)), _, _) => {
                     inv.arg(due).arg(member);

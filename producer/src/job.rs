@@ -247,6 +247,40 @@ impl NewJob {
         })
     }
 
+    /// Puts the job in a group (a customer, a tenant, an account): at most
+    /// the queue's group concurrency of one group's jobs run at once,
+    /// fleet-wide (1 by default: one at a time, in enqueue order, retries
+    /// included), and groups take turns, so one group's backlog does not
+    /// hold up another's jobs. A job to run now is enqueued through the
+    /// script `group-enqueue-6`. The group must be 1 to
+    /// [`MAX_GROUP_LEN`](jobstream_core::envelope::MAX_GROUP_LEN) bytes.
+    /// See docs/flow-control.md.
+    ///
+    /// ```
+    /// use jobstream_producer::NewJob;
+    /// let job = NewJob::new("sync_account", &42)?.group("account-42")?;
+    /// # Ok::<(), jobstream_producer::Error>(())
+    /// ```
+    pub fn group(self, group: impl Into<String>) -> Result<Self> {
+        let group = group.into();
+        let max = jobstream_core::envelope::MAX_GROUP_LEN;
+        if group.is_empty() || group.len() > max {
+            return Err(Error::InvalidJob(format!(
+                "a group must be 1 to {max} bytes long (this one is {})",
+                group.len()
+            )));
+        }
+        Ok(self.option(field::GROUP, group))
+    }
+
+    /// Its group, if it has one.
+    pub(crate) fn group_name(&self) -> Option<&str> {
+        self.options
+            .iter()
+            .find(|(n, _)| *n == field::GROUP)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Keeps a record of the job (state, attempts, times, progress, last
     /// error, result) for `keep` after it ends (at least 1 ms): read it
     /// with [`Producer::job`](crate::Producer::job), wait for it with

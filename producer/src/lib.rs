@@ -501,6 +501,10 @@ impl Producer {
         // Jobs with a uniqueness key or a record: one `enqueue-6` call
         // each, after the plain ones; a duplicate's id is the holder's.
         let mut tracked = Vec::new();
+        // Jobs of a group to run now: through `group-enqueue-6`, in order
+        // within each group. (A delayed or tracked job of a group enters
+        // its group when a worker fetches it: `group-start-6`.)
+        let mut grouped: Vec<(&str, Vec<(usize, Option<&str>)>)> = Vec::new();
         for (i, (job, deadline)) in jobs.iter().zip(&deadlines).enumerate() {
             let deadline = deadline.as_deref();
             if job.is_tracked() {
@@ -511,7 +515,13 @@ impl Producer {
                 (Some(when), Some(now)) if when.due_ms(now) > now => {
                     delayed.push((when.due_ms(now), scheduled_member(job, deadline, now)));
                 }
-                _ => immediate.push(stream_fields(job, deadline)),
+                _ => match job.group_name() {
+                    Some(g) => match grouped.iter_mut().find(|(name, _)| *name == g) {
+                        Some((_, list)) => list.push((i, deadline)),
+                        None => grouped.push((g, vec![(i, deadline)])),
+                    },
+                    None => immediate.push(stream_fields(job, deadline)),
+                },
             }
         }
         // Jobs to run now first: on a queue with limits they may be
@@ -531,6 +541,19 @@ impl Producer {
         }
         if !delayed.is_empty() {
             store.schedule(&delayed).await?;
+        }
+        // Groups side by side (they share the multiplexed connection), each
+        // group's jobs one after the other: their order is the group's.
+        let sends = grouped.iter().map(|(group, list)| async move {
+            for (i, deadline) in list {
+                let job = &jobs[*i];
+                let fields = stream_fields(job, *deadline);
+                store.enqueue_grouped(group, &job.id, &fields).await?;
+            }
+            Ok::<(), Error>(())
+        });
+        for sent in futures_util::future::join_all(sends).await {
+            sent?;
         }
         // The ids were made with the jobs, before anything was sent.
         let first = ids.len();

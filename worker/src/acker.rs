@@ -187,6 +187,7 @@ impl Acker {
                         dead,
                         next_step: t.next_step.as_deref(),
                         batch: t.tracking.batch.as_deref(),
+                        group: t.tracking.group.as_deref(),
                     })
                     .await
             }

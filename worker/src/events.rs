@@ -61,6 +61,8 @@ pub(crate) enum Event<'a> {
     LeaseLost { queue: &'a str, count: u64 },
     /// A fetch held back by the queue's rate limit (no token due).
     RateLimited { queue: &'a str },
+    /// A fetched job of a group that was full: moved behind its group.
+    GroupWaiting { queue: &'a str },
 }
 
 /// Consumes events. Called on the job's task, so it must be quick and
@@ -208,7 +210,8 @@ impl EventSink for LogSink {
             Event::Started { .. }
             | Event::Abandoned { .. }
             | Event::LeaseLost { .. }
-            | Event::RateLimited { .. } => {}
+            | Event::RateLimited { .. }
+            | Event::GroupWaiting { .. } => {}
         }
     }
 }

@@ -166,6 +166,12 @@ impl<S> JobContext<S> {
             .map_err(|e| JobError::retry(format!("could not read the batch: {e}")))
     }
 
+    /// The job's group (field `group`), if it has one: at most the
+    /// queue's group concurrency of its jobs run at once, fleet-wide.
+    pub fn group(&self) -> Option<&str> {
+        self.envelope.group.as_deref()
+    }
+
     /// The job id, stable across retries and replays. Use it (or the
     /// idempotency key) to make a handler's effect happen once.
     pub fn id(&self) -> &str {

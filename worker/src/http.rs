@@ -99,6 +99,11 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
                 s.metrics.paused.get_or_create(&l).set(i64::from(q.paused));
                 s.metrics.rejected.get_or_create(&l).set(q.rejected as i64);
                 s.metrics.shed.get_or_create(&l).set(q.shed as i64);
+                s.metrics.groups.get_or_create(&l).set(q.groups as i64);
+                s.metrics
+                    .group_waiting
+                    .get_or_create(&l)
+                    .set(q.group_waiting as i64);
             }
             Err(e) => tracing::debug!(error = %e, "queue gauges not refreshed"),
         }

@@ -52,8 +52,11 @@ pub(crate) struct Metrics {
     pub(crate) oldest_age: Family<QueueLabels, FloatGauge>,
     pub(crate) paused: Family<QueueLabels, Gauge>,
     rate_limited: Family<QueueLabels, Counter>,
+    group_parked: Family<QueueLabels, Counter>,
     pub(crate) rejected: Family<QueueLabels, Gauge>,
     pub(crate) shed: Family<QueueLabels, Gauge>,
+    pub(crate) groups: Family<QueueLabels, Gauge>,
+    pub(crate) group_waiting: Family<QueueLabels, Gauge>,
     pub(crate) busy: Gauge,
     pub(crate) saturation: FloatGauge,
 }
@@ -126,6 +129,12 @@ impl Metrics {
             "queue_paused",
             "1 while the queue is paused (jobstream queue pause): no worker fetches its jobs",
         );
+        let group_parked = Family::<QueueLabels, Counter>::default();
+        registry.register(
+            "group_parked",
+            "Fetched jobs of a full group that this worker moved behind their group (delayed, replayed or hand-made jobs that skipped the enqueue gate)",
+            group_parked.clone(),
+        );
         let rate_limited = Family::<QueueLabels, Counter>::default();
         registry.register(
             "rate_limited_fetches",
@@ -143,6 +152,16 @@ impl Metrics {
             &mut registry,
             "queue_shed",
             "Jobs shed by the queue's backpressure limits (policy shed), since the queue began",
+        );
+        let groups = gauge(
+            &mut registry,
+            "queue_groups",
+            "Groups with jobs admitted (ready, running or waiting for a retry)",
+        );
+        let group_waiting = gauge(
+            &mut registry,
+            "queue_group_waiting",
+            "Jobs waiting behind their group for their turn (not yet in ready)",
         );
         let busy = Gauge::default();
         let conc: Gauge = Gauge::default();
@@ -177,8 +196,11 @@ impl Metrics {
             oldest_age,
             paused,
             rate_limited,
+            group_parked,
             rejected,
             shed,
+            groups,
+            group_waiting,
             busy,
             saturation,
         })
@@ -244,6 +266,13 @@ impl EventSink for Metrics {
             } => self.outcome(queue, job_type, "expired", 1),
             Event::Abandoned { queue, count } => self.outcome(queue, "", "abandoned", count),
             Event::LeaseLost { queue, count } => self.outcome(queue, "", "lease_lost", count),
+            Event::GroupWaiting { queue } => {
+                self.group_parked
+                    .get_or_create(&QueueLabels {
+                        queue: queue.to_owned(),
+                    })
+                    .inc();
+            }
             Event::RateLimited { queue } => {
                 self.rate_limited
                     .get_or_create(&QueueLabels {

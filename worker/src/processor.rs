@@ -10,6 +10,7 @@ use jobstream_core::chain::encode_chain;
 use jobstream_core::envelope::{
     DEAD_CONTEXT, Envelope, MAX_ENTRY_FIELDS, entry_id_ms, field, fields_to_msgpack, truncate_error,
 };
+use jobstream_core::groups::GroupStart;
 use jobstream_core::store_lifecycle::StartOutcome;
 use jobstream_core::{QueueStore, Redis, StreamEntry};
 use tokio::sync::mpsc;
@@ -210,6 +211,15 @@ impl Dispatcher {
         let live = match tracking {
             None => None,
             Some((tracking, token)) => {
+                // A job of a group runs only once admitted: otherwise it
+                // has been moved behind its group, and this entry is done.
+                if !self.admitted(lane, &entry_id, tracking).await {
+                    return (
+                        self.outcome(lane, entry_id, Action::Forget),
+                        None,
+                        Vec::new(),
+                    );
+                }
                 match self.start(lane, &entry_id, &envelope, tracking).await {
                     StartOutcome::Started => {}
                     StartOutcome::Lost => {
@@ -425,6 +435,33 @@ impl Dispatcher {
                 // pending here and comes back after the visibility timeout.
                 tracing::warn!(job_id = %tracking.job_id, error = %e, "could not start the job (start-3); it stays pending and is retried after the visibility timeout");
                 StartOutcome::Lost
+            }
+        }
+    }
+
+    /// `group-start-6` for a job of a group: true when it may run now
+    /// (admitted); false when it was moved behind its group, or its lease
+    /// is lost, or the call failed (then it stays pending and comes back
+    /// after the visibility timeout).
+    async fn admitted(&self, lane: LaneId, entry_id: &str, tracking: &Tracking) -> bool {
+        let Some(group) = tracking.group.as_deref() else {
+            return true;
+        };
+        let r = self.stores[lane]
+            .start_grouped(&self.consumer, entry_id, group, &tracking.job_id)
+            .await;
+        match r {
+            Ok(GroupStart::Run) => true,
+            Ok(GroupStart::Waiting) => {
+                self.events.emit(Event::GroupWaiting {
+                    queue: &self.queues[lane],
+                });
+                false
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(job_id = %tracking.job_id, error = %e, "could not admit the job in its group (group-start-6); it stays pending and is retried after the visibility timeout");
+                false
             }
         }
     }

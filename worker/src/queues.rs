@@ -24,6 +24,9 @@ pub struct QueueOptions {
     /// Fleet-wide rate limit: at most this many of the queue's jobs start
     /// per period across every worker (default: none).
     pub rate_limit: Option<jobstream_core::RateLimit>,
+    /// Most jobs of one group (field `group`) admitted at once, fleet-wide;
+    /// `None` leaves the queue's setting in Redis as it is (default 1).
+    pub group_concurrency: Option<u32>,
 }
 
 impl Default for QueueOptions {
@@ -39,6 +42,7 @@ impl QueueOptions {
             weight: 1,
             max_concurrency: None,
             rate_limit: None,
+            group_concurrency: None,
         }
     }
 
@@ -68,6 +72,26 @@ impl QueueOptions {
     /// ```
     pub fn rate_limit(mut self, limit: jobstream_core::RateLimit) -> Self {
         self.rate_limit = Some(limit);
+        self
+    }
+
+    /// At most `n` jobs of one group (a customer, a tenant: the job's
+    /// `group`) are admitted at once, across the whole fleet (1 to 10,000;
+    /// the default is 1: each group's jobs run one at a time, in enqueue
+    /// order). Groups take turns, so one group's backlog delays another
+    /// group's job by at most `n` jobs of each busy group. Written at start
+    /// to `PREFIX:{Q}:meta` (field `group_concurrency`), where producers
+    /// and every worker read it: the last worker to start wins, so every
+    /// worker of the queue should declare the same. See
+    /// docs/flow-control.md.
+    ///
+    /// ```
+    /// use jobstream_worker::QueueOptions;
+    /// let tenants = QueueOptions::new().group_concurrency(2);
+    /// # let _ = tenants;
+    /// ```
+    pub fn group_concurrency(mut self, n: u32) -> Self {
+        self.group_concurrency = Some(n.clamp(1, jobstream_core::groups::MAX_GROUP_CONCURRENCY));
         self
     }
 }

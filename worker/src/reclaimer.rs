@@ -76,7 +76,7 @@ impl Reclaimer {
     }
 
     /// The record, key and batch of a job `reclaim-3` dead-lettered as
-    /// abandoned: `settle-10` with no entry (the move is done). Not atomic
+    /// abandoned: `settle-14` with no entry (the move is done). Not atomic
     /// with the move: a worker that dies in between leaves them as they
     /// were (docs/lifecycle.md, known gaps).
     async fn finish_abandoned(&self, fields: &[(Vec<u8>, Vec<u8>)], now: u64) {
@@ -107,10 +107,11 @@ impl Reclaimer {
             dead: Some((0, &[])),
             next_step: None,
             batch: get("batch"),
+            group: get("group"),
         };
         if let Err(e) = self.store.settle(&settle).await {
             tracing::warn!(queue = %self.store.keys().name(), job_id, error = %e,
-                "could not finish the record, key or batch of an abandoned job");
+                "could not finish the record, key, batch or group of an abandoned job");
         }
     }
 

@@ -111,6 +111,16 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         ready = startup::prepare(&stores, &consumer, &timings) => ready?,
         _ = shutdown.wait() => return Ok(()),
     }
+    // Declared group concurrency: written where producers and every
+    // worker's scripts read it (PREFIX:{Q}:meta).
+    for (store, q) in stores.iter().zip(&queues) {
+        if let Some(n) = q.options.group_concurrency {
+            tokio::select! {
+                r = store.set_group_concurrency(n) => r?,
+                _ = shutdown.wait() => return Ok(()),
+            }
+        }
+    }
     for store in &stores {
         tokio::select! {
             r = store.register() => if let Err(e) = r {

@@ -26,6 +26,8 @@ pub(crate) struct Tracking {
     pub(crate) release_at_end: Option<String>,
     /// The batch it is a member of.
     pub(crate) batch: Option<String>,
+    /// Its group (ordering and fairness, see `jobstream_core::groups`).
+    pub(crate) group: Option<String>,
     /// A chain step with steps after it: its result goes to the next.
     pub(crate) chained: bool,
 }
@@ -50,6 +52,7 @@ impl Tracking {
             // A completion job: tracked so that its handler can read the
             // batch (`JobContext::batch` needs the store).
             && envelope.batch_done.is_none()
+            && envelope.group.is_none()
             && !chained
         {
             return None;
@@ -60,6 +63,7 @@ impl Tracking {
             release_at_start: at_start,
             release_at_end: at_end,
             batch: envelope.batch.clone(),
+            group: envelope.group.clone(),
             chained,
         })
     }

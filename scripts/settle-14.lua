@@ -1,13 +1,16 @@
 --[[
-  settle-10: the outcome of an attempt of a tracked job (one that keeps a
-  record, holds a uniqueness key, is a step of a chain or a member of a
-  batch): acknowledge (completed, discarded, expired, cancelled), schedule
+  settle-14: the outcome of an attempt of a tracked job (one that keeps a
+  record, holds a uniqueness key, is a step of a chain, a member of a
+  batch, or belongs to a group): acknowledge (completed, discarded, expired, cancelled), schedule
   a retry, or dead-letter it; and, in the same atomic step:
   - write the record's new state and wake whoever waits for it,
   - release the uniqueness key when the job is final,
   - completed chain step: add the chain's next step to ready,
   - final batch member: count it in its batch, and when it is the last one,
-    schedule the batch's completion job (due now).
+    schedule the batch's completion job (due now);
+  - final job of a group (admitted by group-enqueue-6 or group-start-6):
+    free its place in the group and move the group's oldest waiting jobs
+    to ready while the group has room.
   Plain jobs keep the cheaper batched ack-2, retry-3 and dead-3.
 
   Destination first, as in retry-3 and dead-3: the ZADD to scheduled (a
@@ -41,6 +44,11 @@
   KEYS[9]  PREFIX:{Q}:batch:B:members  set of member ids not yet final
   KEYS[10] PREFIX:{Q}:batch:B:failed   set of member ids that ended other
            than completed
+  KEYS[11] PREFIX:{Q}:groups         hash: group → number of its jobs
+           admitted (unused when ARGV[12] is "")
+  KEYS[12] PREFIX:{Q}:grouped        hash: job id → group, admitted jobs
+  KEYS[13] PREFIX:{Q}:group:G        stream: the group's waiting jobs
+  KEYS[14] PREFIX:{Q}:meta           hash: group_concurrency (default 1)
 
   ARGV[1]  consumer group
   ARGV[2]  consumer name
@@ -60,18 +68,19 @@
            for none); retrying, dead: the error message
   ARGV[10] retrying, dead: the error class ("" otherwise)
   ARGV[11] "1" when the job is a batch member, "0" otherwise
-  ARGV[12] retrying: due time, unix ms; dead: approximate maximum length
+  ARGV[12] the job's group, "" when it has none
+  ARGV[13] retrying: due time, unix ms; dead: approximate maximum length
            of the dead stream, "0" = unbounded; completed: "1" when
-           ARGV[13..] is a next chain step, "0" otherwise
-  ARGV[13] retrying: the scheduled member (MessagePack map of the job's
-           fields for the next attempt); dead: ARGV[13..] are field, value
+           ARGV[14..] is a next chain step, "0" otherwise
+  ARGV[14] retrying: the scheduled member (MessagePack map of the job's
+           fields for the next attempt); dead: ARGV[14..] are field, value
            ... of the dead entry (as dead-3); completed with a next chain
-           step: ARGV[13..] are field, value ... of that step's entry
+           step: ARGV[14..] are field, value ... of that step's entry
 
   Returns: 1 when settled, 0 when the entry is not pending on this consumer
            (lease lost: nothing is changed); or an error reply with nothing
            changed: the first add's error unchanged, WRONGTYPE when a key
-           is not of its type, or "ERR settle-10: ..." for a keep time that
+           is not of its type, or "ERR settle-14: ..." for a keep time that
            is not a whole number of ms.
 ]]
 local COUNTER = { completed = 'processed', discarded = 'discarded', expired = 'expired',
@@ -97,11 +106,11 @@ end
 local state, now, keep_ms = ARGV[5], ARGV[6], ARGV[7]
 local counter = COUNTER[state]
 if counter == nil then
-  return redis.error_reply('ERR settle-10: unknown state ' .. tostring(state))
+  return redis.error_reply('ERR settle-14: unknown state ' .. tostring(state))
 end
 local moved = ARGV[3] == ''
 if moved and state ~= 'dead' then
-  return redis.error_reply('ERR settle-10: only a dead job is settled without its entry')
+  return redis.error_reply('ERR settle-14: only a dead job is settled without its entry')
 end
 if not moved and #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then
   return 0
@@ -112,28 +121,31 @@ local writes = {}
 if keep_ms ~= '0' then writes[5] = 'hash'; writes[7] = 'list' end
 if ARGV[8] == '1' then writes[6] = 'string' end
 if ARGV[11] == '1' then writes[8] = 'hash'; writes[9] = 'set'; writes[10] = 'set' end
+if ARGV[12] ~= '' then
+  writes[11] = 'hash'; writes[12] = 'hash'; writes[13] = 'stream'; writes[14] = 'hash'
+end
 for i, want in pairs(writes) do
   local t = redis.call('TYPE', KEYS[i])
   t = type(t) == 'table' and t.ok or t
   if t ~= 'none' and t ~= want then
-    return redis.error_reply('WRONGTYPE settle-10: ' .. KEYS[i] .. ' is a ' .. t .. ', not a ' .. want)
+    return redis.error_reply('WRONGTYPE settle-14: ' .. KEYS[i] .. ' is a ' .. t .. ', not a ' .. want)
   end
 end
 if not whole_ms(keep_ms) then
-  return redis.error_reply('ERR settle-10: the keep time must be a whole number of ms below 10^15')
+  return redis.error_reply('ERR settle-14: the keep time must be a whole number of ms below 10^15')
 end
 
 -- 1. The move's destination first.
 if moved then
   -- Already in dead: nothing to move.
 elseif state == 'retrying' then
-  local r = redis.pcall('ZADD', KEYS[2], ARGV[12], ARGV[13])
+  local r = redis.pcall('ZADD', KEYS[2], ARGV[13], ARGV[14])
   if type(r) == 'table' and r.err then return r end
 elseif state == 'dead' then
-  local r = add_dead(KEYS[3], KEYS[4], ARGV[12], unpack(ARGV, 13))
+  local r = add_dead(KEYS[3], KEYS[4], ARGV[13], unpack(ARGV, 14))
   if type(r) == 'table' then return r end
-elseif state == 'completed' and ARGV[12] == '1' then
-  local r = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, 13))
+elseif state == 'completed' and ARGV[13] == '1' then
+  local r = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, 14))
   if type(r) == 'table' then return r end
 end
 if not moved then
@@ -161,7 +173,7 @@ if keep_ms ~= '0' then
     redis.pcall('RPUSH', KEYS[7], state)
     redis.pcall('PEXPIRE', KEYS[7], keep_ms)
   else
-    redis.pcall('HSET', KEYS[5], 'id', ARGV[4], 'state', 'retrying', 'run_at', ARGV[12],
+    redis.pcall('HSET', KEYS[5], 'id', ARGV[4], 'state', 'retrying', 'run_at', ARGV[13],
       'last_error', ARGV[9], 'last_error_class', ARGV[10], 'entry', '')
   end
 end
@@ -186,6 +198,36 @@ if ARGV[11] == '1' and final and redis.pcall('SREM', KEYS[9], ARGV[4]) == 1 then
     if whole_ms(keep) and keep ~= '0' then
       for i = 8, 10 do redis.pcall('PEXPIRE', KEYS[i], keep) end
     end
+  end
+end
+
+-- 3. A final job of a group frees its place; the group's oldest waiting
+-- jobs take it, at the tail of ready (so groups take turns). A failed XADD
+-- (OOM) leaves them waiting: the group's next enqueue or start lets them in.
+local group = ARGV[12]
+if group ~= '' and final and redis.pcall('HGET', KEYS[12], ARGV[4]) == group then
+  redis.pcall('HDEL', KEYS[12], ARGV[4])
+  local running = redis.pcall('HINCRBY', KEYS[11], group, -1)
+  if type(running) ~= 'number' then running = 0 end
+  local k = tonumber(redis.pcall('HGET', KEYS[14], 'group_concurrency') or '1')
+  if type(k) ~= 'number' or k < 1 then k = 1 end
+  while running < k do
+    local head = redis.pcall('XRANGE', KEYS[13], '-', '+', 'COUNT', 1)
+    if type(head) ~= 'table' or head.err or #head == 0 then break end
+    local f, next_id = head[1][2], nil
+    for i = 1, #f, 2 do
+      if f[i] == 'id' then next_id = f[i + 1] end
+    end
+    local added = redis.pcall('XADD', KEYS[1], '*', unpack(f))
+    if type(added) == 'table' then break end
+    redis.pcall('XDEL', KEYS[13], head[1][1])
+    redis.pcall('HSET', KEYS[12], next_id or head[1][1], group)
+    running = redis.pcall('HINCRBY', KEYS[11], group, 1)
+    redis.pcall('HINCRBY', KEYS[4], 'group_waiting', -1)
+  end
+  if running <= 0 and redis.pcall('XLEN', KEYS[13]) == 0 then
+    redis.pcall('HDEL', KEYS[11], group)
+    redis.pcall('DEL', KEYS[13])
   end
 end
 return 1

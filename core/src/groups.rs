@@ -1,0 +1,199 @@
+//! Groups: ordering by key and fairness between tenants.
+//!
+//! A job may belong to a **group** (field `group`: a customer, a tenant,
+//! an account). At most `group_concurrency` jobs of one group are
+//! *admitted* at a time (in `ready`, running, or waiting for a retry): with
+//! the default of 1 a group's jobs run one at a time, in enqueue order,
+//! across the whole fleet. The rest wait in the group's own stream
+//! (`PREFIX:{Q}:group:G`); each admitted job that ends lets the next one
+//! into `ready`, at its tail, so groups take turns: another group's job
+//! waits behind at most `group_concurrency` jobs of each busy group, not
+//! behind their backlogs.
+//!
+//! The state is three keys of the queue, changed only by scripts
+//! (`group-enqueue-6` at enqueue, `group-start-6` when a worker starts a
+//! job that did not come through the gate, `settle-14` when a job ends):
+//! see docs/flow-control.md and docs/wire-format.md.
+
+use redis::Value;
+
+use crate::error::{Error, Result};
+use crate::reply;
+use crate::scripts;
+use crate::store::QueueStore;
+
+/// The field of `PREFIX:{Q}:meta` that holds the queue's group
+/// concurrency (default 1).
+pub const CONCURRENCY_FIELD: &str = "group_concurrency";
+
+/// Most jobs of one group admitted at once, at most.
+pub const MAX_GROUP_CONCURRENCY: u32 = 10_000;
+
+/// Where a grouped job went at enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupEnqueue {
+    /// Admitted: added to `ready` (its entry id), or already admitted
+    /// (a retried call: empty).
+    Admitted(String),
+    /// Waiting behind its group (its entry id in the group's stream).
+    Waiting(String),
+}
+
+/// What a worker does with a grouped job it fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupStart {
+    /// Admitted: run it.
+    Run,
+    /// Moved behind its group: nothing more to do with this entry.
+    Waiting,
+    /// Not pending on this consumer any more: nothing was changed.
+    Lost,
+}
+
+/// One group of a queue, as `jobstream` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct GroupInfo {
+    /// The group.
+    pub group: String,
+    /// Its jobs admitted (ready, running or waiting for a retry).
+    pub admitted: u64,
+    /// Its jobs waiting for their turn.
+    pub waiting: u64,
+}
+
+impl QueueStore {
+    /// Script `group-enqueue-6`: admits the job (adds it to `ready`) or
+    /// lets it wait behind its group. `fields` must carry `group` and
+    /// `id` equal to `group` and `job_id`.
+    pub async fn enqueue_grouped(
+        &self,
+        group: &str,
+        job_id: &str,
+        fields: &[(&[u8], &[u8])],
+    ) -> Result<GroupEnqueue> {
+        let keys = self.keys();
+        let op = scripts::GROUP_ENQUEUE.name;
+        let v: Value = self
+            .eval(&scripts::GROUP_ENQUEUE, |inv| {
+                inv.key(keys.ready())
+                    .key(keys.groups())
+                    .key(keys.grouped())
+                    .key(keys.group(group))
+                    .key(keys.meta())
+                    .key(keys.stats())
+                    .arg(group)
+                    .arg(job_id);
+                for (k, v) in fields {
+                    inv.arg(*k).arg(*v);
+                }
+            })
+            .await?;
+        let mut items = reply::array(op, v)?.into_iter();
+        let (Some(code), Some(id)) = (items.next(), items.next()) else {
+            return Err(Error::protocol(op, "expected { code, id }"));
+        };
+        let id = reply::string(op, id)?;
+        Ok(match reply::int(op, &code)? {
+            2 => GroupEnqueue::Waiting(id),
+            _ => GroupEnqueue::Admitted(id),
+        })
+    }
+
+    /// Script `group-start-6`: whether a fetched grouped job may run now.
+    pub async fn start_grouped(
+        &self,
+        consumer: &str,
+        entry_id: &str,
+        group: &str,
+        job_id: &str,
+    ) -> Result<GroupStart> {
+        let keys = self.keys();
+        let code: i64 = self
+            .eval(&scripts::GROUP_START, |inv| {
+                inv.key(keys.ready())
+                    .key(keys.groups())
+                    .key(keys.grouped())
+                    .key(keys.group(group))
+                    .key(keys.meta())
+                    .key(keys.stats())
+                    .arg(self.group())
+                    .arg(consumer)
+                    .arg(entry_id)
+                    .arg(group)
+                    .arg(job_id);
+            })
+            .await?;
+        Ok(match code {
+            1 => GroupStart::Run,
+            2 => GroupStart::Waiting,
+            _ => GroupStart::Lost,
+        })
+    }
+
+    /// Sets the queue's group concurrency (`PREFIX:{Q}:meta`,
+    /// `group_concurrency`): how many jobs of one group may be admitted at
+    /// once, fleet-wide. 1 (the default) runs each group's jobs one at a
+    /// time, in order.
+    pub async fn set_group_concurrency(&self, n: u32) -> Result<()> {
+        let n = n.clamp(1, MAX_GROUP_CONCURRENCY);
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.keys().meta()).arg(CONCURRENCY_FIELD).arg(n);
+        self.query::<Value>("HSET", &cmd).await.map(|_| ())
+    }
+
+    /// The queue's group concurrency (1 when unset or unreadable).
+    pub async fn group_concurrency(&self) -> Result<u32> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(self.keys().meta()).arg(CONCURRENCY_FIELD);
+        let v: Option<String> = self.query("HGET", &cmd).await?;
+        Ok(v.and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(1)
+            .clamp(1, MAX_GROUP_CONCURRENCY))
+    }
+
+    /// Groups with admitted jobs (at most `limit`, from `HSCAN`), each
+    /// with its admitted and waiting counts.
+    pub async fn groups(&self, limit: usize) -> Result<Vec<GroupInfo>> {
+        let keys = self.keys();
+        let mut cursor = "0".to_owned();
+        let mut found: Vec<(Vec<u8>, i64)> = Vec::new();
+        loop {
+            let mut cmd = redis::cmd("HSCAN");
+            cmd.arg(keys.groups()).arg(&cursor).arg("COUNT").arg(500);
+            let (next, page): (String, Vec<(Vec<u8>, i64)>) = self.query("HSCAN", &cmd).await?;
+            found.extend(page);
+            cursor = next;
+            if cursor == "0" || found.len() >= limit {
+                break;
+            }
+        }
+        found.truncate(limit);
+        let mut pipe = redis::pipe();
+        for (g, _) in &found {
+            // The group's key by bytes: a group name need not be UTF-8.
+            let mut key = keys.group("").into_bytes();
+            key.extend_from_slice(g);
+            pipe.cmd("XLEN").arg(key);
+        }
+        let waiting: Vec<u64> = if found.is_empty() {
+            Vec::new()
+        } else {
+            let mut conn = self.redis().shared();
+            pipe.query_async(&mut conn)
+                .await
+                .map_err(|e| self.redis().error("XLEN", e))?
+        };
+        Ok(found
+            .into_iter()
+            .zip(waiting)
+            .map(|((group, admitted), waiting)| GroupInfo {
+                group: String::from_utf8_lossy(&group).into_owned(),
+                admitted: admitted.max(0) as u64,
+                waiting,
+            })
+            .collect())
+    }
+}
