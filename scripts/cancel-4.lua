@@ -4,7 +4,7 @@
 
   - Not started (scheduled, ready, waiting for a retry, or delivered but
     not started): marked `cancelled`; the worker that fetches it drops it
-    without running it and counts it (start-3, then settle-10, which also
+    without running it and counts it (start-3, then settle-14, which also
     counts it in its batch and ends its chain). Its uniqueness key is
     released and waiters are woken now. The entry is not deleted here:
     only the worker's settle knows the job's batch and chain.
@@ -16,7 +16,7 @@
   KEYS[2]  PREFIX:{Q}:cancels        zset: ids of running jobs asked to
            cancel, score = when (unix ms); entries older than a minute are
            removed here
-  KEYS[3]  PREFIX:{Q}:done:ID        list (see settle-10)
+  KEYS[3]  PREFIX:{Q}:done:ID        list (see settle-14)
   KEYS[4]  PREFIX:{Q}:unique:KEY     string: the key the record names in
            unique_lock (any key of the queue when it has none: unused)
 
@@ -37,7 +37,7 @@ if state == 'scheduled' or state == 'ready' or state == 'retrying' then
   end
   redis.call('DEL', KEYS[3])
   redis.call('RPUSH', KEYS[3], 'cancelled')
-  -- The record lives until the worker drops the entry (settle-10 then
+  -- The record lives until the worker drops the entry (settle-14 then
   -- sets its expiry): it is what tells the worker not to run it.
   return 1
 end

@@ -19,7 +19,7 @@
   KEYS[5]  PREFIX:{Q}:job:ID         hash, the job's record (unused when
            ARGV[4] is "0")
   KEYS[6]  PREFIX:{Q}:done:ID        list of a final job's waiters (see
-           settle-10): deleted with a new record, so an old final state
+           settle-14): deleted with a new record, so an old final state
            never answers for this one
 
   ARGV[1]  job id

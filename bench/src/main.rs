@@ -314,7 +314,7 @@ async fn drain(ctx: &mut Ctx, scenario: &str, n: usize, size: usize, concurrency
 
 /// Jobs that keep a record (enqueued by the producer with `keep_record`,
 /// so each has its record before the drain starts): what records cost a
-/// worker and Redis (`start-3` and `settle-10` per job instead of a share of
+/// worker and Redis (`start-3` and `settle-14` per job instead of a share of
 /// a batched `ack-2`).
 async fn drain_records(ctx: &mut Ctx, scenario: &str, n: usize, concurrency: usize) -> Row {
     RECORDS.store(true, std::sync::atomic::Ordering::Relaxed);

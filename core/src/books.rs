@@ -4,11 +4,11 @@
 //! Adds to `ready`: producers' `XADD`, `admit-4`, `promote-4`, `requeue-2`
 //! (the new entry) and `replay-3`. Removals, each counted in
 //! `PREFIX:{Q}:stats` by the script that makes it: `processed`, `discarded`
-//! and `expired` (`ack-2`, `settle-10`; `discarded` also `purge-4` and
+//! and `expired` (`ack-2`, `settle-14`; `discarded` also `purge-4` and
 //! `admit-4` shedding), `cancelled` (`ack-2`,
-//! `settle-10`, `withdraw-4`), `retried`
-//! (`retry-3`, `settle-10`), `requeued` (`requeue-2`, the old entry) and `dead`
-//! (`dead-3`, `settle-10`, `reclaim-3`, `admit-4` shedding to dead) minus the dead letters that never were in `ready`
+//! `settle-14`, `withdraw-4`), `retried`
+//! (`retry-3`, `settle-14`), `requeued` (`requeue-2`, the old entry) and `dead`
+//! (`dead-3`, `settle-14`, `reclaim-3`, `admit-4` shedding to dead) minus the dead letters that never were in `ready`
 //! (`dead_scheduled`: scheduled members `promote-4` could not decode), and
 //! `group_parked` (`group-start-6`: a job of a full group moved out of
 //! `ready` to wait behind its group; it comes back as a new add). So
@@ -86,7 +86,7 @@ pub struct Books {
     /// (`ack-2`; those sent to dead count in `dead`).
     pub expired: i64,
     /// Counter `cancelled`: cancelled before they ran, or stopped by their
-    /// handler on cancellation (`ack-2`, `settle-10`).
+    /// handler on cancellation (`ack-2`, `settle-14`).
     pub cancelled: i64,
     /// Counter `retried`: moved to `scheduled` for another attempt (`retry-3`).
     pub retried: i64,

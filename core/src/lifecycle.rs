@@ -1,6 +1,6 @@
 //! The job lifecycle beyond one attempt: uniqueness keys, job records
 //! (state, attempts, progress, result) and what a waiter gets back.
-//! The scripts that write them: `enqueue-6`, `start-3`, `settle-10`,
+//! The scripts that write them: `enqueue-6`, `start-3`, `settle-14`,
 //! `progress-2`, `cancel-4` (scripts/README.md).
 
 use std::collections::HashMap;

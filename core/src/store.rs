@@ -36,7 +36,7 @@ pub struct Reclaimed {
     pub failed: u64,
     /// Of the abandoned jobs, those with lifecycle fields: their `id`,
     /// `unique_key`, `unique_for`, `record_ms` and `batch` fields, for the
-    /// caller to finish their record, key and batch (`settle-10` with no
+    /// caller to finish their record, key and batch (`settle-14` with no
     /// entry).
     pub tracked: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
 }

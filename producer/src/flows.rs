@@ -1,7 +1,7 @@
 //! Chains (steps run one after the other, each given the previous one's
 //! result) and batches (members run in parallel; a completion job runs
 //! once when all of them have ended). Both live on one queue: every move is
-//! a script on that queue's keys (`settle-10`).
+//! a script on that queue's keys (`settle-14`).
 
 use std::time::Duration;
 

@@ -78,7 +78,7 @@ impl Acker {
         // stream's keys only (ready to be spread over Cluster slots).
         // Acks, discards and expired jobs of each lane: one call each.
         // Tracked jobs (a record, a uniqueness key) are settled one by one
-        // below, by settle-10.
+        // below, by settle-14.
         let mut by_lane: BTreeMap<LaneId, [Vec<&str>; 4]> = BTreeMap::new();
         for o in buf.iter().filter(|o| o.tracked.is_none()) {
             let lane = by_lane.entry(o.lane);
@@ -98,7 +98,7 @@ impl Acker {
             self.ack_all(store, "expired", &expired).await;
             self.ack_all(store, "cancelled", &cancelled).await;
         }
-        // Tracked jobs: one settle-10 each, all of the flush at once (the
+        // Tracked jobs: one settle-14 each, all of the flush at once (the
         // calls share the multiplexed connection, so they go out as one
         // pipeline instead of one round trip each).
         let settles = buf.iter().filter_map(|o| {
@@ -142,7 +142,7 @@ impl Acker {
             .remove_many(buf.iter().map(|o| (o.lane, o.entry_id.as_str())));
     }
 
-    /// `settle-10` for one tracked job: the move, its record, its key.
+    /// `settle-14` for one tracked job: the move, its record, its key.
     async fn settle(&self, store: &QueueStore, o: &Outcome, t: &Settling) -> Option<bool> {
         let (state, retry, dead) = match &o.action {
             Action::Ack => (JobState::Completed, None, None),

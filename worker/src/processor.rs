@@ -52,11 +52,11 @@ pub(crate) struct Outcome {
     pub(crate) entry_id: String,
     pub(crate) action: Action,
     /// For a job with a record or a uniqueness key: settled by
-    /// `settle-10`, one call, instead of the batched plain scripts.
+    /// `settle-14`, one call, instead of the batched plain scripts.
     pub(crate) tracked: Option<Box<Settling>>,
 }
 
-/// What `settle-10` writes besides the move.
+/// What `settle-14` writes besides the move.
 #[derive(Debug)]
 pub(crate) struct Settling {
     pub(crate) tracking: Tracking,

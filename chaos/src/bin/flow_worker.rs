@@ -1,8 +1,9 @@
-//! A worker process for the chains-and-batches kill test: runs chain
-//! steps, batch members and batch completion jobs, recording in Redis the
-//! entry each delivery came from, so the test can tell a redelivery (same
-//! entry, after a kill) from a step or completion job enqueued twice (a new
-//! entry).
+//! A worker process for the chains-and-batches and the groups kill tests:
+//! runs chain steps, batch members and batch completion jobs, recording in
+//! Redis the entry each delivery came from, so the test can tell a
+//! redelivery (same entry, after a kill) from a step or completion job
+//! enqueued twice (a new entry); and jobs of groups (`ordered`), recording
+//! each start and success in the group's list, in the server's order.
 
 use std::time::Duration;
 
@@ -63,8 +64,13 @@ async fn main() -> std::process::ExitCode {
         Duration::from_millis(200),
     ));
     let run = args.run.clone();
-    let (r1, r2, r3) = (recorder.clone(), recorder.clone(), recorder);
-    let (run1, run2, run3) = (run.clone(), run.clone(), run);
+    let (r1, r2, r3, r4) = (
+        recorder.clone(),
+        recorder.clone(),
+        recorder.clone(),
+        recorder,
+    );
+    let (run1, run2, run3, run4) = (run.clone(), run.clone(), run.clone(), run);
     let worker = Worker::builder(&args.redis_url)
         .queue(&args.queue)
         .concurrency(8)
@@ -107,6 +113,30 @@ async fn main() -> std::process::ExitCode {
                 Ok(())
             }
         })
+        // A job of a group: `start:N` and, on success, `ok:N` pushed to the
+        // group's list; every seventh fails its first attempt (its retry
+        // must hold the group).
+        .handle_with(
+            "ordered",
+            options.clone(),
+            move |n: u64, ctx: JobContext| {
+                let (mut conn, run) = (r4.clone(), run4.clone());
+                async move {
+                    let key = format!("flow:{run}:order:{}", ctx.group().unwrap_or(""));
+                    conn.rpush::<_, _, ()>(&key, format!("start:{n}"))
+                        .await
+                        .map_err(|e| JobError::retry(e.to_string()))?;
+                    tokio::time::sleep(Duration::from_millis(10 + n % 4 * 10)).await;
+                    if n % 7 == 3 && ctx.attempt() == 1 {
+                        return Err(JobError::retry("fails its first attempt"));
+                    }
+                    conn.rpush::<_, _, ()>(&key, format!("ok:{n}"))
+                        .await
+                        .map_err(|e| JobError::retry(e.to_string()))?;
+                    Ok(())
+                }
+            },
+        )
         .handle_with("done", options, move |_: (), ctx: JobContext| {
             let (mut conn, run) = (r3.clone(), run3.clone());
             async move {
