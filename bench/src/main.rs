@@ -351,6 +351,25 @@ async fn drain_rate(ctx: &mut Ctx, scenario: &str, n: usize, concurrency: usize)
     row
 }
 
+/// `drain` of jobs spread over `KEYED_GROUPS` groups (each job's `group`,
+/// enqueued through `group-enqueue-6`) with the default group concurrency
+/// of 1: every job is ordered within its group. What ordering by key
+/// costs: each job is settled by `settle-14` (which lets the next job of
+/// its group into `ready`) instead of a share of a batched `ack-2`, and
+/// each group has one job in `ready` at a time.
+async fn drain_keyed(ctx: &mut Ctx, scenario: &str, n: usize, concurrency: usize) -> Row {
+    KEYED.store(true, std::sync::atomic::Ordering::Relaxed);
+    let row = drain_queues(ctx, scenario, n, 100, concurrency, false).await;
+    KEYED.store(false, std::sync::atomic::Ordering::Relaxed);
+    row
+}
+
+/// Groups of `drain_keyed`.
+const KEYED_GROUPS: usize = 1000;
+
+/// Set while `drain_keyed` fills its queues.
+static KEYED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Set while `drain_rate` runs.
 static RATE_LIMITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -397,12 +416,16 @@ async fn drain_queues(
             }
         } else if RECORDS.load(std::sync::atomic::Ordering::Relaxed)
             || TRACED.load(std::sync::atomic::Ordering::Relaxed)
+            || KEYED.load(std::sync::atomic::Ordering::Relaxed)
         {
             let records = RECORDS.load(std::sync::atomic::Ordering::Relaxed);
+            let keyed = KEYED.load(std::sync::atomic::Ordering::Relaxed);
             let jobs: Vec<NewJob> = (0..per_round)
                 .map(|i| {
                     let job = NewJob::new("bench", &payload).expect("payload");
-                    if records {
+                    if keyed {
+                        job.group(format!("g{}", i % KEYED_GROUPS)).expect("group")
+                    } else if records {
                         job.keep_record(Duration::from_secs(600))
                     } else {
                         job.traceparent(format!(
@@ -640,6 +663,12 @@ async fn main() {
     if want("drain_rate") {
         emit(
             drain_rate(&mut ctx, "drain_rate", args.jobs, args.concurrency).await,
+            &mut rows,
+        );
+    }
+    if want("drain_keyed") {
+        emit(
+            drain_keyed(&mut ctx, "drain_keyed", args.jobs, args.concurrency).await,
             &mut rows,
         );
     }

@@ -227,6 +227,13 @@ pub(crate) async fn run(
                              a job without a record cannot be cancelled once fetched; nothing changed"
                         )));
                     }
+                    PlainCancel::Grouped => {
+                        return Err(CliError::Msg(format!(
+                            "job {id:?} of queue {q:?} belongs to a group: cancelling jobs of \
+                             groups is not supported yet (it would hold the group's place); \
+                             nothing changed"
+                        )));
+                    }
                     PlainCancel::Tracked => {
                         return Err(CliError::Msg(format!(
                             "job {id:?} of queue {q:?} belongs to a batch or keeps a record \

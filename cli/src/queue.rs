@@ -199,7 +199,7 @@ pub(crate) async fn run(inspector: &Inspector, command: QueueCommand) -> CliResu
                 );
                 if purged.skipped > 0 {
                     println!(
-                        "left {} that keep a record, belong to a batch or hold a uniqueness key: cancel them with `jobstream job cancel`",
+                        "left {} that keep a record, belong to a batch or a group, or hold a uniqueness key (cancel those with a record or key with `jobstream job cancel`)",
                         purged.skipped
                     );
                 }

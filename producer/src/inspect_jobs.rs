@@ -140,10 +140,13 @@ impl QueuedJob {
             .map(|(_, v)| v.as_str())
     }
 
-    /// True when the job keeps a record or belongs to a batch: taking it
-    /// out by hand would leave its record or batch waiting.
+    /// True when the job keeps a record, belongs to a batch or to a group:
+    /// taking it out by hand would leave its record or batch waiting, or
+    /// its group's place held for good.
     fn is_tracked(&self) -> bool {
-        self.field(field::RECORD_MS).is_some() || self.field(field::BATCH).is_some()
+        self.field(field::RECORD_MS).is_some()
+            || self.field(field::BATCH).is_some()
+            || self.field(field::GROUP).is_some()
     }
 }
 
@@ -216,6 +219,9 @@ pub enum PlainCancel {
     InFlight,
     /// It keeps a record or is a batch member: use the record's cancel.
     Tracked,
+    /// The job belongs to a group (and keeps no record): not cancelled, as
+    /// taking it out by hand would hold its group's place for good.
+    Grouped,
     /// Dead already: nothing to cancel.
     Dead,
     /// Not in the queue (or not within the scan cap, see `capped`).
@@ -231,8 +237,9 @@ pub enum PlainCancel {
 pub struct Purged {
     /// Jobs removed.
     pub removed: u64,
-    /// Jobs left because they keep a record, belong to a batch or hold a
-    /// uniqueness key (cancel those one by one with `job cancel`).
+    /// Jobs left because they keep a record, belong to a batch or a group,
+    /// or hold a uniqueness key (cancel those with a record or a key one by
+    /// one with `job cancel`).
     pub skipped: u64,
 }
 
@@ -527,6 +534,9 @@ impl Inspector {
                 capped: found.capped,
             });
         };
+        if job.field(field::GROUP).is_some() && job.field(field::RECORD_MS).is_none() {
+            return Ok(PlainCancel::Grouped);
+        }
         if job.is_tracked() {
             return Ok(PlainCancel::Tracked);
         }
@@ -562,7 +572,7 @@ impl Inspector {
     /// Removes every job of `queue` in `state` (`Ready`: undelivered
     /// entries only; `InFlight` is refused), in pages, with `purge-4`:
     /// counted so the books balance. Jobs that keep a record, belong to a
-    /// batch or hold a uniqueness key are skipped.
+    /// batch or a group, or hold a uniqueness key are skipped.
     pub async fn purge(&self, queue: &str, state: Place) -> Result<Purged> {
         let store = self.store(queue)?;
         let mut out = Purged::default();
