@@ -1,5 +1,5 @@
 --[[
-  group-enqueue-6: enqueue one job of a group (field `group`: a tenant, a
+  group-enqueue-6: enqueue jobs of one group (field `group`: a tenant, a
   customer, an account: the jobs whose order or share matters). A group
   has at most `group_concurrency` of its jobs admitted at once (the field
   of PREFIX:{Q}:meta, default 1: one at a time, in enqueue order); an
@@ -11,8 +11,14 @@
   `ready` at any time, and another group's job waits behind those, not
   behind the backlog: round-robin between groups.
 
-  Destination first: the XADD (to ready, or to the group's stream) is the
-  first write; nothing is changed when it fails.
+  Destination first: each job's XADD (to ready, or to the group's stream)
+  comes before the bookkeeping that follows it; a failed XADD stops the
+  call there: the jobs before it are enqueued, it and the ones after it
+  are not (the caller retries them; a retried admitted job is not added
+  twice).
+
+  One call takes up to 1000 jobs of one group, in order: the order of a
+  group is the order of its calls and, within a call, of its jobs.
 
   KEYS[1]  PREFIX:{Q}:ready     stream
   KEYS[2]  PREFIX:{Q}:groups    hash: group → number of its jobs admitted
@@ -22,72 +28,96 @@
   KEYS[6]  PREFIX:{Q}:stats     hash of counters: group_waiting (a gauge:
            jobs waiting in their group's stream)
 
-  ARGV[1]  the group, 1 to 256 bytes (must equal the job's `group` field)
-  ARGV[2]  the job id (must equal the job's `id` field, which is required)
-  ARGV[3..] field, value, field, value ... of the job's entry
+  ARGV[1]  the group, 1 to 256 bytes (must equal each job's `group` field)
+  ARGV[2]  n, the number of jobs (1 to 1000)
+  ARGV[3…] per job: its id (must equal its `id` field), its number of
+           fields f, then f field, value pairs
+           (id, f, name, value, ..., id, f, name, value, ...)
 
-  Returns: { 1, entry id } when added to ready (admitted); { 2, entry id
-           in the group's stream } when it waits behind its group;
-           { 1, "" } when this job id is already admitted in this group (a
-           retried call: nothing is added twice); or an error reply with
-           nothing changed: "ERR group-enqueue-6: ..." for bad arguments,
-           or the XADD's error unchanged.
+  Returns: { admitted, waiting }: how many of the jobs were added to ready
+           (or were already admitted: a retried call) and how many wait
+           behind their group; or an error reply: "ERR group-enqueue-6:
+           ..." for bad arguments (checked before anything is written), or
+           the XADD's error unchanged (the jobs before it are enqueued).
 ]]
-local group, id = ARGV[1], ARGV[2]
+local group = ARGV[1]
 if #group < 1 or #group > 256 then
   return redis.error_reply('ERR group-enqueue-6: the group must be 1 to 256 bytes')
 end
-if id == '' or #ARGV < 4 or #ARGV % 2 ~= 0 then
-  return redis.error_reply('ERR group-enqueue-6: a job id and field, value pairs are required')
+local n = tonumber(ARGV[2])
+if n == nil or n < 1 or n > 1000 or n ~= math.floor(n) then
+  return redis.error_reply('ERR group-enqueue-6: n must be 1 to 1000')
 end
-local has_group, has_id = false, false
-for i = 3, #ARGV, 2 do
-  if ARGV[i] == 'group' then has_group = ARGV[i + 1] == group end
-  if ARGV[i] == 'id' then has_id = ARGV[i + 1] == id end
+-- Every job checked before any write: { id, first field index, last }.
+local jobs = {}
+local pos = 3
+for _ = 1, n do
+  local id, f = ARGV[pos], tonumber(ARGV[pos + 1])
+  if id == nil or id == '' or f == nil or f < 1 or f > 1024 or f ~= math.floor(f)
+      or pos + 1 + 2 * f > #ARGV then
+    return redis.error_reply('ERR group-enqueue-6: each job needs an id and 1 to 1024 field, value pairs')
+  end
+  local first, last = pos + 2, pos + 1 + 2 * f
+  local has_group, has_id = false, false
+  for i = first, last, 2 do
+    if ARGV[i] == 'group' then has_group = ARGV[i + 1] == group end
+    if ARGV[i] == 'id' then has_id = ARGV[i + 1] == id end
+  end
+  if not (has_group and has_id) then
+    return redis.error_reply('ERR group-enqueue-6: each job must carry this group and its id in its fields')
+  end
+  jobs[#jobs + 1] = { id, first, last }
+  pos = last + 1
 end
-if not (has_group and has_id) then
-  return redis.error_reply('ERR group-enqueue-6: the fields must carry this group and this id')
+if pos ~= #ARGV + 1 then
+  return redis.error_reply('ERR group-enqueue-6: arguments left over after n jobs')
 end
 
-local function limit(meta)
-  local k = tonumber(redis.call('HGET', meta, 'group_concurrency') or '1')
-  if k == nil or k < 1 then return 1 end
-  return math.floor(k)
-end
+local k = tonumber(redis.call('HGET', KEYS[5], 'group_concurrency') or '1')
+if k == nil or k < 1 then k = 1 end
+k = math.floor(k)
+local running = tonumber(redis.call('HGET', KEYS[2], group) or '0') or 0
+local waiting = redis.call('XLEN', KEYS[4])
 
 -- Moves the group's oldest waiting jobs to ready while it has room; a
 -- failed XADD (OOM) leaves them waiting for the next call that looks.
-local function release(ready, groups, grouped, waiting, stats, k)
-  local running = tonumber(redis.call('HGET', groups, group) or '0') or 0
-  while running < k do
-    local head = redis.call('XRANGE', waiting, '-', '+', 'COUNT', 1)
-    if #head == 0 then break end
-    local fields, next_id = head[1][2], nil
-    for i = 1, #fields, 2 do
-      if fields[i] == 'id' then next_id = fields[i + 1] end
+local function release()
+  while running < k and waiting > 0 do
+    local head = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', 1)
+    if #head == 0 then waiting = 0; break end
+    local f, next_id = head[1][2], nil
+    for i = 1, #f, 2 do
+      if f[i] == 'id' then next_id = f[i + 1] end
     end
-    local r = redis.pcall('XADD', ready, '*', unpack(fields))
+    local r = redis.pcall('XADD', KEYS[1], '*', unpack(f))
     if type(r) == 'table' then break end
-    redis.call('XDEL', waiting, head[1][1])
-    redis.call('HSET', grouped, next_id or head[1][1], group)
-    running = redis.call('HINCRBY', groups, group, 1)
-    redis.pcall('HINCRBY', stats, 'group_waiting', -1)
+    redis.call('XDEL', KEYS[4], head[1][1])
+    redis.call('HSET', KEYS[3], next_id or head[1][1], group)
+    running = redis.call('HINCRBY', KEYS[2], group, 1)
+    waiting = waiting - 1
+    redis.pcall('HINCRBY', KEYS[6], 'group_waiting', -1)
   end
 end
 
-if redis.call('HGET', KEYS[3], id) == group then return { 1, '' } end
-local k = limit(KEYS[5])
-local running = tonumber(redis.call('HGET', KEYS[2], group) or '0') or 0
-if running < k and redis.call('XLEN', KEYS[4]) == 0 then
-  local r = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, 3))
-  if type(r) == 'table' then return r end
-  redis.call('HSET', KEYS[3], id, group)
-  redis.call('HINCRBY', KEYS[2], group, 1)
-  return { 1, r }
+-- Room but jobs waiting (an earlier release failed): let them in first.
+release()
+local admitted, queued = 0, 0
+for _, job in ipairs(jobs) do
+  local id, first, last = job[1], job[2], job[3]
+  if redis.call('HGET', KEYS[3], id) == group then
+    admitted = admitted + 1
+  elseif running < k and waiting == 0 then
+    local r = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, first, last))
+    if type(r) == 'table' then return r end
+    redis.call('HSET', KEYS[3], id, group)
+    running = redis.call('HINCRBY', KEYS[2], group, 1)
+    admitted = admitted + 1
+  else
+    local r = redis.pcall('XADD', KEYS[4], '*', unpack(ARGV, first, last))
+    if type(r) == 'table' then return r end
+    waiting = waiting + 1
+    redis.pcall('HINCRBY', KEYS[6], 'group_waiting', 1)
+    queued = queued + 1
+  end
 end
-local r = redis.pcall('XADD', KEYS[4], '*', unpack(ARGV, 3))
-if type(r) == 'table' then return r end
-redis.pcall('HINCRBY', KEYS[6], 'group_waiting', 1)
--- Room but jobs waiting: an earlier release failed; let them in now.
-if running < k then release(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], k) end
-return { 2, r }
+return { admitted, queued }

@@ -29,16 +29,22 @@ pub const CONCURRENCY_FIELD: &str = "group_concurrency";
 /// Most jobs of one group admitted at once, at most.
 pub const MAX_GROUP_CONCURRENCY: u32 = 10_000;
 
-/// Where a grouped job went at enqueue.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the jobs of one `group-enqueue-6` call went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub enum GroupEnqueue {
-    /// Admitted: added to `ready` (its entry id), or already admitted
-    /// (a retried call: empty).
-    Admitted(String),
-    /// Waiting behind its group (its entry id in the group's stream).
-    Waiting(String),
+pub struct GroupEnqueued {
+    /// Added to `ready` (or already admitted: a retried call).
+    pub admitted: u64,
+    /// Waiting behind their group.
+    pub waiting: u64,
 }
+
+/// Most jobs one `group-enqueue-6` call takes.
+pub const GROUP_ENQUEUE_BATCH: usize = 1000;
+
+/// One job for [`QueueStore::enqueue_grouped`]: its id and its entry's
+/// fields (which must carry `group` and `id`).
+pub type GroupedJob<'a> = (&'a str, &'a [(&'a [u8], &'a [u8])]);
 
 /// What a worker does with a grouped job it fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,41 +71,45 @@ pub struct GroupInfo {
 }
 
 impl QueueStore {
-    /// Script `group-enqueue-6`: admits the job (adds it to `ready`) or
-    /// lets it wait behind its group. `fields` must carry `group` and
-    /// `id` equal to `group` and `job_id`.
+    /// Script `group-enqueue-6`: admits each job (adds it to `ready`) or
+    /// lets it wait behind its group, in the order given, in calls of at
+    /// most [`GROUP_ENQUEUE_BATCH`] jobs. Each job's fields must carry
+    /// `group` and its `id`.
     pub async fn enqueue_grouped(
         &self,
         group: &str,
-        job_id: &str,
-        fields: &[(&[u8], &[u8])],
-    ) -> Result<GroupEnqueue> {
+        jobs: &[GroupedJob<'_>],
+    ) -> Result<GroupEnqueued> {
         let keys = self.keys();
         let op = scripts::GROUP_ENQUEUE.name;
-        let v: Value = self
-            .eval(&scripts::GROUP_ENQUEUE, |inv| {
-                inv.key(keys.ready())
-                    .key(keys.groups())
-                    .key(keys.grouped())
-                    .key(keys.group(group))
-                    .key(keys.meta())
-                    .key(keys.stats())
-                    .arg(group)
-                    .arg(job_id);
-                for (k, v) in fields {
-                    inv.arg(*k).arg(*v);
-                }
-            })
-            .await?;
-        let mut items = reply::array(op, v)?.into_iter();
-        let (Some(code), Some(id)) = (items.next(), items.next()) else {
-            return Err(Error::protocol(op, "expected { code, id }"));
-        };
-        let id = reply::string(op, id)?;
-        Ok(match reply::int(op, &code)? {
-            2 => GroupEnqueue::Waiting(id),
-            _ => GroupEnqueue::Admitted(id),
-        })
+        let mut out = GroupEnqueued::default();
+        for chunk in jobs.chunks(GROUP_ENQUEUE_BATCH) {
+            let v: Value = self
+                .eval(&scripts::GROUP_ENQUEUE, |inv| {
+                    inv.key(keys.ready())
+                        .key(keys.groups())
+                        .key(keys.grouped())
+                        .key(keys.group(group))
+                        .key(keys.meta())
+                        .key(keys.stats())
+                        .arg(group)
+                        .arg(chunk.len());
+                    for (id, fields) in chunk {
+                        inv.arg(*id).arg(fields.len());
+                        for (k, v) in fields.iter() {
+                            inv.arg(*k).arg(*v);
+                        }
+                    }
+                })
+                .await?;
+            let items = reply::array(op, v)?;
+            let [admitted, waiting] = items.as_slice() else {
+                return Err(Error::protocol(op, "expected { admitted, waiting }"));
+            };
+            out.admitted += reply::int(op, admitted)?.max(0) as u64;
+            out.waiting += reply::int(op, waiting)?.max(0) as u64;
+        }
+        Ok(out)
     }
 
     /// Script `group-start-6`: whether a fetched grouped job may run now.

@@ -54,6 +54,7 @@ pub use job::{MAX_ID_LEN, NewJob};
 use jobstream_core::Admission;
 pub use jobstream_core::Job;
 use jobstream_core::envelope::{field, fields_to_msgpack};
+use jobstream_core::groups::GroupedJob;
 pub use jobstream_core::store_lifecycle::BatchSummary;
 use jobstream_core::store_lifecycle::{Destination, EnqueueOutcome, UniqueLock};
 pub use jobstream_core::{Error, Limits, QueueName, Result, Timings, TlsOptions};
@@ -545,12 +546,16 @@ impl Producer {
         // Groups side by side (they share the multiplexed connection), each
         // group's jobs one after the other: their order is the group's.
         let sends = grouped.iter().map(|(group, list)| async move {
-            for (i, deadline) in list {
-                let job = &jobs[*i];
-                let fields = stream_fields(job, *deadline);
-                store.enqueue_grouped(group, &job.id, &fields).await?;
-            }
-            Ok::<(), Error>(())
+            let fields: Vec<Fields<'_>> = list
+                .iter()
+                .map(|(i, deadline)| stream_fields(&jobs[*i], *deadline))
+                .collect();
+            let batch: Vec<GroupedJob<'_>> = list
+                .iter()
+                .zip(&fields)
+                .map(|((i, _), f)| (jobs[*i].id.as_str(), f.as_slice()))
+                .collect();
+            store.enqueue_grouped(group, &batch).await.map(|_| ())
         });
         for sent in futures_util::future::join_all(sends).await {
             sent?;

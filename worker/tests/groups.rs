@@ -243,7 +243,11 @@ async fn a_small_group_waits_behind_a_few_jobs_of_a_big_one_not_its_backlog() {
     let server = RedisServer::start();
     let queue = unique_queue("fair");
     let producer = producer(&server).await;
-    let backlog = 3000u32;
+    // JOBSTREAM_FAIR_BACKLOG=100000 for the measurement.
+    let backlog: u32 = std::env::var("JOBSTREAM_FAIR_BACKLOG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000);
     let big = (0..backlog)
         .map(|i| NewJob::new("step", &i).unwrap().group("big").unwrap())
         .collect();
