@@ -156,16 +156,8 @@ impl QueueStore {
         pipe.cmd("ZCARD").arg(k.scheduled());
         pipe.cmd("XLEN").arg(k.dead());
         pipe.cmd("HGETALL").arg(k.stats());
-        pipe.cmd("HGETALL").arg(k.limits());
         let mut conn = self.redis().shared();
-        #[allow(clippy::type_complexity)]
-        let (len, scheduled, dead, counters, limits): (
-            u64,
-            u64,
-            u64,
-            Vec<(String, i64)>,
-            Vec<(String, String)>,
-        ) = pipe
+        let (len, scheduled, dead, counters): (u64, u64, u64, Vec<(String, i64)>) = pipe
             .query_async(&mut conn)
             .await
             .map_err(|e| self.redis().error("stats", e))?;
@@ -182,6 +174,17 @@ impl QueueStore {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the paused queues");
                 None
+            }
+        };
+        // Its own command: a limits key broken by hand (another type) must
+        // not take the queue's stats with it.
+        let mut hgetall = redis::cmd("HGETALL");
+        hgetall.arg(k.limits());
+        let limits: Vec<(String, String)> = match self.query("HGETALL", &hgetall).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the queue's limits");
+                Vec::new()
             }
         };
         // Its own command too: most queues have no groups.

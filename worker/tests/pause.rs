@@ -295,5 +295,17 @@ async fn a_pause_with_a_hand_written_value_still_pauses() {
     enqueue(&server, &q, 1, 1).await;
     wait_stats(&server, &q, "the worker to run on", |s| s.processed == 2).await;
     server.cli(&["DEL", "jobstream:paused"]).unwrap();
+    // So are a queue's limits and groups keys: stats still answer.
+    for key in ["limits", "groups"] {
+        server
+            .cli(&["SET", &format!("jobstream:{{{q}}}:{key}"), "oops"])
+            .unwrap();
+    }
+    let s = stats(&server, &q).await;
+    assert_eq!(
+        (s.processed, s.limits.clone(), s.groups),
+        (2, None, 0),
+        "{s:?}"
+    );
     w.stop().await;
 }
