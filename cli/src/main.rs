@@ -92,6 +92,11 @@ enum Command {
         /// one is not enqueued (the holder's id is printed).
         #[arg(long)]
         unique: Option<String>,
+        /// The job's group (a tenant, a customer; the wire field `group`,
+        /// not the consumer group of --group): the group's jobs run in
+        /// order, the queue's group concurrency at a time.
+        #[arg(long)]
+        job_group: Option<String>,
         /// JSON output: {"queue":..,"id":..}.
         #[arg(long)]
         json: bool,
@@ -263,6 +268,7 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
             idempotency_key,
             keep_record,
             unique,
+            job_group,
             json,
         } => {
             let payload: serde_json::Value = serde_json::from_str(&payload_json)
@@ -282,6 +288,9 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
             }
             if let Some(key) = unique {
                 job = job.unique(key, jobstream_producer::Uniqueness::UntilDone)?;
+            }
+            if let Some(g) = job_group {
+                job = job.group(g)?;
             }
             let options = ProducerOptions::default().prefix(cli.prefix.clone());
             let producer = Producer::with_options(&cli.redis_url, options)?;

@@ -1,4 +1,4 @@
-//! `jobstream queue pause|resume|purge|limits`: queue-wide actions.
+//! `jobstream queue pause|resume|purge|limits|groups`: queue-wide actions.
 
 use std::time::Duration;
 
@@ -6,7 +6,10 @@ use clap::{Subcommand, ValueEnum};
 use jobstream_producer::inspect::{Inspector, Place};
 use jobstream_producer::{OverflowPolicy, QueueLimits};
 
-use crate::out::{CliResult, confirm, require_queue};
+use crate::out::{CliResult, confirm, printable, require_queue, table};
+
+/// Most groups `queue groups` reads (one `XLEN` each) before sorting.
+const GROUPS_SCAN_CAP: usize = 10_000;
 
 /// What `queue purge` removes. Jobs in flight are held by workers and are
 /// never purged.
@@ -57,6 +60,21 @@ pub(crate) enum QueueCommand {
         #[arg(long, conflicts_with_all = ["max_ready", "max_age", "policy", "shed_to_dead"])]
         clear: bool,
         /// JSON output: {"queue":..,"limits":{..}|null}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a queue's groups (ordering by key, fairness between tenants):
+    /// the jobs of each group admitted (ready, running or waiting for a
+    /// retry) and waiting for their turn, most waiting first. See
+    /// docs/flow-control.md.
+    Groups {
+        /// Queue name.
+        queue: String,
+        /// Show at most this many groups.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// JSON output: {"queue":..,"concurrency":N,"total":N,"capped":bool,
+        /// "groups":[{"group":..,"admitted":N,"waiting":N}]}.
         #[arg(long)]
         json: bool,
     },
@@ -145,6 +163,37 @@ pub(crate) async fn run(inspector: &Inspector, command: QueueCommand) -> CliResu
                 );
             } else if !clear {
                 println!("{queue:?}: {}", describe_limits(limits.as_ref()));
+            }
+            Ok(())
+        }
+        QueueCommand::Groups { queue, limit, json } => {
+            require_queue(inspector, &queue).await?;
+            let view = inspector.groups(&queue, limit, GROUPS_SCAN_CAP).await?;
+            if json {
+                let mut v = serde_json::to_value(&view).unwrap_or_default();
+                v["queue"] = queue.clone().into();
+                println!("{v}");
+                return Ok(());
+            }
+            println!(
+                "{queue}: {} group(s) with jobs admitted; at most {} job(s) of a group at once",
+                view.total, view.concurrency
+            );
+            if !view.groups.is_empty() {
+                let mut t = table(&["group", "admitted", "waiting"]);
+                for g in &view.groups {
+                    t.add_row(vec![
+                        printable(&g.group),
+                        g.admitted.to_string(),
+                        g.waiting.to_string(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            if view.capped {
+                println!(
+                    "(read the first {GROUPS_SCAN_CAP} groups only: the busiest may not be shown)"
+                );
             }
             Ok(())
         }

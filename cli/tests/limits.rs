@@ -4,44 +4,13 @@
 //! depth under `reject`; shedding with `--shed-to-dead`, visible in `stats`
 //! and `queues`, with the books still balanced (`check`).
 
+mod common;
+
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::*;
 use jobstream_testkit::{RedisServer, free_addr, http_get, unique_queue};
-
-const BIN: &str = env!("CARGO_BIN_EXE_jobstream");
-
-fn jobstream(server: &RedisServer, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("REDIS_URL", server.url())
-        .env_remove("JOBSTREAM_PREFIX")
-        .env_remove("JOBSTREAM_GROUP")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn ok(server: &RedisServer, args: &[&str]) -> String {
-    let out = jobstream(server, args);
-    assert!(out.status.success(), "{args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(server: &RedisServer, args: &[&str]) -> serde_json::Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = ok(server, &all);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
 
 fn enqueue(server: &RedisServer, queue: &str) -> Output {
     jobstream(

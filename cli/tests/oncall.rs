@@ -4,9 +4,12 @@
 //! `job cancel` of plain jobs, `queue purge`, and bad input: enumerated
 //! options, unknown queues, no `--yes` off a terminal, a wrong password.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
+use common::*;
 use jobstream_testkit::{RedisServer, unique_queue};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jobstream");
@@ -24,27 +27,6 @@ fn run_with(url: &str, args: &[&str]) -> Output {
 
 fn jobstream(server: &RedisServer, args: &[&str]) -> Output {
     run_with(&server.url(), args)
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn ok(server: &RedisServer, args: &[&str]) -> String {
-    let out = jobstream(server, args);
-    assert!(out.status.success(), "{args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(server: &RedisServer, args: &[&str]) -> serde_json::Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = ok(server, &all);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
 fn fails(server: &RedisServer, args: &[&str], code: i32, needle: &str) {

@@ -3,8 +3,10 @@
 //! CLI and by operators' own tooling.
 
 pub use crate::inspect_cron::CronListing;
+pub use crate::inspect_groups::GroupsView;
 pub use jobstream_core::cron::CronInfo;
 use jobstream_core::envelope::entry_id_ms;
+pub use jobstream_core::groups::GroupInfo;
 pub use jobstream_core::workers::{STALE_AFTER_MS, WorkerInfo};
 pub use jobstream_core::{Books, BooksStatus, Fsync, QueueStats, ServerSafety};
 use jobstream_core::{QueueKeys, QueueName, QueueStore, Redis, Result, StreamEntry};

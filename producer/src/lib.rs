@@ -38,6 +38,7 @@
 mod flows;
 pub mod inspect;
 mod inspect_cron;
+mod inspect_groups;
 mod inspect_limits;
 mod inspect_pause;
 mod job;
