@@ -18,7 +18,13 @@ fn queue_groups_lists_each_group_most_waiting_first() {
             ok(
                 &server,
                 &[
-                    "enqueue", "--queue", &queue, "--type", "sync", "--job-group", group,
+                    "enqueue",
+                    "--queue",
+                    &queue,
+                    "--type",
+                    "sync",
+                    "--job-group",
+                    group,
                 ],
             );
         }
@@ -67,7 +73,13 @@ fn queue_groups_lists_each_group_most_waiting_first() {
     let out = jobstream(
         &server,
         &[
-            "enqueue", "--queue", &queue, "--type", "sync", "--job-group", &long,
+            "enqueue",
+            "--queue",
+            &queue,
+            "--type",
+            "sync",
+            "--job-group",
+            &long,
         ],
     );
     assert!(

@@ -506,7 +506,7 @@ impl Producer {
         // Jobs of a group to run now: through `group-enqueue-6`, in order
         // within each group. (A delayed or tracked job of a group enters
         // its group when a worker fetches it: `group-start-6`.)
-        let mut grouped: Vec<(&str, Vec<(usize, Option<&str>)>)> = Vec::new();
+        let mut grouped: Vec<(&str, Vec<JobAt<'_>>)> = Vec::new();
         for (i, (job, deadline)) in jobs.iter().zip(&deadlines).enumerate() {
             let deadline = deadline.as_deref();
             if job.is_tracked() {
@@ -582,6 +582,9 @@ impl Producer {
         Ok(())
     }
 }
+
+/// A job of a chunk by its index, with its start deadline (unix ms text).
+type JobAt<'a> = (usize, Option<&'a str>);
 
 /// Enqueues one job with a uniqueness key or a record (`enqueue-6`).
 async fn send_tracked(
