@@ -391,6 +391,8 @@ async fn delayed_and_hand_written_jobs_of_a_group_wait_their_turn() {
     );
     let books = producer.inspector().books(&queue).await.unwrap();
     assert!(books.balances(), "{books:?}");
+    // Workers met jobs of a busy group and moved them behind it.
+    assert!(books.group_parked > 0, "{books:?}");
 }
 
 #[tokio::test]
