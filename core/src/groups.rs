@@ -70,6 +70,28 @@ pub struct GroupInfo {
     pub waiting: u64,
 }
 
+/// The partition of `group` in a queue split into `partitions` queues
+/// (`Q.0` … `Q.{n-1}`, each its own stream, so its own Cluster slot): FNV-1a
+/// (32 bits) of the group's bytes, modulo `partitions`. Every producer of
+/// the fleet, in any language, must send a group's jobs to the same
+/// partition, or the group's order only holds within each partition; the
+/// function is spelled out in docs/flow-control.md for that. `partitions`
+/// 0 counts as 1.
+///
+/// ```
+/// use jobstream_core::groups::partition_of;
+/// assert_eq!(partition_of(b"tenant-7", 8), partition_of(b"tenant-7", 8));
+/// assert!(partition_of(b"tenant-7", 8) < 8);
+/// ```
+pub fn partition_of(group: &[u8], partitions: u32) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in group {
+        hash ^= u32::from(*b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % partitions.max(1)
+}
+
 impl QueueStore {
     /// Script `group-enqueue-6`: admits each job (adds it to `ready`) or
     /// lets it wait behind its group, in the order given, in calls of at
@@ -205,5 +227,23 @@ impl QueueStore {
                 waiting,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_of;
+
+    #[test]
+    fn partition_of_is_fnv1a_32_modulo_the_count() {
+        // FNV-1a 32-bit reference values: "" and "a", "foobar".
+        assert_eq!(partition_of(b"", u32::MAX), 0x811c_9dc5 % u32::MAX);
+        assert_eq!(partition_of(b"a", u32::MAX), 0xe40c_292c);
+        assert_eq!(partition_of(b"foobar", u32::MAX), 0xbf9c_f968);
+        assert_eq!(partition_of(b"foobar", 0), 0);
+        let spread: std::collections::HashSet<u32> = (0..1000)
+            .map(|i| partition_of(format!("tenant-{i}").as_bytes(), 8))
+            .collect();
+        assert_eq!(spread.len(), 8, "every partition gets groups");
     }
 }

@@ -56,6 +56,7 @@ use jobstream_core::Admission;
 pub use jobstream_core::Job;
 use jobstream_core::envelope::{field, fields_to_msgpack};
 use jobstream_core::groups::GroupedJob;
+pub use jobstream_core::groups::partition_of;
 pub use jobstream_core::store_lifecycle::BatchSummary;
 use jobstream_core::store_lifecycle::{Destination, EnqueueOutcome, UniqueLock};
 pub use jobstream_core::{Error, Limits, QueueName, Result, Timings, TlsOptions};

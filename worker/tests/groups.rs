@@ -446,3 +446,56 @@ async fn a_group_name_out_of_bounds_is_refused_or_malformed() {
     assert_eq!((s.processed, s.groups), (0, 0), "{s:?}");
     assert!(log.lock().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_partitioned_by_group_keeps_each_groups_order() {
+    let server = RedisServer::start();
+    let base = unique_queue("parts");
+    let parts: Vec<String> = (0..4).map(|i| format!("{base}.{i}")).collect();
+    let producer = producer(&server).await;
+    for seq in 0..20u32 {
+        for g in 0..6 {
+            let group = format!("tenant-{g}");
+            let part = jobstream_producer::partition_of(group.as_bytes(), 4) as usize;
+            producer
+                .enqueue_job(
+                    &parts[part],
+                    NewJob::new("step", &seq).unwrap().group(group).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let log: Log = Arc::default();
+    let workers: Vec<Running> = (0..2)
+        .map(|_| {
+            let log = log.clone();
+            let mut b = Worker::builder(&server.url())
+                .timings(fast_timings())
+                .concurrency(8);
+            for p in &parts {
+                b = b.queue(p);
+            }
+            start(b.handle("step", move |seq: u32, job: JobContext| {
+                let log = log.clone();
+                async move {
+                    let start = Instant::now();
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                    log.lock().unwrap().push(Run {
+                        group: job.group().unwrap_or("").to_owned(),
+                        seq,
+                        attempt: job.attempt(),
+                        start,
+                        end: Instant::now(),
+                    });
+                    JobResult::Ok(())
+                }
+            }))
+        })
+        .collect();
+    wait_runs(&log, 120, 0, Duration::from_secs(30), "partitions").await;
+    for w in workers {
+        w.stop().await;
+    }
+    check_groups(&log.lock().unwrap(), 1, "partitions");
+}
