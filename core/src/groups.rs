@@ -237,7 +237,7 @@ mod tests {
     #[test]
     fn partition_of_is_fnv1a_32_modulo_the_count() {
         // FNV-1a 32-bit reference values: "" and "a", "foobar".
-        assert_eq!(partition_of(b"", u32::MAX), 0x811c_9dc5 % u32::MAX);
+        assert_eq!(partition_of(b"", u32::MAX), 0x811c_9dc5);
         assert_eq!(partition_of(b"a", u32::MAX), 0xe40c_292c);
         assert_eq!(partition_of(b"foobar", u32::MAX), 0xbf9c_f968);
         assert_eq!(partition_of(b"foobar", 0), 0);
