@@ -4,6 +4,12 @@
 //! clock): a worker takes tokens before it fetches and fetches no more
 //! than it was granted, so a job held back by the limit simply waits in
 //! the queue: it is not a failure and spends no attempt.
+//!
+//! Limits per job type and per rate key, and holds (a key held back after
+//! an upstream 429), are checked after a job is read, by `throttle-6`: the
+//! job runs, or is deferred to `scheduled` with its fields unchanged (no
+//! attempt spent, counted `throttled`). `hold-4` sets a hold and defers
+//! the job that met the 429 (counted `held`). See docs/flow-control.md.
 
 use std::time::Duration;
 
@@ -102,6 +108,163 @@ impl QueueStore {
             })
             .await?;
         Ok((granted as usize, Duration::from_millis(wait_ms)))
+    }
+}
+
+/// The hold field of a job in `PREFIX:{Q}:holds`: `key:<K>` for a job
+/// with a rate key `K`, else `type:<T>` for its job type `T`.
+pub fn hold_field(rate_key: Option<&str>, job_type: &str) -> String {
+    match rate_key {
+        Some(k) => format!("key:{k}"),
+        None => format!("type:{job_type}"),
+    }
+}
+
+/// What `throttle-6` decided for one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Throttled {
+    /// Run it now: a token was taken from each of its buckets.
+    Run,
+    /// Deferred to `scheduled`, due at `due_ms` (unix ms, server clock);
+    /// `held` when by a hold of its key, else by a limit.
+    Deferred {
+        /// When it is due again, unix ms.
+        due_ms: u64,
+        /// Deferred by a hold (not by a limit).
+        held: bool,
+    },
+    /// The entry is not pending on this consumer (lease lost): nothing
+    /// changed.
+    Lost,
+}
+
+/// One job to check with [`QueueStore::throttle`].
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleJob<'a> {
+    /// This worker's consumer name.
+    pub consumer: &'a str,
+    /// The job's entry id in `ready`.
+    pub entry_id: &'a str,
+    /// Its `scheduled` member if deferred (`fields_to_msgpack` of
+    /// [`Envelope::deferred`](crate::envelope::Envelope::deferred)).
+    pub member: &'a [u8],
+    /// Its job type.
+    pub job_type: &'a str,
+    /// Its rate key, if any.
+    pub rate_key: Option<&'a str>,
+    /// Check the hold of its key ([`hold_field`]).
+    pub check_hold: bool,
+    /// The limit of its job type, if the queue has one.
+    pub type_limit: Option<&'a RateLimit>,
+    /// The per-key limit of the queue, if the job has a rate key.
+    pub key_limit: Option<&'a RateLimit>,
+    /// A random number in 0..1_000_000: where in the spread it lands if
+    /// deferred.
+    pub spread: u32,
+}
+
+impl QueueStore {
+    /// Script `throttle-6`: lets the job run, or defers it (its hold, its
+    /// type's and its key's buckets; see the script).
+    pub async fn throttle(&self, job: &ThrottleJob<'_>) -> Result<Throttled> {
+        let k = self.keys();
+        let type_key = if job.type_limit.is_some() {
+            k.rate_type(job.job_type)
+        } else {
+            k.rate()
+        };
+        let key_key = match (job.key_limit, job.rate_key) {
+            (Some(_), Some(rk)) => k.rate_key(rk),
+            _ => k.rate(),
+        };
+        let field = if job.check_hold {
+            hold_field(job.rate_key, job.job_type)
+        } else {
+            String::new()
+        };
+        let key_limit = job.key_limit.filter(|_| job.rate_key.is_some());
+        let (code, due): (i64, u64) = self
+            .eval(&scripts::THROTTLE, |inv| {
+                inv.key(k.ready())
+                    .key(k.scheduled())
+                    .key(k.stats())
+                    .key(k.holds())
+                    .key(type_key)
+                    .key(key_key)
+                    .arg(self.group())
+                    .arg(job.consumer)
+                    .arg(job.entry_id)
+                    .arg(job.member)
+                    .arg(field)
+                    .arg(job.type_limit.map_or(0, RateLimit::interval_us))
+                    .arg(job.type_limit.map_or(1, |l| l.burst))
+                    .arg(key_limit.map_or(0, RateLimit::interval_us))
+                    .arg(key_limit.map_or(1, |l| l.burst))
+                    .arg(job.spread.min(999_999));
+            })
+            .await?;
+        Ok(match code {
+            0 => Throttled::Run,
+            1 | 2 => Throttled::Deferred {
+                due_ms: due,
+                held: code == 2,
+            },
+            _ => Throttled::Lost,
+        })
+    }
+
+    /// Script `hold-4`: holds the hold field `field` back fleet-wide for
+    /// `hold` (never shortening a longer hold) and defers the job (entry
+    /// `entry_id`, `member` as for [`QueueStore::throttle`]) to the hold's
+    /// end plus a spread (`spread` in 0..1_000_000). Returns whether the job
+    /// was moved (false: not pending on this consumer, left alone) and the
+    /// hold's end (unix ms, server clock).
+    pub async fn hold(
+        &self,
+        consumer: &str,
+        entry_id: &str,
+        member: &[u8],
+        field: &str,
+        hold: Duration,
+        spread: u32,
+    ) -> Result<(bool, u64)> {
+        let k = self.keys();
+        let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1);
+        let (moved, until, _due): (i64, u64, u64) = self
+            .eval(&scripts::HOLD, |inv| {
+                inv.key(k.ready())
+                    .key(k.scheduled())
+                    .key(k.stats())
+                    .key(k.holds())
+                    .arg(self.group())
+                    .arg(consumer)
+                    .arg(entry_id)
+                    .arg(member)
+                    .arg(field)
+                    .arg(hold_ms)
+                    .arg(spread.min(999_999));
+            })
+            .await?;
+        Ok((moved == 1, until))
+    }
+
+    /// The queue's held keys: hold field → until (unix ms, server clock),
+    /// one `HGETALL` of `PREFIX:{Q}:holds` (expired fields included; the
+    /// scripts remove them as they meet them).
+    pub async fn holds(&self) -> Result<std::collections::HashMap<String, u64>> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.keys().holds());
+        // Bytes, so a field written by hand that is not UTF-8 (or a value
+        // that is not a number) is skipped rather than failing the read.
+        let all: std::collections::HashMap<Vec<u8>, Vec<u8>> = self.query("HGETALL", &cmd).await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(f, u)| {
+                let until = std::str::from_utf8(&u).ok()?.trim().parse().ok()?;
+                Some((String::from_utf8(f).ok()?, until))
+            })
+            .collect())
     }
 }
 
