@@ -17,7 +17,9 @@
 
   ARGV[1]  consumer group
   ARGV[2]  consumer name
-  ARGV[3]  entry id of the job
+  ARGV[3]  entry id of the job, or empty to set the hold only (nothing
+           is moved: a job that keeps a record waits for the hold as a
+           retry)
   ARGV[4]  scheduled member: MessagePack map of the job's fields as read,
            with `id` and `enqueued_at` explicit
   ARGV[5]  hold field (`key:<K>` or `type:<T>`), not empty
@@ -25,8 +27,8 @@
   ARGV[7]  spread: a random integer in 0..999999 (millionths of the spread)
 
   Returns: {moved, until_ms, due_ms}: moved is 1 when the job was
-           deferred, 0 when the entry is not pending on this consumer
-           (the hold is still set; the job is left alone); until_ms the
+           deferred, 0 when the entry is not pending on this consumer or
+           ARGV[3] is empty (the hold is still set; the job is left alone); until_ms the
            hold's end (unix ms); due_ms the job's due time (0 when not
            moved). Or `ERR hold-4: …` for arguments out of range, or the
            ZADD's error (OOM …): nothing changed.
@@ -40,7 +42,8 @@ if ARGV[5] == '' or not hold_ms or hold_ms < 1 or not r or r < 0 or r > 999999 t
 end
 local cur = tonumber(redis.call('HGET', KEYS[4], ARGV[5]) or '') or 0
 local untl = math.max(cur, now_ms + hold_ms)
-local owned = #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) > 0
+local owned = ARGV[3] ~= ''
+  and #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) > 0
 local due = 0
 if owned then
   local spread = math.min(1000, math.max(10, math.floor((untl - now_ms) / 10)))

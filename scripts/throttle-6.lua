@@ -8,27 +8,36 @@
      `rate_limited`): the job is deferred to the hold's end, plus a spread
      of up to a tenth of the hold (at most 1 s);
   2. else every bucket that applies (its type's, its key's) is checked,
-     a GCRA on the server's clock (as rate-1): all have a token now → one
-     token is taken from each, and the job runs; else none is taken and
-     the job is deferred to its place in line: each bucket that said no
-     keeps a deferral horizon (`next`), the time the next deferred job
-     is due, moved one interval on per deferral, so a backlog comes back
-     paced at the limit instead of all at once.
+     a GCRA on the server's clock (as rate-1). A bucket passes when it
+     holds a reservation for this job (field `r:<job id>`, made when the
+     job was deferred before) or has a token now. All pass → the
+     reservations are used up (HDEL), a token is taken from each of the
+     others, and the job runs. Else the job is deferred, and reserves in
+     each bucket without a reservation the next token (the TAT moves one
+     interval on, as for a start): it is due at the latest of its
+     reserved tokens, plus a spread of up to half an interval. So a
+     backlog is deferred once per job, in line, and comes back paced at
+     the limit; a job that comes back late loses no token. Reservations
+     older than 60 s (a job purged while deferred) are removed as met
+     (HRANDFIELD, 4 per deferral) and with the bucket when it expires.
 
   A deferral moves the job as retry-3 does (ZADD scheduled first, then
   XACK + XDEL), but with the member's fields unchanged: the attempt is not
   increased and it counts `throttled`, never `retried`. A hold field found
-  expired is removed (HDEL) at the end.
+  expired is removed (HDEL) at the end. Time is the server's (TIME), as in
+  rate-1: every worker shares the buckets whatever its clock says.
 
   KEYS[1]  PREFIX:{Q}:ready            stream
   KEYS[2]  PREFIX:{Q}:scheduled        zset, score = due time (unix ms)
   KEYS[3]  PREFIX:{Q}:stats            hash of counters (`throttled`)
   KEYS[4]  PREFIX:{Q}:holds            hash: hold field → until (unix ms)
-  KEYS[5]  PREFIX:{Q}:rate:type:<T>    hash {tat, next} (unix µs) of the
-           job type's bucket; not touched when ARGV[6] is 0 (then pass
-           any key of the queue, e.g. PREFIX:{Q}:rate)
-  KEYS[6]  PREFIX:{Q}:rate:key:<K>     hash {tat, next} of the rate key's
-           bucket; not touched when ARGV[8] is 0
+  KEYS[5]  PREFIX:{Q}:rate:type:<T>    hash of the job type's bucket:
+           `tat` (unix µs) and reservations `r:<job id>` → reserved token
+           time (unix µs); expires 60 s after its TAT. Not touched when
+           ARGV[6] is 0 (then pass any key of the queue, e.g.
+           PREFIX:{Q}:rate)
+  KEYS[6]  PREFIX:{Q}:rate:key:<K>     hash of the rate key's bucket, as
+           KEYS[5]; not touched when ARGV[8] is 0
 
   ARGV[1]  consumer group
   ARGV[2]  consumer name
@@ -42,6 +51,7 @@
   ARGV[8]  key bucket: interval, µs (0 = no key limit)
   ARGV[9]  key bucket: burst, tokens (≥ 1)
   ARGV[10] spread: a random integer in 0..999999 (millionths of the spread)
+  ARGV[11] job id (its `id` field, made explicit in the member)
 
   Returns: {0, 0} run it now (one token taken from each bucket);
            {1, due_ms} deferred by a limit to due_ms (unix ms);
@@ -58,10 +68,11 @@ local ti, tb = tonumber(ARGV[6]), tonumber(ARGV[7])
 local ki, kb = tonumber(ARGV[8]), tonumber(ARGV[9])
 local r = tonumber(ARGV[10])
 if not ti or ti < 0 or not tb or tb < 1 or not ki or ki < 0 or not kb or kb < 1
-    or not r or r < 0 or r > 999999 then
-  return redis.error_reply('ERR throttle-6: intervals ≥ 0, bursts ≥ 1, spread in 0..999999')
+    or not r or r < 0 or r > 999999 or ARGV[11] == '' then
+  return redis.error_reply('ERR throttle-6: intervals ≥ 0, bursts ≥ 1, spread in 0..999999, a job id')
 end
 r = r / 1000000
+local mine = 'r:' .. ARGV[11]
 if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then
   return {-1, 0}
 end
@@ -76,72 +87,81 @@ if ARGV[5] ~= '' then
   end
 end
 
-local function read(key, interval, burst)
-  if interval == 0 then return nil end
-  local v = redis.call('HMGET', key, 'tat', 'next')
-  local tat = tonumber(v[1]) or 0
-  if tat < now then tat = now end
-  local nxt = tonumber(v[2]) or 0
-  -- One token fits while the TAT is at most burst - 1 intervals ahead.
-  local wait = tat + interval - burst * interval - now
-  return {key = key, interval = interval, tat = tat, next = nxt, wait = wait}
-end
-
-local function defer(due_ms, code, counter)
+local function defer(due_ms, code)
   redis.call('ZADD', KEYS[2], due_ms, ARGV[4])
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
   redis.call('XDEL', KEYS[1], ARGV[3])
-  redis.pcall('HINCRBY', KEYS[3], counter, 1)
+  redis.pcall('HINCRBY', KEYS[3], 'throttled', 1)
   if expired_hold then redis.pcall('HDEL', KEYS[4], ARGV[5]) end
   return {code, due_ms}
 end
 
-local function save(b, tat, nxt)
-  local last = math.max(tat, nxt)
-  redis.call('HSET', b.key, 'tat', string.format('%.0f', tat), 'next', string.format('%.0f', nxt))
-  redis.call('PEXPIRE', b.key, math.ceil((last - now) / 1000) + 1000)
-end
-
 if held_until then
   local spread = math.min(1000, math.max(10, math.floor((held_until - now_ms) / 10)))
-  return defer(held_until + math.floor(r * spread), 2, 'throttled')
+  return defer(held_until + math.floor(r * spread), 2)
 end
 
 local buckets = {}
-local b = read(KEYS[5], ti, tb)
-if b then buckets[#buckets + 1] = b end
-b = read(KEYS[6], ki, kb)
-if b then buckets[#buckets + 1] = b end
+local function read(key, interval, burst)
+  if interval == 0 then return end
+  local v = redis.call('HMGET', key, 'tat', mine)
+  local tat = tonumber(v[1]) or 0
+  if tat < now then tat = now end
+  -- One token fits while the TAT is at most burst - 1 intervals ahead.
+  local wait = tat + interval - burst * interval - now
+  buckets[#buckets + 1] = {key = key, interval = interval, tat = tat,
+    reserved = tonumber(v[2]), wait = wait}
+end
+read(KEYS[5], ti, tb)
+read(KEYS[6], ki, kb)
 
-local slot = nil
-for _, x in ipairs(buckets) do
-  if x.wait > 0 then
-    -- Its place in line: after the token now due later, and after the
-    -- jobs deferred before it.
-    local at = math.max(now + x.wait, x.next)
-    if not slot or at > slot then slot = at end
-  end
+local function expire(b, tat)
+  redis.call('PEXPIRE', b.key, math.ceil((tat - now) / 1000) + 60000)
 end
 
-if not slot then
-  for _, x in ipairs(buckets) do
-    save(x, x.tat + x.interval, x.next)
+local all = true
+for _, b in ipairs(buckets) do
+  if not b.reserved and b.wait > 0 then all = false end
+end
+if all then
+  for _, b in ipairs(buckets) do
+    if b.reserved then
+      redis.call('HDEL', b.key, mine)
+    else
+      redis.call('HSET', b.key, 'tat', string.format('%.0f', b.tat + b.interval))
+      expire(b, b.tat + b.interval)
+    end
   end
   if expired_hold then redis.pcall('HDEL', KEYS[4], ARGV[5]) end
   return {0, 0}
 end
 
--- Deferred: the destination first, then each bucket that said no moves
--- its horizon one interval past the slot.
-local widest = 0
-for _, x in ipairs(buckets) do
-  if x.wait > 0 and x.interval > widest then widest = x.interval end
+-- Deferred: to the latest of its tokens, reserved now where it has none.
+local due, widest = now, 0
+for _, b in ipairs(buckets) do
+  if b.reserved then
+    b.slot = b.reserved
+  else
+    b.slot = now + math.max(0, b.wait)
+    if b.interval > widest then widest = b.interval end
+  end
+  if b.slot > due then due = b.slot end
 end
-local due_ms = math.ceil((slot + r * widest) / 1000)
-local out = defer(due_ms, 1, 'throttled')
-for _, x in ipairs(buckets) do
-  if x.wait > 0 then
-    save(x, x.tat, math.max(x.next, slot) + x.interval)
+local out = defer(math.ceil((due + r * widest / 2) / 1000), 1)
+for _, b in ipairs(buckets) do
+  if not b.reserved then
+    local tat = b.tat + b.interval
+    redis.call('HSET', b.key, 'tat', string.format('%.0f', tat), mine, string.format('%.0f', b.slot))
+    expire(b, tat)
+    local some = redis.pcall('HRANDFIELD', b.key, 4, 'WITHVALUES')
+    if type(some) == 'table' then
+      for i = 1, #some, 2 do
+        local f, v = some[i], tonumber(some[i + 1])
+        if f ~= 'tat' and f ~= mine and (not v or v < now - 60000000) then
+          redis.pcall('HDEL', b.key, f)
+        end
+      end
+    end
   end
 end
 return out

@@ -146,6 +146,9 @@ pub struct ThrottleJob<'a> {
     pub consumer: &'a str,
     /// The job's entry id in `ready`.
     pub entry_id: &'a str,
+    /// The job's id (its `id` field, else the entry id): its token
+    /// reservations are kept under it while it is deferred.
+    pub job_id: &'a str,
     /// Its `scheduled` member if deferred (`fields_to_msgpack` of
     /// [`Envelope::deferred`](crate::envelope::Envelope::deferred)).
     pub member: &'a [u8],
@@ -201,7 +204,8 @@ impl QueueStore {
                     .arg(job.type_limit.map_or(1, |l| l.burst))
                     .arg(key_limit.map_or(0, RateLimit::interval_us))
                     .arg(key_limit.map_or(1, |l| l.burst))
-                    .arg(job.spread.min(999_999));
+                    .arg(job.spread.min(999_999))
+                    .arg(job.job_id);
             })
             .await?;
         Ok(match code {
@@ -266,6 +270,72 @@ impl QueueStore {
             })
             .collect())
     }
+}
+
+/// The paused flags of `stores` (as [`QueueStore::paused_among`]) and each
+/// one's held keys (as [`QueueStore::holds`]), in one round trip: one
+/// pipeline of an `HMGET` of `PREFIX:paused` and an `HGETALL` of each
+/// queue's `PREFIX:{Q}:holds`. All stores must share one connection and
+/// prefix (one worker's).
+pub async fn paused_and_holds(
+    stores: &[QueueStore],
+) -> Result<(Vec<bool>, Vec<std::collections::HashMap<String, u64>>)> {
+    let Some(first) = stores.first() else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let names: Vec<&str> = stores.iter().map(|s| s.keys().name().as_str()).collect();
+    let mut pipe = redis::pipe();
+    pipe.cmd("HMGET").arg(first.keys().paused()).arg(&names);
+    for s in stores {
+        pipe.cmd("HGETALL").arg(s.keys().holds());
+    }
+    let mut conn = first.redis().shared();
+    let (paused, holds): (Vec<redis::Value>, Vec<redis::Value>) = {
+        let mut all: Vec<redis::Value> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| first.redis().error("HMGET+HGETALL (pipeline)", e))?;
+        if all.len() != stores.len() + 1 {
+            return Err(Error::protocol(
+                "HMGET+HGETALL (pipeline)",
+                format!("{} replies to {} commands", all.len(), stores.len() + 1),
+            ));
+        }
+        let holds = all.split_off(1);
+        let paused = match all.pop() {
+            Some(redis::Value::Array(v)) => v,
+            _ => Vec::new(),
+        };
+        (paused, holds)
+    };
+    let flags = (0..stores.len())
+        .map(|i| {
+            paused
+                .get(i)
+                .is_some_and(|v| !matches!(v, redis::Value::Nil))
+        })
+        .collect();
+    Ok((flags, holds.iter().map(decode_holds).collect()))
+}
+
+/// Hold fields and their ends from an `HGETALL` reply (RESP2 array or
+/// RESP3 map); a field that is not UTF-8 or a value that is not a number
+/// (written by hand) is skipped, never an error.
+fn decode_holds(v: &redis::Value) -> std::collections::HashMap<String, u64> {
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_owned),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    let pairs: Vec<(&redis::Value, &redis::Value)> = match v {
+        redis::Value::Array(items) => items.chunks_exact(2).map(|c| (&c[0], &c[1])).collect(),
+        redis::Value::Map(items) => items.iter().map(|(k, v)| (k, v)).collect(),
+        _ => Vec::new(),
+    };
+    pairs
+        .into_iter()
+        .filter_map(|(f, u)| Some((text(f)?, text(u)?.trim().parse().ok()?)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ pub(crate) struct Metrics {
     pub(crate) oldest_age: Family<QueueLabels, FloatGauge>,
     pub(crate) paused: Family<QueueLabels, Gauge>,
     rate_limited: Family<QueueLabels, Counter>,
+    throttled: Family<TypeLabels, Counter>,
     pub(crate) rejected: Family<QueueLabels, Gauge>,
     pub(crate) shed: Family<QueueLabels, Gauge>,
     pub(crate) busy: Gauge,
@@ -77,7 +78,7 @@ impl Metrics {
         );
         registry.register(
             "jobs",
-            "Attempts by outcome: ok, retry, dead, discard, cancelled, expired, abandoned, lease_lost",
+            "Attempts by outcome: ok, retry, dead, discard, cancelled, expired, abandoned, lease_lost, held",
             outcomes.clone(),
         );
         registry.register(
@@ -132,6 +133,12 @@ impl Metrics {
             "Fetches this worker held back because the queue's rate limit had no token due",
             rate_limited.clone(),
         );
+        let throttled = Family::<TypeLabels, Counter>::default();
+        registry.register(
+            "jobs_throttled",
+            "Jobs this worker read and deferred unstarted (no attempt spent): a rate limit of their type or key had no token, or their key was held after an upstream 429",
+            throttled.clone(),
+        );
         // Counts kept in Redis, read at scrape: gauges (the value is set
         // from the stats hash, not counted here), named without `_total`.
         let rejected = gauge(
@@ -177,6 +184,7 @@ impl Metrics {
             oldest_age,
             paused,
             rate_limited,
+            throttled,
             rejected,
             shed,
             busy,
@@ -203,6 +211,7 @@ pub(crate) fn outcome_name(d: &Disposition) -> &'static str {
         Disposition::Dead { .. } => "dead",
         Disposition::Discard => "discard",
         Disposition::Cancel => "cancelled",
+        Disposition::Hold { .. } => "held",
     }
 }
 
@@ -244,6 +253,16 @@ impl EventSink for Metrics {
             } => self.outcome(queue, job_type, "expired", 1),
             Event::Abandoned { queue, count } => self.outcome(queue, "", "abandoned", count),
             Event::LeaseLost { queue, count } => self.outcome(queue, "", "lease_lost", count),
+            Event::Throttled {
+                queue, job_type, ..
+            } => {
+                self.throttled
+                    .get_or_create(&TypeLabels {
+                        queue: queue.to_owned(),
+                        job_type: job_type.to_owned(),
+                    })
+                    .inc();
+            }
             Event::RateLimited { queue } => {
                 self.rate_limited
                     .get_or_create(&QueueLabels {
