@@ -111,6 +111,9 @@ impl QueueStore {
     }
 }
 
+/// Longest hold, ms (a day): a longer `retry_after` holds for this long.
+pub const MAX_HOLD_MS: u64 = 24 * 3600 * 1000;
+
 /// The hold field of a job in `PREFIX:{Q}:holds`: `key:<K>` for a job
 /// with a rate key `K`, else `type:<T>` for its job type `T`.
 pub fn hold_field(rate_key: Option<&str>, job_type: &str) -> String {
@@ -219,7 +222,7 @@ impl QueueStore {
     }
 
     /// Script `hold-4`: holds the hold field `field` back fleet-wide for
-    /// `hold` (never shortening a longer hold) and defers the job (entry
+    /// `hold` (at most [`MAX_HOLD_MS`]; never shortening a longer hold) and defers the job (entry
     /// `entry_id`, `member` as for [`QueueStore::throttle`]) to the hold's
     /// end plus a spread (`spread` in 0..1_000_000). Returns whether the job
     /// was moved (false: not pending on this consumer, left alone) and the
@@ -234,7 +237,9 @@ impl QueueStore {
         spread: u32,
     ) -> Result<(bool, u64)> {
         let k = self.keys();
-        let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1);
+        let hold_ms = u64::try_from(hold.as_millis())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_HOLD_MS);
         let (moved, until, _due): (i64, u64, u64) = self
             .eval(&scripts::HOLD, |inv| {
                 inv.key(k.ready())

@@ -63,15 +63,17 @@ impl JobError {
     /// An upstream refused the call for its rate limit (HTTP 429, with a
     /// `Retry-After` of `retry_after`): holds the job's key back
     /// **fleet-wide** for `retry_after` (the key is the job's `rate_key`
-    /// if it has one, else its job type; a hold never shortens a longer
-    /// one), so no worker starts another job of that key until then
+    /// if it has one, else its job type; at most a day; a hold never
+    /// shortens a longer one), so no worker starts another job of that key until then
     /// (workers learn of it within 250 ms); other keys go on. The job
     /// itself is deferred to the hold's end (plus a small spread) without
     /// spending an attempt: not a failure, counted `held`, outcome `held`.
     ///
     /// A job that keeps a record, has a uniqueness key or is a chain or
     /// batch step still sets the hold, but waits for it as a retry (an
-    /// attempt spent), so its record stays right.
+    /// attempt spent), so its record stays right. Attempts are never spent
+    /// otherwise: a handler that always returns this keeps its job
+    /// waiting for ever, at the pace of its holds.
     ///
     /// ```
     /// use std::time::Duration;

@@ -449,11 +449,11 @@ impl Dispatcher {
         };
         let rate_key = envelope.rate_key.as_deref();
         let key_limit = limits.key.as_ref().filter(|_| rate_key.is_some());
-        let check_hold = self.holds.any(lane) && {
+        let held = self.holds.any(lane) && {
             let field = jobstream_core::rate::hold_field(rate_key, &envelope.job_type);
             self.holds.held(lane, &field, self.server_now().await)
         };
-        if type_limit.is_none() && key_limit.is_none() && !check_hold {
+        if type_limit.is_none() && key_limit.is_none() && !held {
             return false;
         }
         let queue = &self.queues[lane];
@@ -465,7 +465,9 @@ impl Dispatcher {
             member: &member,
             job_type: &envelope.job_type,
             rate_key,
-            check_hold,
+            // The script is called anyway: it also catches a hold set
+            // since the last poll (one HGET).
+            check_hold: true,
             type_limit,
             key_limit,
             spread: rand::random::<u32>() % 1_000_000,

@@ -453,3 +453,66 @@ async fn hostile_rate_keys_are_dead_as_malformed_or_stay_in_the_queues_slot() {
     let ran = ran.lock().unwrap().clone();
     assert_eq!(ran.len(), 3, "{ran:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_with_records_are_throttled_before_they_start_and_a_429_retries_them() {
+    let server = RedisServer::start();
+    let queue = unique_queue("tracked-rate");
+    let producer = producer(&server).await;
+    let keep = Duration::from_secs(60);
+    let jobs: Vec<NewJob> = (0..6)
+        .map(|i| {
+            NewJob::new("call", &i)
+                .unwrap()
+                .rate_key("api")
+                .unwrap()
+                .keep_record(keep)
+        })
+        .collect();
+    let ids: Vec<String> = jobs.iter().map(|j| j.id().to_owned()).collect();
+    producer.enqueue_many(&queue, jobs).await.unwrap();
+    let refused = Arc::new(AtomicBool::new(false));
+    let attempts: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let worker = {
+        let (refused, attempts) = (refused.clone(), attempts.clone());
+        start(
+            Worker::builder(&server.url())
+                .timings(fast_timings())
+                .queue_with(
+                    &queue,
+                    QueueOptions::new().key_rate_limit(RateLimit::per_second(10).unwrap().burst(1)),
+                )
+                .handle("call", move |_: usize, job: JobContext| {
+                    attempts.lock().unwrap().push(job.attempt());
+                    let first = !refused.swap(true, Ordering::SeqCst);
+                    std::future::ready(if first {
+                        Err(JobError::rate_limited(Duration::from_millis(300)))
+                    } else {
+                        JobResult::Ok(())
+                    })
+                }),
+        )
+    };
+    for id in &ids {
+        let r = producer
+            .wait_for(&queue, id, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(r.state, jobstream_core::JobState::Completed, "{r:?}");
+    }
+    worker.stop().await;
+    // A tracked job waits for its hold as a retry (its record stays
+    // true): one attempt spent, by that job only.
+    let attempts = attempts.lock().unwrap().clone();
+    assert_eq!(attempts.len(), 7, "{attempts:?}");
+    assert_eq!(
+        attempts.iter().filter(|a| **a == 2).count(),
+        1,
+        "{attempts:?}"
+    );
+    let s = stats(&server, &queue).await;
+    assert_eq!((s.processed, s.retried, s.held), (6, 1, 0), "{s:?}");
+    assert!(s.throttled > 0, "{s:?}");
+    let books = store(&server, &queue).books().await.unwrap();
+    assert!(books.balances(), "{books:?}");
+}
