@@ -516,3 +516,51 @@ async fn jobs_with_records_are_throttled_before_they_start_and_a_429_retries_the
     let books = store(&server, &queue).books().await.unwrap();
     assert!(books.balances(), "{books:?}");
 }
+
+/// `calls` of `command` in `INFO commandstats` (scripts' own calls count).
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let info = server.cli(&["INFO", "commandstats"]).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_no_limit_or_hold_applies_to_cost_no_script_call() {
+    let server = RedisServer::start();
+    let queue = unique_queue("no-limit");
+    let producer = producer(&server).await;
+    // Rate keys, but no per-key limit and no hold; a type limit for
+    // another type.
+    let jobs: Vec<NewJob> = (0..300)
+        .map(|i| {
+            NewJob::new("call", &i)
+                .unwrap()
+                .rate_key(format!("k{}", i % 7))
+                .unwrap()
+        })
+        .collect();
+    producer.enqueue_many(&queue, jobs).await.unwrap();
+    // `throttle-6` and `hold-4` read TIME: count it around the run.
+    let before = calls(&server, "time");
+    let worker = start(
+        Worker::builder(&server.url())
+            .timings(fast_timings())
+            .queue_with(
+                &queue,
+                QueueOptions::new().type_rate_limit("other", RateLimit::per_second(1).unwrap()),
+            )
+            .handle("call", |_: usize, _: JobContext| {
+                std::future::ready(JobResult::Ok(()))
+            }),
+    );
+    wait_stats(&server, &queue, "all processed", |s| s.processed == 300).await;
+    worker.stop().await;
+    let time_calls = calls(&server, "time") - before;
+    // The worker reads the server's clock at start (and once a minute).
+    assert!(time_calls < 5, "{time_calls} TIME calls for 300 jobs");
+    let s = stats(&server, &queue).await;
+    assert_eq!(s.throttled, 0, "{s:?}");
+}
