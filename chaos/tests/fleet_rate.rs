@@ -1,8 +1,8 @@
 //! Fleet accuracy of rate limits: four worker processes share one limit
 //! of 100 jobs/s (burst 5) over a backlog far larger than 30 s of it; the
 //! jobs started in a steady 30 s window (start-up excluded), by the Redis
-//! server's clock, are within ±10% of 100 × 30. Once with the per-queue
-//! limit (`rate-1`, before each fetch), once with a per-type limit
+//! server's clock, are within ±10% of 100 × 30. With the per-queue limit
+//! (`rate-1`, before each fetch), a per-type limit and a per-key limit
 //! (`throttle-6`, after each read).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -49,7 +49,15 @@ async fn fleet_stays_within_ten_percent(kind: &str) {
     for chunk in (0..backlog).collect::<Vec<_>>().chunks(1000) {
         let jobs = chunk
             .iter()
-            .map(|i| NewJob::new("work", i).unwrap())
+            .map(|i| {
+                let job = NewJob::new("work", i).unwrap();
+                // Per key: every job of the one key shares its bucket.
+                if kind == "key" {
+                    job.rate_key("tenant-1").unwrap()
+                } else {
+                    job
+                }
+            })
             .collect();
         producer.enqueue_many(&queue, jobs).await.unwrap();
     }
@@ -124,4 +132,9 @@ async fn four_processes_hold_a_queue_limit_within_ten_percent_over_30_s() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_hold_a_type_limit_within_ten_percent_over_30_s() {
     fleet_stays_within_ten_percent("type").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_hold_a_key_limit_within_ten_percent_over_30_s() {
+    fleet_stays_within_ten_percent("key").await;
 }
