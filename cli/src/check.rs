@@ -100,6 +100,8 @@ fn print_report(queues: &[Books], server: &ServerSafety, expect: Fsync) {
             ("+ cancelled", b.cancelled.to_string()),
             ("+ retried", b.retried.to_string()),
             ("+ requeued", b.requeued.to_string()),
+            ("+ throttled", b.throttled.to_string()),
+            ("+ held", b.held.to_string()),
             ("+ dead", b.dead.to_string()),
             ("- dead from scheduled", b.dead_scheduled.to_string()),
             ("= accounted for", b.accounted.to_string()),

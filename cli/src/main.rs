@@ -176,7 +176,8 @@ Do the books balance? For every known queue (or --queue), proves that every entr
 ever added to ready is accounted for:
 
   entries added (XINFO STREAM entries-added) == in ready now + processed + discarded
-      + expired + cancelled + retried + requeued + (dead - dead_scheduled)
+      + expired + cancelled + retried + requeued + throttled + held
+      + (dead - dead_scheduled)
 
 read in one MULTI/EXEC, so it holds exactly even while workers run. A difference
 means entries were deleted outside jobstream (XDEL, XTRIM, DEL by hand, eviction).

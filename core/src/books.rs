@@ -7,7 +7,9 @@
 //! and `expired` (`ack-2`, `settle-14`; `discarded` also `purge-4` and
 //! `admit-4` shedding), `cancelled` (`ack-2`,
 //! `settle-14`, `withdraw-4`), `retried`
-//! (`retry-3`, `settle-14`), `requeued` (`requeue-2`, the old entry) and `dead`
+//! (`retry-3`, `settle-14`), `requeued` (`requeue-2`, the old entry),
+//! `throttled` and `held` (`throttle-6`, `hold-4`: deferred to `scheduled`
+//! by a rate limit or a hold) and `dead`
 //! (`dead-3`, `settle-14`, `reclaim-3`, `admit-4` shedding to dead) minus the dead letters that never were in `ready`
 //! (`dead_scheduled`: scheduled members `promote-4` could not decode), and
 //! `group_parked` (`group-start-6`: a job of a full group moved out of
@@ -15,8 +17,8 @@
 //!
 //! ```text
 //! entries_added == XLEN ready + processed + discarded + expired + cancelled
-//!                  + retried + requeued + (dead - dead_scheduled)
-//!                  + group_parked
+//!                  + retried + requeued + throttled + held
+//!                  + (dead - dead_scheduled) + group_parked
 //! ```
 //!
 //! `entries_added` is the stream's lifetime add count (`XINFO STREAM` →
@@ -34,13 +36,15 @@ use crate::reply;
 use crate::store::QueueStore;
 
 /// The counters of `PREFIX:{Q}:stats` the books read, in this order.
-const COUNTERS: [&str; 11] = [
+const COUNTERS: [&str; 13] = [
     "processed",
     "discarded",
     "expired",
     "cancelled",
     "retried",
     "requeued",
+    "throttled",
+    "held",
     "dead",
     "dead_scheduled",
     "dead_trimmed",
@@ -93,6 +97,12 @@ pub struct Books {
     /// Counter `requeued`: old entries handed back at shutdown (`requeue-2`;
     /// the new entry is an add).
     pub requeued: i64,
+    /// Counter `throttled`: deferred to `scheduled` by a rate limit of
+    /// its type or key, or by its key's hold, before it ran (`throttle-6`).
+    pub throttled: i64,
+    /// Counter `held`: deferred to `scheduled` after its handler met an
+    /// upstream 429 (`hold-4`).
+    pub held: i64,
     /// Counter `dead`: moved to `dead`, from `ready` or from `scheduled`.
     pub dead: i64,
     /// Counter `dead_scheduled`: of `dead`, the scheduled members that were
@@ -109,7 +119,7 @@ pub struct Books {
     /// to wait behind their group (`group-start-6`).
     pub group_parked: i64,
     /// `in_stream + processed + discarded + expired + cancelled + retried +
-    /// requeued + dead - dead_scheduled + group_parked`.
+    /// requeued + throttled + held + dead - dead_scheduled + group_parked`.
     pub accounted: i64,
     /// `entries_added - accounted`: positive = entries added to `ready`
     /// that are not accounted for; negative = more accounted for than were
@@ -136,6 +146,7 @@ impl Books {
         );
         let (dead, dead_scheduled) = (counter("dead"), counter("dead_scheduled"));
         let (expired, cancelled) = (counter("expired"), counter("cancelled"));
+        let (throttled, held) = (counter("throttled"), counter("held"));
         let accounted = in_stream
             .saturating_add(processed)
             .saturating_add(discarded)
@@ -143,6 +154,8 @@ impl Books {
             .saturating_add(cancelled)
             .saturating_add(retried)
             .saturating_add(requeued)
+            .saturating_add(throttled)
+            .saturating_add(held)
             .saturating_add(dead.saturating_sub(dead_scheduled))
             .saturating_add(counter("group_parked"));
         let difference = entries_added.map(|added| added.saturating_sub(accounted));
@@ -161,6 +174,8 @@ impl Books {
             cancelled,
             retried,
             requeued,
+            throttled,
+            held,
             dead,
             dead_scheduled,
             dead_trimmed: counter("dead_trimmed"),
@@ -299,13 +314,15 @@ mod tests {
             ("cancelled", 8),
             ("retried", 3),
             ("requeued", 4),
+            ("throttled", 9),
+            ("held", 11),
             ("dead", 6),
             ("dead_scheduled", 1),
             ("dead_trimmed", 100),
             ("replayed", 50),
         ];
-        let b = Books::new("q", Some(45), 6, counters(&c));
-        assert_eq!(b.accounted, 6 + 10 + 2 + 7 + 8 + 3 + 4 + 5);
+        let b = Books::new("q", Some(65), 6, counters(&c));
+        assert_eq!(b.accounted, 6 + 10 + 2 + 7 + 8 + 3 + 4 + 9 + 11 + 5);
         assert_eq!((b.difference, b.status), (Some(0), BooksStatus::Ok));
         assert_eq!(b.verdict(), "OK");
     }

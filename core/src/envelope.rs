@@ -88,6 +88,10 @@ pub mod field {
     /// The job's group (a tenant, a customer): at most the queue's
     /// `group_concurrency` jobs of one group run at once, in enqueue order.
     pub const GROUP: &str = "group";
+    /// Rate key: the job counts against its queue's per-key rate limit
+    /// and is held with that key after an upstream 429 (1–256 bytes of
+    /// text, e.g. a customer id or an upstream API name).
+    pub const RATE_KEY: &str = "rate_key";
 }
 
 /// Longest error message kept in `last_error` and `error` fields.
@@ -149,6 +153,7 @@ pub const JOB_FIELDS: &[&str] = &[
     field::BATCH,
     field::BATCH_DONE,
     field::GROUP,
+    field::RATE_KEY,
 ];
 
 /// Every name the wire format reserves: the job's own fields
@@ -223,10 +228,16 @@ pub struct Envelope {
     pub batch_done: Option<String>,
     /// Its group (field `group`, 1 to [`MAX_GROUP_LEN`] bytes).
     pub group: Option<String>,
+    /// Its rate key (`rate_key`), 1 to [`MAX_RATE_KEY_LEN`] bytes.
+    pub rate_key: Option<String>,
 }
 
 /// Longest group name (field `group`), bytes.
 pub const MAX_GROUP_LEN: usize = 256;
+
+/// Longest `rate_key` accepted, bytes; a longer (or empty) one makes the
+/// entry malformed.
+pub const MAX_RATE_KEY_LEN: usize = 256;
 
 /// Why an entry could not be decoded into a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,6 +334,7 @@ impl Envelope {
                 b"batch" => (21, field::BATCH),
                 b"batch_done" => (22, field::BATCH_DONE),
                 b"group" => (23, field::GROUP),
+                b"rate_key" => (24, field::RATE_KEY),
                 _ => continue,
             };
             if seen & (1 << bit) != 0 {
@@ -387,6 +399,15 @@ impl Envelope {
                         )));
                     }
                     env.group = Some(text(label, value)?);
+                }
+                24 => {
+                    if value.is_empty() || value.len() > MAX_RATE_KEY_LEN {
+                        return Err(malformed(format!(
+                            "field \"rate_key\" must be 1 to {MAX_RATE_KEY_LEN} bytes (it is {})",
+                            value.len()
+                        )));
+                    }
+                    env.rate_key = Some(text(label, value)?);
                 }
                 18 => {
                     let ms: u64 = number(label, value)?;
@@ -491,6 +512,26 @@ impl Envelope {
         }
         set(field::LAST_ERROR_CLASS, error_class.to_owned());
         set(field::LAST_ERROR, truncate_error(error));
+        set(field::PREV_ENTRY, entry_id.to_owned());
+        out
+    }
+
+    /// The fields of this same attempt, deferred (by a rate limit or a
+    /// hold) before or instead of its run: the fields as read, with `id`
+    /// and `enqueued_at` made explicit and `prev_entry` set to `entry_id`
+    /// (so two deferred jobs with the same `id` and content stay two
+    /// `scheduled` members). `attempt` and the last error are unchanged.
+    pub fn deferred(&self, entry_id: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = self.fields.clone();
+        let mut set =
+            |name: &str, value: String| match out.iter_mut().find(|(k, _)| k == name.as_bytes()) {
+                Some((_, v)) => *v = value.into_bytes(),
+                None => out.push((name.as_bytes().to_vec(), value.into_bytes())),
+            };
+        set(field::ID, self.job_id(entry_id).to_owned());
+        if let Some(ms) = self.enqueued_at(entry_id) {
+            set(field::ENQUEUED_AT, ms.to_string());
+        }
         set(field::PREV_ENTRY, entry_id.to_owned());
         out
     }

@@ -166,6 +166,24 @@ impl QueueKeys {
     pub fn group(&self, group: &str) -> String {
         format!("{}:group:{group}", self.base)
     }
+    /// `PREFIX:{Q}:rate:type:T`: the fleet-wide bucket of job type `T`'s
+    /// rate limit (`throttle-6`): hash {`tat`, `next`}, unix µs.
+    pub fn rate_type(&self, job_type: &str) -> String {
+        format!("{}:rate:type:{job_type}", self.base)
+    }
+    /// `PREFIX:{Q}:rate:key:K`: the fleet-wide bucket of rate key `K`
+    /// (`throttle-6`). `K` is a job's `rate_key` (1–256 bytes of text);
+    /// braces in it cannot change the slot: the hash tag `{Q}` closes
+    /// before it.
+    pub fn rate_key(&self, key: &str) -> String {
+        format!("{}:rate:key:{key}", self.base)
+    }
+    /// `PREFIX:{Q}:holds`: hash of held keys, hold field (`key:K` or
+    /// `type:T`) → until (unix ms, server clock); set by `hold-4`, read
+    /// by every worker of the queue every 250 ms.
+    pub fn holds(&self) -> String {
+        format!("{}:holds", self.base)
+    }
     /// `PREFIX:{Q}:cancels`: zset of running jobs asked to cancel.
     pub fn cancels(&self) -> String {
         format!("{}:cancels", self.base)
@@ -200,6 +218,9 @@ impl QueueKeys {
             self.job_done("1-0"),
             self.cancels(),
             self.rate(),
+            self.rate_type("t"),
+            self.rate_key("k}{x"),
+            self.holds(),
             self.cron(),
             self.batch("b"),
             self.batch_members("b"),
@@ -276,6 +297,9 @@ mod tests {
         assert_eq!(keys.unique("u1"), "jobstream:{emails}:unique:u1");
         assert_eq!(keys.job("7-0"), "jobstream:{emails}:job:7-0");
         assert_eq!(keys.cron(), "jobstream:{emails}:cron");
+        assert_eq!(keys.rate_type("geo"), "jobstream:{emails}:rate:type:geo");
+        assert_eq!(keys.rate_key("c-1"), "jobstream:{emails}:rate:key:c-1");
+        assert_eq!(keys.holds(), "jobstream:{emails}:holds");
         assert_eq!(keys.registry(), "jobstream:queues");
         assert_eq!(keys.paused(), "jobstream:paused");
     }

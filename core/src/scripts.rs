@@ -126,6 +126,15 @@ job_script!(
     RATE, "rate-1", 1
 );
 job_script!(
+    /// Let a job start under its type's and key's rate limits and its
+    /// key's hold, or defer it (no attempt spent).
+    THROTTLE, "throttle-6", 6
+);
+job_script!(
+    /// Hold a key back fleet-wide after an upstream 429 and defer the job.
+    HOLD, "hold-4", 4
+);
+job_script!(
     /// Enqueue jobs on a queue with limits: refuse them, or add them and
     /// shed the oldest undelivered jobs, by the queue's policy.
     ADMIT, "admit-4", 4
@@ -144,7 +153,7 @@ job_script!(
 );
 
 /// Every script, for tools and tests.
-pub fn all() -> [&'static JobScript; 22] {
+pub fn all() -> [&'static JobScript; 24] {
     [
         &ACK,
         &ACKDEL,
@@ -168,6 +177,8 @@ pub fn all() -> [&'static JobScript; 22] {
         &CRON_FIRE,
         &GROUP_ENQUEUE,
         &GROUP_START,
+        &THROTTLE,
+        &HOLD,
     ]
 }
 

@@ -51,6 +51,12 @@ pub struct QueueStats {
     /// Fetched jobs given back to `ready` unstarted (shutdown, pause), in
     /// total.
     pub requeued: u64,
+    /// Jobs deferred before they ran by a rate limit of their type or key,
+    /// or by their key's hold (`throttle-6`), in total; no attempt spent.
+    pub throttled: u64,
+    /// Jobs deferred after their handler met an upstream 429
+    /// (`JobError::rate_limited`, `hold-4`), in total; no attempt spent.
+    pub held: u64,
     /// Jobs removed by `jobstream queue purge` (ready, scheduled and dead),
     /// in total.
     pub purged: u64,
@@ -233,6 +239,8 @@ impl QueueStore {
             dead_trimmed: counter("dead_trimmed"),
             replayed: counter("replayed"),
             requeued: counter("requeued"),
+            throttled: counter("throttled"),
+            held: counter("held"),
             purged: counter("purged_ready") + counter("purged_scheduled") + counter("purged_dead"),
             rejected: counter("rejected"),
             shed: counter("shed"),

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jobstream_core::envelope::{
-    MAX_ATTEMPTS_CAP, MAX_FIELDS, MAX_TIMEOUT_MS, field, reserved_names,
+    MAX_ATTEMPTS_CAP, MAX_FIELDS, MAX_RATE_KEY_LEN, MAX_TIMEOUT_MS, field, reserved_names,
 };
 use jobstream_core::lifecycle::{MAX_KEEP_MS, MAX_UNIQUE_KEY_LEN};
 use jobstream_core::{Error, Job, Result, Uniqueness};
@@ -210,6 +210,30 @@ impl NewJob {
     /// idempotent (e.g. an order number).
     pub fn idempotency_key(self, key: impl Into<String>) -> Self {
         self.option(field::IDEMPOTENCY_KEY, key.into())
+    }
+
+    /// The job's rate key (a customer id, an upstream API name): on a
+    /// queue whose workers declare a per-key rate limit
+    /// (`QueueOptions::key_rate_limit`), every distinct key gets its own
+    /// fleet-wide bucket; and when a handler returns
+    /// `JobError::rate_limited`, jobs with this key are held back
+    /// fleet-wide (without a key, their job type is held). It must be 1 to
+    /// [`MAX_RATE_KEY_LEN`] bytes.
+    ///
+    /// ```
+    /// use jobstream_producer::NewJob;
+    /// let job = NewJob::new("geocode", &"Main St 1")?.rate_key("customer-42")?;
+    /// # Ok::<(), jobstream_producer::Error>(())
+    /// ```
+    pub fn rate_key(self, key: impl Into<String>) -> Result<Self> {
+        let key = key.into();
+        if key.is_empty() || key.len() > MAX_RATE_KEY_LEN {
+            return Err(Error::InvalidJob(format!(
+                "a rate key must be 1 to {MAX_RATE_KEY_LEN} bytes long (this one is {})",
+                key.len()
+            )));
+        }
+        Ok(self.option(field::RATE_KEY, key))
     }
 
     /// Makes the job unique by `key` within its queue: while another job
@@ -445,6 +469,15 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         let later = NewJob::new("t", &0).unwrap();
         assert!(first.id() < later.id());
+    }
+
+    #[test]
+    fn a_rate_key_is_checked() {
+        let job = NewJob::new("t", &1).unwrap();
+        assert!(job.clone().rate_key("").is_err());
+        let err = job.clone().rate_key("k".repeat(257)).unwrap_err();
+        assert!(err.to_string().contains("1 to 256 bytes"), "{err}");
+        assert!(job.rate_key("k".repeat(256)).is_ok());
     }
 
     #[test]

@@ -63,6 +63,16 @@ pub(crate) enum Event<'a> {
     RateLimited { queue: &'a str },
     /// A fetched job of a group that was full: moved behind its group.
     GroupWaiting { queue: &'a str },
+    /// A job read and deferred unstarted (`throttle-6`): a rate limit of
+    /// its type or key had no token (`held` false), or its key is held
+    /// (`held` true). No attempt spent.
+    Throttled {
+        queue: &'a str,
+        job_type: &'a str,
+        job_id: &'a str,
+        due_ms: u64,
+        held: bool,
+    },
 }
 
 /// Consumes events. Called on the job's task, so it must be quick and
@@ -139,6 +149,17 @@ impl EventSink for LogSink {
                         tracing::error!(queue, job_id, job_type, attempt, error_class = class,
                         error = %error, elapsed_ms, reason = reason.as_str(), "job failed and moved to dead")
                     }
+                    Disposition::Hold { retry_after } => {
+                        tracing::info!(
+                            queue,
+                            job_id,
+                            job_type,
+                            attempt,
+                            error_class = class,
+                            hold_ms = retry_after.as_millis() as u64,
+                            "upstream rate limit: key held fleet-wide; the job waits for the hold (no attempt spent)"
+                        )
+                    }
                     Disposition::Retry { delay } => {
                         tracing::warn!(queue, job_id, job_type, attempt, error_class = class,
                         error = %error, elapsed_ms, retry_in_ms = delay.as_millis() as u64, "job failed; will retry")
@@ -205,6 +226,20 @@ impl EventSink for LogSink {
                 job_id,
                 late_ms,
                 "job not started by its deadline; moved to dead"
+            ),
+            Event::Throttled {
+                queue,
+                job_type,
+                job_id,
+                due_ms,
+                held,
+            } => tracing::debug!(
+                queue,
+                job_type,
+                job_id,
+                due_ms,
+                held,
+                "job deferred by its rate limit or its key's hold; no attempt spent"
             ),
             // Logged where they happen, with more context.
             Event::Started { .. }

@@ -210,6 +210,12 @@ impl<S> JobContext<S> {
     pub fn idempotency_key(&self) -> Option<&str> {
         self.envelope.idempotency_key.as_deref()
     }
+    /// The job's rate key (`rate_key`), if any: its bucket of the queue's
+    /// per-key rate limit, and what [`JobError::rate_limited`](crate::JobError::rate_limited)
+    /// holds back.
+    pub fn rate_key(&self) -> Option<&str> {
+        self.envelope.rate_key.as_deref()
+    }
     /// W3C traceparent, if the producer sent one.
     pub fn traceparent(&self) -> Option<&str> {
         self.envelope.traceparent.as_deref()

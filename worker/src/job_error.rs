@@ -20,6 +20,11 @@ pub enum FailureKind {
     /// The handler stopped because the job was cancelled: dropped, counted
     /// as `cancelled` (its record, if any, says `cancelled`).
     Cancelled,
+    /// An upstream said "too many requests" (HTTP 429): the job's key is
+    /// held back fleet-wide for this long, and the job itself waits for
+    /// the hold's end without spending an attempt (see
+    /// [`JobError::rate_limited`]).
+    RateLimited(Duration),
 }
 
 /// A handler's failure: a kind, a class (a short label for metrics and the
@@ -53,6 +58,35 @@ impl JobError {
     /// example a rate limit's Retry-After).
     pub fn retry_after(delay: Duration, message: impl std::fmt::Display) -> Self {
         Self::new(FailureKind::RetryAfter(delay), "error", message)
+    }
+
+    /// An upstream refused the call for its rate limit (HTTP 429, with a
+    /// `Retry-After` of `retry_after`): holds the job's key back
+    /// **fleet-wide** for `retry_after` (the key is the job's `rate_key`
+    /// if it has one, else its job type; at most a day; a hold never
+    /// shortens a longer one), so no worker starts another job of that key until then
+    /// (workers learn of it within 250 ms); other keys go on. The job
+    /// itself is deferred to the hold's end (plus a small spread) without
+    /// spending an attempt: not a failure, counted `held`, outcome `held`.
+    ///
+    /// A job that keeps a record, has a uniqueness key or is a chain or
+    /// batch step still sets the hold, but waits for it as a retry (an
+    /// attempt spent), so its record stays right. Attempts are never spent
+    /// otherwise: a handler that always returns this keeps its job
+    /// waiting for ever, at the pace of its holds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use jobstream_worker::JobError;
+    /// let e = JobError::rate_limited(Duration::from_secs(30));
+    /// assert_eq!(e.class(), "rate_limited");
+    /// ```
+    pub fn rate_limited(retry_after: Duration) -> Self {
+        Self::new(
+            FailureKind::RateLimited(retry_after),
+            "rate_limited",
+            format!("upstream rate limit; holding the key for {retry_after:?}"),
+        )
     }
 
     /// A failure no retry can fix (bad input, a rejected request): skip the

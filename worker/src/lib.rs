@@ -51,6 +51,7 @@ mod cron;
 mod events;
 mod fetcher;
 mod handler;
+mod holds;
 mod http;
 mod inflight;
 mod job_error;

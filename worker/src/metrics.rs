@@ -53,6 +53,7 @@ pub(crate) struct Metrics {
     pub(crate) paused: Family<QueueLabels, Gauge>,
     rate_limited: Family<QueueLabels, Counter>,
     group_parked: Family<QueueLabels, Counter>,
+    throttled: Family<TypeLabels, Counter>,
     pub(crate) rejected: Family<QueueLabels, Gauge>,
     pub(crate) shed: Family<QueueLabels, Gauge>,
     pub(crate) groups: Family<QueueLabels, Gauge>,
@@ -80,7 +81,7 @@ impl Metrics {
         );
         registry.register(
             "jobs",
-            "Attempts by outcome: ok, retry, dead, discard, cancelled, expired, abandoned, lease_lost",
+            "Attempts by outcome: ok, retry, dead, discard, cancelled, expired, abandoned, lease_lost, held",
             outcomes.clone(),
         );
         registry.register(
@@ -141,6 +142,12 @@ impl Metrics {
             "Fetches this worker held back because the queue's rate limit had no token due",
             rate_limited.clone(),
         );
+        let throttled = Family::<TypeLabels, Counter>::default();
+        registry.register(
+            "jobs_throttled",
+            "Jobs this worker read and deferred unstarted (no attempt spent): a rate limit of their type or key had no token, or their key was held after an upstream 429",
+            throttled.clone(),
+        );
         // Counts kept in Redis, read at scrape: gauges (the value is set
         // from the stats hash, not counted here), named without `_total`.
         let rejected = gauge(
@@ -197,6 +204,7 @@ impl Metrics {
             paused,
             rate_limited,
             group_parked,
+            throttled,
             rejected,
             shed,
             groups,
@@ -225,6 +233,7 @@ pub(crate) fn outcome_name(d: &Disposition) -> &'static str {
         Disposition::Dead { .. } => "dead",
         Disposition::Discard => "discard",
         Disposition::Cancel => "cancelled",
+        Disposition::Hold { .. } => "held",
     }
 }
 
@@ -270,6 +279,16 @@ impl EventSink for Metrics {
                 self.group_parked
                     .get_or_create(&QueueLabels {
                         queue: queue.to_owned(),
+                    })
+                    .inc();
+            }
+            Event::Throttled {
+                queue, job_type, ..
+            } => {
+                self.throttled
+                    .get_or_create(&TypeLabels {
+                        queue: queue.to_owned(),
+                        job_type: job_type.to_owned(),
                     })
                     .inc();
             }

@@ -59,6 +59,13 @@ pub enum Disposition {
         /// Why.
         reason: DeadReason,
     },
+    /// An upstream rate limit ([`JobError::rate_limited`]): hold the job's
+    /// key back fleet-wide for `retry_after` and run the job again after
+    /// it, as the same attempt (no attempt spent, whatever is left).
+    Hold {
+        /// How long the key is held.
+        retry_after: Duration,
+    },
 }
 
 /// The disposition of attempt `attempt` (1-based) that ended with `result`,
@@ -79,6 +86,7 @@ pub fn disposition(
     match err.kind() {
         FailureKind::Discard => Disposition::Discard,
         FailureKind::Cancelled => Disposition::Cancel,
+        FailureKind::RateLimited(retry_after) => Disposition::Hold { retry_after },
         FailureKind::Permanent => Disposition::Dead {
             reason: DeadReason::Permanent,
         },
@@ -116,6 +124,7 @@ mod tests {
             JobError::malformed("x"),
             JobError::timeout(Duration::from_secs(1)),
             JobError::panic("boom".into()),
+            JobError::rate_limited(Duration::from_secs(3)),
         ];
         for job_max in [None, Some(1), Some(5)] {
             let max = job_max.unwrap_or(3);
@@ -126,6 +135,8 @@ mod tests {
                     let expected = match err.kind() {
                         FailureKind::Discard => Disposition::Discard,
                         FailureKind::Cancelled => Disposition::Cancel,
+                        // No attempt spent: the same at every position.
+                        FailureKind::RateLimited(retry_after) => Disposition::Hold { retry_after },
                         FailureKind::Permanent => Disposition::Dead {
                             reason: DeadReason::Permanent,
                         },

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use jobstream_core::QueueStore;
 use tokio::sync::watch;
 
+use crate::holds::Holds;
 use crate::shutdown::Shutdown;
 
 /// Which lanes are paused, one flag per lane, as last read from Redis.
@@ -49,6 +50,8 @@ impl Paused {
 pub(crate) struct PauseWatcher {
     stores: Vec<QueueStore>,
     tx: watch::Sender<Vec<bool>>,
+    /// The queues' held keys, read in the same round trip.
+    holds: Holds,
 }
 
 impl PauseWatcher {
@@ -56,10 +59,13 @@ impl PauseWatcher {
     /// never fetches from it), and returns the watcher with the fetchers'
     /// view. Unreadable within a second (Redis away): nothing is paused
     /// until it answers.
-    pub(crate) async fn start(stores: Vec<QueueStore>) -> (Self, Paused) {
+    pub(crate) async fn start(stores: Vec<QueueStore>, holds: Holds) -> (Self, Paused) {
         let first = tokio::time::timeout(std::time::Duration::from_secs(1), read(&stores)).await;
         let initial = match first {
-            Ok(Ok(flags)) => flags,
+            Ok(Ok((flags, held))) => {
+                holds.replace(held);
+                flags
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot read the paused queues; taking none as paused");
                 vec![false; stores.len()]
@@ -75,7 +81,7 @@ impl PauseWatcher {
             }
         }
         let (tx, rx) = watch::channel(initial);
-        (Self { stores, tx }, Paused { rx })
+        (Self { stores, tx, holds }, Paused { rx })
     }
 
     /// Polls until shutdown. While a lane is paused, a blocking read it is
@@ -84,7 +90,10 @@ impl PauseWatcher {
     pub(crate) async fn run(self, readers: Vec<LaneReader>, mut shutdown: Shutdown) {
         while !shutdown.sleep(jobstream_core::pause::POLL_EVERY).await {
             let flags = match read(&self.stores).await {
-                Ok(flags) => flags,
+                Ok((flags, held)) => {
+                    self.holds.replace(held);
+                    flags
+                }
                 Err(e) => {
                     // Keep the last known state: a Redis outage neither
                     // pauses nor resumes anything.
@@ -132,11 +141,10 @@ pub(crate) struct LaneReader {
     pub(crate) blocked: Arc<AtomicBool>,
 }
 
-/// One flag per store, from one `HMGET` of just their names.
-async fn read(stores: &[QueueStore]) -> jobstream_core::Result<Vec<bool>> {
-    let Some(first) = stores.first() else {
-        return Ok(Vec::new());
-    };
-    let names: Vec<&str> = stores.iter().map(|s| s.keys().name().as_str()).collect();
-    first.paused_among(&names).await
+/// One flag per store, from one `HMGET` of just their names, and each
+/// store's held keys (`HGETALL` of `PREFIX:{Q}:holds`): one pipeline, one
+/// round trip.
+type Read = (Vec<bool>, Vec<std::collections::HashMap<String, u64>>);
+async fn read(stores: &[QueueStore]) -> jobstream_core::Result<Read> {
+    jobstream_core::rate::paused_and_holds(stores).await
 }

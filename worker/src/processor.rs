@@ -11,6 +11,7 @@ use jobstream_core::envelope::{
     DEAD_CONTEXT, Envelope, MAX_ENTRY_FIELDS, entry_id_ms, field, fields_to_msgpack, truncate_error,
 };
 use jobstream_core::groups::GroupStart;
+use jobstream_core::rate::Throttled;
 use jobstream_core::store_lifecycle::StartOutcome;
 use jobstream_core::{QueueStore, Redis, StreamEntry};
 use tokio::sync::mpsc;
@@ -20,6 +21,7 @@ use tracing::Instrument;
 
 use crate::events::{Event, Events};
 use crate::handler::{JobContext, Registry};
+use crate::holds::Holds;
 use crate::inflight::{Inflight, LaneId};
 use crate::job_error::JobError;
 use crate::outcome::{DeadReason, Disposition, disposition};
@@ -112,6 +114,19 @@ pub(crate) struct Dispatcher {
     pub(crate) lanes: Vec<Arc<LaneCtx>>,
     /// Cancellation tokens of running jobs with a record.
     pub(crate) cancels: Cancels,
+    /// Each lane's rate limits per job type and per rate key.
+    pub(crate) limits: Vec<LaneLimits>,
+    /// Held keys of each lane (upstream 429s), as last read.
+    pub(crate) holds: Holds,
+}
+
+/// A lane's rate limits checked per job (`throttle-6`).
+#[derive(Debug, Default)]
+pub(crate) struct LaneLimits {
+    /// Per job type.
+    pub(crate) types: std::collections::HashMap<String, jobstream_core::RateLimit>,
+    /// Per rate key.
+    pub(crate) key: Option<jobstream_core::RateLimit>,
 }
 
 impl Dispatcher {
@@ -154,7 +169,19 @@ impl Dispatcher {
                     .await;
             }
         };
-        let Some(tracking) = Tracking::of(&envelope, &entry_id) else {
+        let tracking = Tracking::of(&envelope, &entry_id);
+        // A job of a group runs only once admitted: otherwise it has been
+        // moved behind its group, and this entry is done. Before the rate
+        // limits, so a job that waits for its turn takes no token.
+        if let Some(t) = &tracking
+            && !self.admitted(lane, &entry_id, t).await
+        {
+            return self.outcome(lane, entry_id, Action::Forget);
+        }
+        if self.throttled(lane, &entry_id, &envelope).await {
+            return self.outcome(lane, entry_id, Action::Forget);
+        }
+        let Some(tracking) = tracking else {
             return self
                 .run_decoded(lane, entry_id, envelope, deliveries, None)
                 .await
@@ -211,15 +238,6 @@ impl Dispatcher {
         let live = match tracking {
             None => None,
             Some((tracking, token)) => {
-                // A job of a group runs only once admitted: otherwise it
-                // has been moved behind its group, and this entry is done.
-                if !self.admitted(lane, &entry_id, tracking).await {
-                    return (
-                        self.outcome(lane, entry_id, Action::Forget),
-                        None,
-                        Vec::new(),
-                    );
-                }
                 match self.start(lane, &entry_id, &envelope, tracking).await {
                     StartOutcome::Started => {}
                     StartOutcome::Lost => {
@@ -335,13 +353,42 @@ impl Dispatcher {
             Ok(Err(panic)) => Err(JobError::panic(panic_message(&panic))),
             Err(_) => Err(JobError::timeout(timeout)),
         };
-        let d = disposition(
+        let mut d = disposition(
             &result,
             envelope.attempt,
             envelope.max_attempts,
             &route.options.retry,
             rand::random::<f64>(),
         );
+        // An upstream 429: hold the key fleet-wide and defer the job to
+        // the hold's end, no attempt spent (`hold-4`). A tracked job (its
+        // record must stay right) waits for the hold as a retry; so does
+        // any job when the hold cannot be set.
+        let mut deferred = false;
+        if let Disposition::Hold { retry_after } = d {
+            let wait = match self
+                .hold(lane, &entry_id, &envelope, retry_after, live.is_none())
+                .await
+            {
+                Some(_) if live.is_none() => {
+                    deferred = true;
+                    None
+                }
+                Some(until) => Some(Duration::from_millis(
+                    until.saturating_sub(self.server_now().await),
+                )),
+                None => Some(retry_after),
+            };
+            if let Some(wait) = wait {
+                d = disposition(
+                    &Err(JobError::retry_after(wait, "")),
+                    envelope.attempt,
+                    envelope.max_attempts,
+                    &route.options.retry,
+                    0.0,
+                );
+            }
+        }
         // The outcome goes on the job's span (a failed attempt is an error
         // in the trace), and its log line is written inside the span, so
         // it carries the job's fields and trace id too.
@@ -370,10 +417,11 @@ impl Dispatcher {
             .as_ref()
             .map_or(("error", ""), |(c, m)| (c.as_str(), m.as_str()));
         let action = match d {
+            _ if deferred => Action::Forget,
             Disposition::Ack => Action::Ack,
             Disposition::Discard => Action::Discard,
             Disposition::Cancel => Action::Cancel,
-            Disposition::Retry { delay } => {
+            Disposition::Retry { delay } | Disposition::Hold { retry_after: delay } => {
                 let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
                 Action::Retry {
                     due_ms: self.server_now().await.saturating_add(delay_ms),
@@ -393,6 +441,112 @@ impl Dispatcher {
         };
         let result = live.map(|l| l.take_result()).unwrap_or_default();
         (self.outcome(lane, entry_id, action), failure, result)
+    }
+
+    /// Checks a job against its type's and key's rate limits and its
+    /// key's hold, for jobs one of them applies to (the others cost
+    /// nothing): true when `throttle-6` deferred it (or found it no longer
+    /// this worker's), so it must not run. When the check fails (Redis
+    /// away), the job runs: the limits are best effort then.
+    async fn throttled(&self, lane: LaneId, entry_id: &str, envelope: &Envelope) -> bool {
+        let Some(limits) = self.limits.get(lane) else {
+            return false;
+        };
+        let type_limit = if limits.types.is_empty() {
+            None
+        } else {
+            limits.types.get(&envelope.job_type)
+        };
+        let rate_key = envelope.rate_key.as_deref();
+        let key_limit = limits.key.as_ref().filter(|_| rate_key.is_some());
+        let held = self.holds.any(lane) && {
+            let field = jobstream_core::rate::hold_field(rate_key, &envelope.job_type);
+            self.holds.held(lane, &field, self.server_now().await)
+        };
+        if type_limit.is_none() && key_limit.is_none() && !held {
+            return false;
+        }
+        let queue = &self.queues[lane];
+        let member = fields_to_msgpack(&envelope.deferred(entry_id));
+        let job = jobstream_core::rate::ThrottleJob {
+            consumer: &self.consumer,
+            entry_id,
+            job_id: envelope.job_id(entry_id),
+            member: &member,
+            job_type: &envelope.job_type,
+            rate_key,
+            // The script is called anyway: it also catches a hold set
+            // since the last poll (one HGET).
+            check_hold: true,
+            type_limit,
+            key_limit,
+            spread: rand::random::<u32>() % 1_000_000,
+        };
+        match self.stores[lane].throttle(&job).await {
+            Ok(Throttled::Run) => false,
+            Ok(Throttled::Deferred { due_ms, held }) => {
+                self.events.emit(Event::Throttled {
+                    queue,
+                    job_type: &envelope.job_type,
+                    job_id: envelope.job_id(entry_id),
+                    due_ms,
+                    held,
+                });
+                true
+            }
+            Ok(_) => {
+                tracing::info!(queue = %queue, entry_id, "job is no longer this worker's (lease lost); not starting it");
+                true
+            }
+            Err(e) => {
+                if let Some(suppressed) =
+                    jobstream_core::throttle::warnings().allow("processor.throttle")
+                {
+                    tracing::warn!(suppressed, queue = %queue, error = %e, "cannot check the rate limits of a job (throttle-6); running it unchecked");
+                }
+                false
+            }
+        }
+    }
+
+    /// `hold-4`: holds the job's key fleet-wide for `retry_after` and, when
+    /// `defer`, moves the job to `scheduled` for the hold's end. Returns the
+    /// hold's end (unix ms, server clock), or None when it could not be set.
+    async fn hold(
+        &self,
+        lane: LaneId,
+        entry_id: &str,
+        envelope: &Envelope,
+        retry_after: Duration,
+        defer: bool,
+    ) -> Option<u64> {
+        let field =
+            jobstream_core::rate::hold_field(envelope.rate_key.as_deref(), &envelope.job_type);
+        let member = if defer {
+            fields_to_msgpack(&envelope.deferred(entry_id))
+        } else {
+            Vec::new()
+        };
+        let r = self.stores[lane]
+            .hold(
+                &self.consumer,
+                if defer { entry_id } else { "" },
+                &member,
+                &field,
+                retry_after,
+                rand::random::<u32>() % 1_000_000,
+            )
+            .await;
+        match r {
+            Ok((_, until)) => {
+                self.holds.note(lane, field, until);
+                Some(until)
+            }
+            Err(e) => {
+                tracing::warn!(queue = %self.queues[lane], error = %e, "cannot hold the job's key (hold-4); retrying the job after its retry_after instead");
+                None
+            }
+        }
     }
 
     fn outcome(&self, lane: LaneId, entry_id: String, action: Action) -> Outcome {

@@ -27,6 +27,12 @@ pub struct QueueOptions {
     /// Most jobs of one group (field `group`) admitted at once, fleet-wide;
     /// `None` leaves the queue's setting in Redis as it is (default 1).
     pub group_concurrency: Option<u32>,
+    /// Fleet-wide rate limits of single job types of the queue (see
+    /// [`QueueOptions::type_rate_limit`]); default none.
+    pub type_rate_limits: Vec<(String, jobstream_core::RateLimit)>,
+    /// Fleet-wide rate limit of every distinct `rate_key` of the queue
+    /// (see [`QueueOptions::key_rate_limit`]); default none.
+    pub key_rate_limit: Option<jobstream_core::RateLimit>,
 }
 
 impl Default for QueueOptions {
@@ -43,6 +49,8 @@ impl QueueOptions {
             max_concurrency: None,
             rate_limit: None,
             group_concurrency: None,
+            type_rate_limits: Vec::new(),
+            key_rate_limit: None,
         }
     }
 
@@ -92,6 +100,51 @@ impl QueueOptions {
     /// ```
     pub fn group_concurrency(mut self, n: u32) -> Self {
         self.group_concurrency = Some(n.clamp(1, jobstream_core::groups::MAX_GROUP_CONCURRENCY));
+        self
+    }
+
+    /// At most `limit` jobs of type `job_type` of this queue start per
+    /// period, across the whole fleet (state in Redis,
+    /// `PREFIX:{Q}:rate:type:<job_type>`); the queue's other types are not
+    /// slowed. Checked after a job is read, before its handler runs (one
+    /// `throttle-6` call per job of that type): a job over the limit is
+    /// deferred to `scheduled`, to its place in line, with no attempt
+    /// spent (counted `throttled`). Declaring the same type again replaces
+    /// its limit. Every worker of the queue should declare the same limits.
+    ///
+    /// ```
+    /// use jobstream_worker::{QueueOptions, RateLimit};
+    /// let q = QueueOptions::new().type_rate_limit("geocode", RateLimit::per_second(50)?);
+    /// # let _ = q;
+    /// # Ok::<(), jobstream_worker::Error>(())
+    /// ```
+    pub fn type_rate_limit(
+        mut self,
+        job_type: impl Into<String>,
+        limit: jobstream_core::RateLimit,
+    ) -> Self {
+        let job_type = job_type.into();
+        self.type_rate_limits.retain(|(t, _)| *t != job_type);
+        self.type_rate_limits.push((job_type, limit));
+        self
+    }
+
+    /// Every distinct rate key of this queue's jobs (the job field
+    /// `rate_key`, e.g. a customer id: `NewJob::rate_key`) gets its own
+    /// fleet-wide bucket with this limit (`PREFIX:{Q}:rate:key:<K>`); jobs
+    /// without a rate key are not limited by it. Enforced as
+    /// [`QueueOptions::type_rate_limit`] is (one `throttle-6` call per job
+    /// with a rate key; both limits apply to a job that has both, a token
+    /// taken from each only when both have one).
+    ///
+    /// ```
+    /// use jobstream_worker::{QueueOptions, RateLimit};
+    /// let q = QueueOptions::new().key_rate_limit(RateLimit::per_second(5)?.burst(5));
+    /// # let _ = q;
+    /// # Ok::<(), jobstream_worker::Error>(())
+    /// ```
+    pub fn key_rate_limit(mut self, limit: jobstream_core::RateLimit) -> Self {
+        self.key_rate_limit = Some(limit);
         self
     }
 }

@@ -144,6 +144,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
     let job_tasks = TaskTracker::new();
     let (outcome_tx, outcome_rx) = mpsc::channel(concurrency * 2 + limits.ack_batch);
     let cancels = crate::tracking::Cancels::default();
+    let holds = crate::holds::Holds::new(stores.len());
     let dispatcher = Arc::new(Dispatcher {
         registry,
         queues: queues.iter().map(|q| Arc::from(q.name.as_str())).collect(),
@@ -165,6 +166,14 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
             })
             .collect(),
         cancels: cancels.clone(),
+        limits: queues
+            .iter()
+            .map(|q| crate::processor::LaneLimits {
+                types: q.options.type_rate_limits.iter().cloned().collect(),
+                key: q.options.key_rate_limit,
+            })
+            .collect(),
+        holds: holds.clone(),
     });
     let (stop_lease, lease_stop) = shutdown::channel();
     let (give_up_tx, give_up_at) = watch::channel(None);
@@ -257,7 +266,7 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
             ),
         );
     }
-    let (pause_watcher, paused) = crate::pause::PauseWatcher::start(stores.clone()).await;
+    let (pause_watcher, paused) = crate::pause::PauseWatcher::start(stores.clone(), holds).await;
     let lane_readers: Vec<crate::pause::LaneReader> =
         stores.iter().map(|_| Default::default()).collect();
     background_tasks
