@@ -111,6 +111,18 @@ pub async fn run(
             )
             .await
         }
+        ("jobstream_type_rate", what) => {
+            TYPE_RATE.store(true, Ordering::Relaxed);
+            jobstream(
+                what,
+                url,
+                &[(queue.to_owned(), 1)],
+                jobs,
+                concurrency,
+                false,
+            )
+            .await
+        }
         ("jobstream3", what) => {
             let queues: Vec<(String, u32)> = crate::THREE_QUEUES
                 .iter()
@@ -123,6 +135,9 @@ pub async fn run(
     report.rss_mb = measure::peak_rss_mb();
     report
 }
+
+/// Set in the `jobstream_type_rate` child: its job type has a rate limit.
+static TYPE_RATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Set in the `jobstream_rate` child: its queue has a rate limit.
 static RATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -149,6 +164,12 @@ async fn jobstream(
             // tokens costs, one `rate-1` call per fetch.
             let limit = RateLimit::per_second(1_000_000).expect("a valid limit");
             options = options.rate_limit(limit.burst(10_000));
+        }
+        if TYPE_RATE.load(Ordering::Relaxed) {
+            // The same for the job type's limit: one `throttle-6` call per
+            // job, checked after the read.
+            let limit = RateLimit::per_second(1_000_000).expect("a valid limit");
+            options = options.type_rate_limit("bench", limit.burst(10_000));
         }
         builder = builder.queue_with(queue, options);
     }

@@ -370,6 +370,19 @@ const KEYED_GROUPS: usize = 1000;
 /// Set while `drain_keyed` fills its queues.
 static KEYED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// `drain` by a worker whose job type has a fleet-wide rate limit that
+/// never binds: the cost of a limit per type (one `throttle-6` call per
+/// job, after the read).
+async fn drain_type_rate(ctx: &mut Ctx, scenario: &str, n: usize, concurrency: usize) -> Row {
+    TYPE_RATE_LIMITED.store(true, std::sync::atomic::Ordering::Relaxed);
+    let row = drain_queues(ctx, scenario, n, 100, concurrency, false).await;
+    TYPE_RATE_LIMITED.store(false, std::sync::atomic::Ordering::Relaxed);
+    row
+}
+
+/// Set while `drain_type_rate` runs.
+static TYPE_RATE_LIMITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Set while `drain_rate` runs.
 static RATE_LIMITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -459,6 +472,8 @@ async fn drain_queues(
             "jobstream_metrics"
         } else if RATE_LIMITED.load(std::sync::atomic::Ordering::Relaxed) {
             "jobstream_rate"
+        } else if TYPE_RATE_LIMITED.load(std::sync::atomic::Ordering::Relaxed) {
+            "jobstream_type_rate"
         } else {
             "jobstream"
         };
@@ -663,6 +678,12 @@ async fn main() {
     if want("drain_rate") {
         emit(
             drain_rate(&mut ctx, "drain_rate", args.jobs, args.concurrency).await,
+            &mut rows,
+        );
+    }
+    if want("drain_type_rate") {
+        emit(
+            drain_type_rate(&mut ctx, "drain_type_rate", args.jobs, args.concurrency).await,
             &mut rows,
         );
     }
