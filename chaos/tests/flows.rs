@@ -4,9 +4,11 @@
 //! after all its members ended, with the right summary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{Fleet, cli};
 use jobstream_producer::{Batch, Chain, NewJob, Producer};
 use jobstream_testkit::{RedisServer, unique_queue};
 use rand::{Rng, SeedableRng};
@@ -15,54 +17,6 @@ const CHAINS: usize = 20;
 const STEPS: u64 = 5;
 const BATCHES: usize = 8;
 const MEMBERS: u64 = 20;
-
-struct Fleet {
-    url: String,
-    queue: String,
-    run: String,
-    workers: Vec<Child>,
-    kills: usize,
-}
-
-impl Fleet {
-    fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_flow-worker"))
-            .args([
-                "--redis-url",
-                &self.url,
-                "--queue",
-                &self.queue,
-                "--run",
-                &self.run,
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.workers.push(child);
-    }
-
-    fn kill_one(&mut self, rng: &mut impl Rng) {
-        let i = rng.random_range(0..self.workers.len());
-        let mut child = self.workers.swap_remove(i);
-        // SIGKILL: no shutdown, no acks, no give-backs.
-        child.kill().unwrap();
-        child.wait().unwrap();
-        self.kills += 1;
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        for w in &mut self.workers {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
-    }
-}
-
-fn cli(server: &RedisServer, args: &[&str]) -> String {
-    server.cli(args).unwrap().trim().to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chains_and_batches_survive_sigkills_each_step_and_completion_created_once() {
@@ -74,13 +28,7 @@ async fn chains_and_batches_survive_sigkills_each_step_and_completion_created_on
         .and_then(|s| s.parse().ok())
         .unwrap_or(7);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut fleet = Fleet {
-        url: server.url(),
-        queue: queue.clone(),
-        run: run.clone(),
-        workers: Vec::new(),
-        kills: 0,
-    };
+    let mut fleet = Fleet::new(&server, &queue, &run);
     for _ in 0..3 {
         fleet.spawn();
     }

@@ -4,62 +4,17 @@
 //! included; every job succeeds; nothing is left behind.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{Fleet, cli};
 use jobstream_producer::{NewJob, Producer};
 use jobstream_testkit::{RedisServer, unique_queue};
 use rand::{Rng, SeedableRng};
 
 const GROUPS: usize = 4;
 const PER_GROUP: u64 = 30;
-
-struct Fleet {
-    url: String,
-    queue: String,
-    run: String,
-    workers: Vec<Child>,
-    kills: usize,
-}
-
-impl Fleet {
-    fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_flow-worker"))
-            .args([
-                "--redis-url",
-                &self.url,
-                "--queue",
-                &self.queue,
-                "--run",
-                &self.run,
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.workers.push(child);
-    }
-
-    fn kill_one(&mut self, rng: &mut impl Rng) {
-        let i = rng.random_range(0..self.workers.len());
-        let mut child = self.workers.swap_remove(i);
-        child.kill().unwrap();
-        child.wait().unwrap();
-        self.kills += 1;
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        for w in &mut self.workers {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
-    }
-}
-
-fn cli(server: &RedisServer, args: &[&str]) -> String {
-    server.cli(args).unwrap().trim().to_owned()
-}
 
 /// Checks one group's events (`start:N`, `ok:N`, in the server's order):
 /// a start is of the job that must succeed next, or a re-run of the one
@@ -99,13 +54,7 @@ async fn groups_keep_their_order_through_sigkills() {
         .unwrap_or_else(rand::random);
     eprintln!("seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut fleet = Fleet {
-        url: server.url(),
-        queue: queue.clone(),
-        run: run.clone(),
-        workers: Vec::new(),
-        kills: 0,
-    };
+    let mut fleet = Fleet::new(&server, &queue, &run);
     for _ in 0..3 {
         fleet.spawn();
     }

@@ -3,33 +3,10 @@
 //! reading the keys exactly as docs/wire-format.md documents them (as a
 //! worker in any language writes them).
 
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use common::*;
 use jobstream_testkit::{RedisServer, unique_queue};
-
-const BIN: &str = env!("CARGO_BIN_EXE_jobstream");
-
-fn jobstream(server: &RedisServer, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("REDIS_URL", server.url())
-        .env_remove("JOBSTREAM_PREFIX")
-        .env_remove("JOBSTREAM_GROUP")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(server: &RedisServer, args: &[&str]) -> String {
-    let out = jobstream(server, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn declare(server: &RedisServer, name: &str, queue: &str, cron: &str, tz: &str, missed: &str) {
     let json = serde_json::json!({
