@@ -24,7 +24,10 @@
   down over several calls). An entry is removed only while undelivered:
   after the last-delivered id of every consumer group and in none of their
   pending lists (checked here, as purge-4 does), so a job a worker holds is
-  never shed. Counted so the books balance (core/src/books.rs): `shed` + 1
+  never shed; nor is a job with state elsewhere (fields unique_key,
+  record_ms, batch, batch_done, chain or group: its key, record, batch or
+  group's place would be left waiting for good). Limits are read as 1 to 15
+  decimal digits; any other value is no limit. Counted so the books balance (core/src/books.rs): `shed` + 1
   each, and `discarded` + 1 when dropped, or `dead` + 1 when kept in dead
   (`shed_to_dead` = "1": the job's fields, `id` and `enqueued_at` made
   explicit, then reason `shed`, error_class `shed`, error, deliveries 0,
@@ -57,14 +60,14 @@
 local now = tonumber(ARGV[3])
 if now == nil then return redis.error_reply('ERR admit-4: now must be a number of ms') end
 local n = tonumber(ARGV[4])
-if n == nil or n < 1 or n > 1000 then
+if n == nil or n < 1 or n > 1000 or n ~= math.floor(n) then
   return redis.error_reply('ERR admit-4: n must be 1 to 1000')
 end
 local jobs = {}
 local at = 5
 for j = 1, n do
   local f = tonumber(ARGV[at])
-  if f == nil or f < 1 or f > 1000 or at + 2 * f > #ARGV then
+  if f == nil or f < 1 or f > 1000 or f ~= math.floor(f) or at + 2 * f > #ARGV then
     return redis.error_reply('ERR admit-4: bad field count')
   end
   jobs[j] = { at + 1, at + 2 * f }
@@ -85,8 +88,15 @@ end
 local limits = redis.call('HGETALL', KEYS[4])
 local lim = {}
 for i = 1, #limits, 2 do lim[limits[i]] = limits[i + 1] end
-local max_ready = tonumber(lim['max_ready'] or '')
-local max_age = tonumber(lim['max_age_ms'] or '')
+-- A limit is 1 to 15 decimal digits, read the same way by the Rust side
+-- (core/src/backpressure.rs); anything else (1000.0, 1e3, 0x10, -1, inf)
+-- is no limit.
+local function whole(s)
+  if type(s) ~= 'string' or #s > 15 or not string.match(s, '^%d+$') then return nil end
+  return tonumber(s)
+end
+local max_ready = whole(lim['max_ready'])
+local max_age = whole(lim['max_age_ms'])
 local policy = lim['policy'] or 'reject'
 if max_ready == nil and max_age == nil then
   local ids = add_all()
@@ -157,6 +167,8 @@ if ids.err then return ids end
 if lag then lag = lag + n end
 
 local to_dead = lim['shed_to_dead'] == '1'
+local TRACKED = { unique_key = true, record_ms = true, batch = true, batch_done = true,
+  chain = true, group = true }
 local shed = 0
 local budget = 1000
 local cursor = '(' .. last
@@ -173,8 +185,14 @@ while not done and budget > 0 do
     -- In id order: once an entry needs no shedding, no later one does.
     if excess <= 0 and not too_old then done = true break end
     budget = budget - 1
+    -- A job with state elsewhere (a uniqueness key, a record, a batch, a
+    -- chain, a group's place) is never shed: dropping it here would leave
+    -- that state waiting for good (a key held, a group stopped).
     local moved = true
-    for _, g in ipairs(groups) do
+    for i = 1, #fields, 2 do
+      if TRACKED[fields[i]] then moved = false break end
+    end
+    for _, g in ipairs(moved and groups or {}) do
       if #redis.call('XPENDING', KEYS[1], g, id, id, 1) > 0 then moved = false break end
     end
     if moved and to_dead then

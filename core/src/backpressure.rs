@@ -127,10 +127,16 @@ impl QueueLimits {
 
     /// Reads the fields of a `limits` hash; `None` when it sets no limit.
     /// Unknown fields are ignored; an unknown policy reads as `reject`
-    /// (what `admit-4` does with it).
+    /// (what `admit-4` does with it). A limit is read only when it is 1 to
+    /// 15 decimal digits, exactly as `admit-4` reads it (`1000.0`, `1e3`,
+    /// `0x10`, ` 10`, `+5`, `-1` are no limit on both sides).
     pub fn from_fields(fields: &[(String, String)]) -> Option<Self> {
         let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
-        let num = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
+        let num = |k: &str| {
+            get(k)
+                .filter(|v| !v.is_empty() && v.len() <= 15 && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
         let limits = Self {
             max_ready: num("max_ready"),
             max_age_ms: num("max_age_ms"),

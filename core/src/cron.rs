@@ -385,16 +385,33 @@ pub async fn forget(redis: &Redis, prefix: &str, name: &str) -> Result<bool> {
     Ok(removed == 1)
 }
 
+/// What `cron-fire-2` did with a tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CronFire {
+    /// Enqueued: the entry id.
+    Enqueued(String),
+    /// That tick or a later one was already fired (by any worker).
+    AlreadyFired,
+    /// The tick is more than 2 s ahead of the server's clock (this host's
+    /// clock is fast): refused, nothing changed.
+    Early {
+        /// The server's time, unix ms.
+        server_now_ms: u64,
+    },
+}
+
 impl QueueStore {
     /// Enqueues the job of tick `tick_ms` of schedule `name` (entry
-    /// `fields`) unless that tick, or a later one, was already fired:
-    /// `cron-fire-2`. Returns the entry id when it was enqueued.
+    /// `fields`) unless that tick, or a later one, was already fired, or
+    /// the tick is more than 2 s ahead of the server's clock:
+    /// `cron-fire-2`.
     pub async fn cron_fire(
         &self,
         name: &str,
         tick_ms: u64,
         fields: &[(&[u8], &[u8])],
-    ) -> Result<Option<String>> {
+    ) -> Result<CronFire> {
         let (fired, entry): (i64, redis::Value) = self
             .eval(&scripts::CRON_FIRE, |inv| {
                 inv.key(self.keys().cron())
@@ -406,14 +423,17 @@ impl QueueStore {
                 }
             })
             .await?;
-        if fired != 1 {
-            return Ok(None);
-        }
-        match entry {
-            redis::Value::BulkString(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
-            redis::Value::SimpleString(s) => Ok(Some(s)),
-            _ => Ok(Some(String::new())),
-        }
+        Ok(match (fired, entry) {
+            (1, redis::Value::BulkString(b)) => {
+                CronFire::Enqueued(String::from_utf8_lossy(&b).into_owned())
+            }
+            (1, redis::Value::SimpleString(s)) => CronFire::Enqueued(s),
+            (1, _) => CronFire::Enqueued(String::new()),
+            (2, redis::Value::Int(now)) => CronFire::Early {
+                server_now_ms: u64::try_from(now).unwrap_or(0),
+            },
+            _ => CronFire::AlreadyFired,
+        })
     }
 
     /// The last tick schedule `name` fired on this queue (unix ms), None

@@ -551,3 +551,114 @@ async fn wait_refuses_at_once_a_batch_larger_than_max_ready() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(p.inspector().stats(&q).await.unwrap().rejected, 3);
 }
+
+#[tokio::test]
+async fn shed_never_drops_a_job_whose_state_lives_elsewhere() {
+    // A job of a group, one with a uniqueness key, one with a record: shed
+    // would leave the group stopped, the key held, the record "ready" for
+    // good. They stay; the plain jobs around them are shed.
+    let server = RedisServer::start();
+    let mut c = conn(&server).await;
+    let q = unique_queue("bp-tracked");
+    let p = producer(&server).await;
+    let grouped = p.push(job(&q, 1).group("tenant").unwrap()).await.unwrap();
+    let unique = p
+        .push(
+            job(&q, 2)
+                .unique("k", jobstream_producer::Uniqueness::UntilDone)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let recorded = p
+        .push(job(&q, 3).keep_record(std::time::Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let plain = p.push(job(&q, 4)).await.unwrap();
+    let inspector = p.inspector();
+    inspector
+        .set_limits(
+            &q,
+            // The fifth job puts the backlog one over: the oldest job that
+            // may be shed is the plain one behind the three kept.
+            &QueueLimits::default()
+                .max_ready(4)
+                .policy(OverflowPolicy::Shed),
+        )
+        .await
+        .unwrap();
+    let p = producer(&server).await;
+    let newest = p.push(job(&q, 5)).await.unwrap();
+    let left = ready_job_ids(&mut c, &q).await;
+    let (g, u, r, n) = (
+        grouped.to_string(),
+        unique.to_string(),
+        recorded.to_string(),
+        newest.to_string(),
+    );
+    assert_eq!(left, vec![g, u, r, n], "only the plain job {plain} is shed");
+    let stats = inspector.stats(&q).await.unwrap();
+    assert_eq!((stats.shed, stats.discarded), (1, 1), "{stats:?}");
+    assert_books(&inspector, &q).await;
+}
+
+#[tokio::test]
+async fn limits_that_are_not_whole_numbers_are_no_limits_for_every_producer() {
+    // What Python writes for a float, or a hand: the Rust producer and
+    // admit-4 read them the same way (no limit), so no producer is
+    // limited while another is not.
+    let server = RedisServer::start();
+    let mut c = conn(&server).await;
+    for bad in ["1000.0", "1e3", "0x2", " 2", "+2", "-1", "inf", "2.5"] {
+        let q = unique_queue("bp-parse");
+        let key = format!("jobstream:{{{q}}}:limits");
+        let _: () = redis::cmd("HSET")
+            .arg(&key)
+            .arg("max_ready")
+            .arg(bad)
+            .arg("policy")
+            .arg("reject")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let p = producer(&server).await;
+        assert_eq!(p.inspector().limits(&q).await.unwrap(), None, "{bad:?}");
+        for i in 0..4 {
+            p.push(job(&q, i)).await.unwrap();
+        }
+        // admit-4 called directly, as another language would.
+        let script = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/admit-4.lua"
+        ))
+        .unwrap();
+        let r: redis::Value = redis::cmd("EVAL")
+            .arg(script)
+            .arg(4)
+            .arg(ready(&q))
+            .arg(format!("jobstream:{{{q}}}:dead"))
+            .arg(format!("jobstream:{{{q}}}:stats"))
+            .arg(&key)
+            .arg(&q)
+            .arg("1")
+            .arg(jobstream_core::now_ms())
+            .arg(1)
+            .arg(2)
+            .arg("type")
+            .arg("work")
+            .arg("payload")
+            .arg(rmp_serde::to_vec(&9u8).unwrap())
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let redis::Value::Array(items) = r else {
+            panic!("{bad:?}: {r:?}")
+        };
+        assert_eq!(
+            items.first(),
+            Some(&redis::Value::Int(1)),
+            "{bad:?}: admitted"
+        );
+        assert_eq!(xlen(&mut c, &ready(&q)).await, 5, "{bad:?}");
+    }
+}

@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 pub use jobstream_core::cron::Missed;
-use jobstream_core::cron::{CronInfo, CronSpec};
+use jobstream_core::cron::{CronFire, CronInfo, CronSpec};
 use jobstream_core::envelope::field;
 use jobstream_core::{Error, QueueName, QueueStore, Reconnect, Timings};
 use serde::Serialize;
@@ -383,9 +383,18 @@ impl CronTask {
             .cron_fire(&self.schedule.name, tick, &fields)
             .await?
         {
-            Some(entry) => tracing::info!(schedule = %self.schedule.name, queue = %target.queue,
-                job_id = %id, entry = %entry, "cron tick enqueued"),
-            None => tracing::debug!(schedule = %self.schedule.name, job_id = %id,
+            CronFire::Enqueued(entry) => {
+                tracing::info!(schedule = %self.schedule.name, queue = %target.queue,
+                job_id = %id, entry = %entry, "cron tick enqueued")
+            }
+            CronFire::Early { server_now_ms } => {
+                if let Some(suppressed) = jobstream_core::throttle::warnings().allow("cron.early") {
+                    tracing::warn!(suppressed, schedule = %self.schedule.name,
+                        ahead_ms = tick.saturating_sub(server_now_ms),
+                        "this host's clock is ahead of the Redis server's: the tick is refused (other workers fire it on time); fix the clock (NTP)");
+                }
+            }
+            _ => tracing::debug!(schedule = %self.schedule.name, job_id = %id,
                 "cron tick already enqueued by another worker"),
         }
         Ok(())
