@@ -163,10 +163,24 @@ impl Dispatcher {
                     entry_id: &entry_id,
                     detail: &bad.to_string(),
                 });
+                // A job of a group may hold its group's place (the enqueue
+                // gate does not decode): settle-14 frees it, or the group
+                // would wait for good behind a job that never runs.
+                let grouped = Tracking::of_malformed(&raw, &entry_id);
                 let failure = (DeadReason::Malformed, "malformed", bad.detail.as_str());
-                return self
+                let mut outcome = self
                     .dead(lane, queue, entry_id, raw, failure, deliveries)
                     .await;
+                outcome.tracked = grouped.map(|tracking| {
+                    Box::new(Settling {
+                        tracking,
+                        result: Vec::new(),
+                        error_class: "malformed".to_owned(),
+                        error: bad.detail.clone(),
+                        next_step: None,
+                    })
+                });
+                return outcome;
             }
         };
         let tracking = Tracking::of(&envelope, &entry_id);

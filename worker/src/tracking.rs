@@ -68,6 +68,32 @@ impl Tracking {
         })
     }
 
+    /// For an entry that does not decode (malformed) but names a group: it
+    /// may hold its group's place (`group-enqueue-6` admits without
+    /// decoding), so its dead letter goes through `settle-14`, which frees
+    /// the place if it holds one. `None` without a usable `group` field.
+    pub(crate) fn of_malformed(fields: &[(Vec<u8>, Vec<u8>)], entry_id: &str) -> Option<Self> {
+        let text = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name.as_bytes())
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
+        let group = text(jobstream_core::envelope::field::GROUP)
+            .filter(|g| !g.is_empty() && g.len() <= jobstream_core::envelope::MAX_GROUP_LEN)?;
+        Some(Self {
+            job_id: text(jobstream_core::envelope::field::ID)
+                .unwrap_or(entry_id)
+                .to_owned(),
+            record_ms: 0,
+            release_at_start: None,
+            release_at_end: None,
+            batch: None,
+            group: Some(group.to_owned()),
+            chained: false,
+        })
+    }
+
     /// `start-3` is needed: a record to mark active, or a key to release.
     pub(crate) fn starts(&self) -> bool {
         self.record_ms > 0 || self.release_at_start.is_some()

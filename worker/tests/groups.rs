@@ -499,3 +499,75 @@ async fn a_queue_partitioned_by_group_keeps_each_groups_order() {
     }
     check_groups(&log.lock().unwrap(), 1, "partitions");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_job_admitted_in_its_group_frees_its_place_when_it_dies() {
+    // group-enqueue-6 admits without decoding: a job whose payload is not
+    // MessagePack holds its group's place until it dies; its death must
+    // let the next job of the group run.
+    let server = RedisServer::start();
+    let queue = unique_queue("badpayload");
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let script = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/group-enqueue-6.lua"
+    ))
+    .unwrap();
+    let base = format!("jobstream:{{{queue}}}");
+    let good = rmp_serde::to_vec(&7u32).unwrap();
+    let jobs: [(&str, &[u8]); 2] = [("bad-1", b"\xc1"), ("good-2", &good)];
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(&script)
+        .arg(6)
+        .arg(format!("{base}:ready"))
+        .arg(format!("{base}:groups"))
+        .arg(format!("{base}:grouped"))
+        .arg(format!("{base}:group:acct"))
+        .arg(format!("{base}:meta"))
+        .arg(format!("{base}:stats"))
+        .arg("acct")
+        .arg(jobs.len());
+    for (id, payload) in jobs {
+        cmd.arg(id)
+            .arg(4)
+            .arg("type")
+            .arg("step")
+            .arg("payload")
+            .arg(payload)
+            .arg("id")
+            .arg(id)
+            .arg("group")
+            .arg("acct");
+    }
+    let r: Vec<i64> = cmd.query_async(&mut conn).await.unwrap();
+    assert_eq!(r, vec![1, 1], "one admitted, one waiting");
+    let log: Log = Arc::default();
+    let w = worker(
+        &server,
+        &queue,
+        &log,
+        QueueOptions::new(),
+        Arc::default(),
+        Duration::ZERO,
+    );
+    wait_runs(
+        &log,
+        1,
+        0,
+        Duration::from_secs(20),
+        "the good job after the bad one",
+    )
+    .await;
+    w.stop().await;
+    let s = stats(&server, &queue).await;
+    assert_eq!(
+        (s.dead, s.processed, s.groups, s.group_waiting),
+        (1, 1, 0, 0),
+        "{s:?}"
+    );
+    assert_eq!(log.lock().unwrap()[0].seq, 7);
+}
