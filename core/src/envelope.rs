@@ -92,7 +92,17 @@ pub mod field {
     /// and is held with that key after an upstream 429 (1–256 bytes of
     /// text, e.g. a customer id or an upstream API name).
     pub const RATE_KEY: &str = "rate_key";
+    /// The wire-format version the job was written in; absent means 1. A
+    /// worker runs only versions it knows ([`WIRE_VERSION`]): another one
+    /// is dead-lettered as `unsupported_version`, fields kept, so a newer
+    /// worker can run it after a replay.
+    pub const WIRE_VERSION: &str = "wire_version";
 }
+
+/// The wire-format version this crate reads and writes (docs/wire-format.md,
+/// "Versions"). A job's `wire_version` field, when present, must be exactly
+/// this, in decimal.
+pub const WIRE_VERSION: &str = "1";
 
 /// Longest error message kept in `last_error` and `error` fields.
 pub const MAX_ERROR_LEN: usize = 512;
@@ -154,6 +164,7 @@ pub const JOB_FIELDS: &[&str] = &[
     field::BATCH_DONE,
     field::GROUP,
     field::RATE_KEY,
+    field::WIRE_VERSION,
 ];
 
 /// Every name the wire format reserves: the job's own fields
@@ -244,6 +255,9 @@ pub const MAX_RATE_KEY_LEN: usize = 256;
 pub struct Malformed {
     /// Human-readable reason, without payload bytes.
     pub detail: String,
+    /// The job names a wire-format version this crate does not know: it
+    /// is not broken, only newer (dead reason `unsupported_version`).
+    pub unsupported_version: bool,
 }
 
 impl std::fmt::Display for Malformed {
@@ -255,6 +269,7 @@ impl std::fmt::Display for Malformed {
 fn malformed(detail: impl Into<String>) -> Malformed {
     Malformed {
         detail: detail.into(),
+        unsupported_version: false,
     }
 }
 
@@ -304,6 +319,25 @@ impl Envelope {
         if fields.len() > MAX_ENTRY_FIELDS {
             return Err(too_wide());
         }
+        // Before any other check: a job of a newer version may break v1's
+        // rules on purpose, and must not be called broken for it.
+        if let Some((_, v)) = fields
+            .iter()
+            .find(|(k, v)| k == field::WIRE_VERSION.as_bytes() && v != WIRE_VERSION.as_bytes())
+        {
+            let shown = std::str::from_utf8(v).ok().filter(|v| v.len() <= 32);
+            return Err(Malformed {
+                detail: match shown {
+                    Some(v) => format!(
+                        "wire_version {v:?} is not supported by this worker (it reads version {WIRE_VERSION})"
+                    ),
+                    None => format!(
+                        "wire_version is not supported by this worker (it reads version {WIRE_VERSION})"
+                    ),
+                },
+                unsupported_version: true,
+            });
+        }
         let mut env = Envelope::default();
         let mut seen: u32 = 0;
         let mut payload_at = None;
@@ -335,6 +369,7 @@ impl Envelope {
                 b"batch_done" => (22, field::BATCH_DONE),
                 b"group" => (23, field::GROUP),
                 b"rate_key" => (24, field::RATE_KEY),
+                b"wire_version" => (25, field::WIRE_VERSION),
                 _ => continue,
             };
             if seen & (1 << bit) != 0 {
@@ -428,7 +463,11 @@ impl Envelope {
             return Err(too_wide());
         }
         if env.job_type.is_empty() {
-            return Err(malformed("entry has no \"type\" field (or an empty one)"));
+            return Err(malformed(if seen & 1 == 0 {
+                "entry has no \"type\" field"
+            } else {
+                "entry has an empty \"type\" field"
+            }));
         }
         let Some(payload_at) = payload_at else {
             return Err(malformed("entry has no \"payload\" field"));
@@ -638,6 +677,43 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.to_vec()))
             .collect()
+    }
+
+    #[test]
+    fn wire_version_one_or_absent_runs_any_other_is_unsupported_not_malformed() {
+        let p = payload();
+        let job = |v: Option<&[u8]>| {
+            let mut fields = f(&[("type", b"t"), ("payload", &p)]);
+            if let Some(v) = v {
+                fields.push((b"wire_version".to_vec(), v.to_vec()));
+            }
+            Envelope::decode(fields)
+        };
+        assert!(job(None).is_ok());
+        assert!(job(Some(b"1")).is_ok());
+        for other in [&b"2"[..], b"01", b" 1", b"", b"\xff"] {
+            let (bad, raw) = job(Some(other)).unwrap_err();
+            assert!(bad.unsupported_version, "{other:?}: {bad}");
+            assert_eq!(raw.len(), 3, "fields kept");
+        }
+        // A newer version may break v1's rules: still unsupported, not malformed.
+        let newer = f(&[("wire_version", b"2"), ("type", b"t")]);
+        assert!(Envelope::decode(newer).unwrap_err().0.unsupported_version);
+        // Twice, even "1": a duplicate reserved field, malformed.
+        let twice = f(&[
+            ("type", b"t"),
+            ("payload", &p),
+            ("wire_version", b"1"),
+            ("wire_version", b"1"),
+        ]);
+        let (bad, _) = Envelope::decode(twice).unwrap_err();
+        assert!(
+            !bad.unsupported_version && bad.detail.contains("more than once"),
+            "{bad}"
+        );
+        // An empty type is named as such.
+        let (bad, _) = Envelope::decode(f(&[("type", b""), ("payload", &p)])).unwrap_err();
+        assert_eq!(bad.detail, "entry has an empty \"type\" field");
     }
 
     fn payload() -> Vec<u8> {

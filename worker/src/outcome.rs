@@ -23,6 +23,9 @@ pub enum DeadReason {
     UnknownType,
     /// Not started by its start deadline (`deadline_ms`).
     Expired,
+    /// Written in a wire-format version this worker does not know (field
+    /// `wire_version`): kept whole for a newer worker, after a replay.
+    UnsupportedVersion,
 }
 
 impl DeadReason {
@@ -35,6 +38,7 @@ impl DeadReason {
             DeadReason::Malformed => "malformed",
             DeadReason::UnknownType => "unknown_type",
             DeadReason::Expired => "expired",
+            DeadReason::UnsupportedVersion => "unsupported_version",
         }
     }
 }

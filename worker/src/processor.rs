@@ -167,7 +167,12 @@ impl Dispatcher {
                 // gate does not decode): settle-14 frees it, or the group
                 // would wait for good behind a job that never runs.
                 let grouped = Tracking::of_malformed(&raw, &entry_id);
-                let failure = (DeadReason::Malformed, "malformed", bad.detail.as_str());
+                let (reason, class) = if bad.unsupported_version {
+                    (DeadReason::UnsupportedVersion, "unsupported_version")
+                } else {
+                    (DeadReason::Malformed, "malformed")
+                };
+                let failure = (reason, class, bad.detail.as_str());
                 let mut outcome = self
                     .dead(lane, queue, entry_id, raw, failure, deliveries)
                     .await;
@@ -175,7 +180,7 @@ impl Dispatcher {
                     Box::new(Settling {
                         tracking,
                         result: Vec::new(),
-                        error_class: "malformed".to_owned(),
+                        error_class: class.to_owned(),
                         error: bad.detail.clone(),
                         next_step: None,
                     })
