@@ -250,10 +250,19 @@ fn check_dead(t: &Tracked, seen: &Seen, dead: &[(String, Fields)]) -> Result<(),
             return Err(format!("error {got:?} does not contain {want:?}"));
         }
     }
-    let Some(want) = t.expect.get("fields").and_then(Json::as_array) else {
-        return Ok(());
-    };
-    check_exact_fields(want, fields, &t.env)
+    // `dead_fields`, or a list `fields` (consumer vectors); a producer
+    // case's `fields` object says what it wrote, not what dead holds.
+    match t
+        .expect
+        .get("dead_fields")
+        .or_else(|| t.expect.get("fields"))
+    {
+        None | Some(Json::Object(_)) => Ok(()),
+        Some(Json::Array(want)) => check_exact_fields(want, fields, &t.env),
+        Some(other) => Err(format!(
+            "a dead case's fields are a list of [name, value] in order, not {other}"
+        )),
+    }
 }
 
 fn check_dropped(t: &Tracked, seen: &Seen, dead: &[(String, Fields)]) -> Result<(), String> {

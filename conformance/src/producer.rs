@@ -226,14 +226,15 @@ fn place(
 ) -> Result<Found, String> {
     let place = expect.get("in").and_then(Json::as_str).unwrap_or("ready");
     if place == "nowhere" {
-        let of = expect
-            .get("duplicate_of")
-            .and_then(Json::as_str)
-            .ok_or("\"nowhere\" needs duplicate_of")?;
-        let holder = printed
-            .get(of)
-            .and_then(|p| p.ids.first())
-            .ok_or_else(|| format!("case {of} printed no id"))?;
+        let of = expect.get("duplicate_of").and_then(Json::as_str);
+        let holder = match (of, expect.get("holder").and_then(Json::as_str)) {
+            (Some(of), _) => printed
+                .get(of)
+                .and_then(|p| p.ids.first())
+                .ok_or_else(|| format!("case {of} printed no id"))?,
+            (None, Some(id)) => id,
+            (None, None) => return Err("\"nowhere\" needs duplicate_of or holder".into()),
+        };
         if !out.duplicate || out.holder.as_deref() != Some(holder) {
             return Err(format!(
                 "expected a refused duplicate held by {holder}, the driver printed duplicate={} holder={:?}",
@@ -302,11 +303,21 @@ fn place(
 /// Every expected field once, with its value; no field outside `fields`
 /// and `may_have`.
 fn check_fields(expect: &Json, fields: &Fields, env: &Env) -> Result<(), String> {
-    let want = expect
-        .get("fields")
-        .and_then(Json::as_array)
-        .cloned()
-        .unwrap_or_default();
+    // `fields` is a list of [name, value] or an object (no order implied
+    // either way: a producer may write its fields in any order).
+    let want: Vec<Json> = match expect.get("fields") {
+        None => Vec::new(),
+        Some(Json::Array(pairs)) => pairs.clone(),
+        Some(Json::Object(map)) => map
+            .iter()
+            .map(|(k, v)| Json::Array(vec![Json::String(k.clone()), v.clone()]))
+            .collect(),
+        Some(other) => {
+            return Err(format!(
+                "\"fields\" is a list of [name, value] or an object, not {other}"
+            ));
+        }
+    };
     let may: Vec<&str> = expect
         .get("may_have")
         .and_then(Json::as_array)
