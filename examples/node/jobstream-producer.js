@@ -55,7 +55,7 @@ const RESERVED_FIELDS = new Set(`
   traceparent tracestate last_error_class last_error deadline_ms on_deadline
   unique_key unique_for unique_ttl_ms record_ms chain prev_result batch
   batch_done group rate_key prev_entry reason error_class error deliveries
-  failed_at worker queue raw`.split(/\s+/).filter(Boolean));
+  failed_at worker queue raw wire_version`.split(/\s+/).filter(Boolean));
 
 const MAX_FIELDS = 1000;             // fields per job
 const MAX_ID_LEN = 256;              // bytes, as the Rust producer's NewJob::with_id

@@ -64,7 +64,7 @@ RESERVED_FIELDS = frozenset("""
     traceparent tracestate last_error_class last_error deadline_ms on_deadline
     unique_key unique_for unique_ttl_ms record_ms chain prev_result batch
     batch_done group rate_key prev_entry reason error_class error deliveries
-    failed_at worker queue raw
+    failed_at worker queue raw wire_version
 """.split())
 
 MAX_FIELDS = 1000            # fields per job (docs/wire-format.md)

@@ -50,7 +50,7 @@ module Jobstream
     traceparent tracestate last_error_class last_error deadline_ms on_deadline
     unique_key unique_for unique_ttl_ms record_ms chain prev_result batch
     batch_done group rate_key prev_entry reason error_class error deliveries
-    failed_at worker queue raw
+    failed_at worker queue raw wire_version
   ].freeze
 
   MAX_FIELDS = 1000            # fields per job
