@@ -23,10 +23,17 @@ const fs = require('node:fs');
 const Redis = require('ioredis');
 const { Producer } = require('./jobstream-producer');
 
-/** snake_case option names of the cases -> the library's camelCase. */
+/**
+ * A case's snake_case options as the library's camelCase ones. The
+ * protocol's deadline_in_ms counts from the server's time at enqueue; the
+ * library's deadlineInMs from when the job is due (as the Rust producer's
+ * start_within), so a delayed job's is shifted by its delay.
+ */
 function camel(options = {}) {
-  return Object.fromEntries(Object.entries(options).map(([k, v]) => [
+  const out = Object.fromEntries(Object.entries(options).map(([k, v]) => [
     k === 'fields' ? k : k.replace(/_([a-z])/g, (_, c) => c.toUpperCase()), v]));
+  if (out.deadlineInMs != null && out.delayMs) out.deadlineInMs -= out.delayMs;
+  return out;
 }
 
 async function main() {

@@ -28,9 +28,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from jobstream_producer import Producer  # noqa: E402
 
 
+def options_of(job):
+    """A case's options as keyword options of the library. The protocol's
+    deadline_in_ms counts from the server's time at enqueue; the library's
+    counts from when the job is due (as the Rust producer's start_within),
+    so a delayed job's is shifted by its delay."""
+    options = dict(job.get("options", {}))
+    if options.get("deadline_in_ms") is not None and options.get("delay_ms"):
+        options["deadline_in_ms"] -= options["delay_ms"]
+    return options
+
+
 def job_spec(job):
     """A case's job as a job of Producer.enqueue_many."""
-    return {"job_type": job["type"], "payload": job.get("payload"), **job.get("options", {})}
+    return {"job_type": job["type"], "payload": job.get("payload"), **options_of(job)}
 
 
 def line(case, results):
@@ -56,7 +67,7 @@ def main():
         try:
             if len(jobs) == 1:
                 j = jobs[0]
-                results = [producer.enqueue(queue, j["type"], j.get("payload"), **j.get("options", {}))]
+                results = [producer.enqueue(queue, j["type"], j.get("payload"), **options_of(j))]
             else:
                 results = producer.enqueue_many(queue, [job_spec(j) for j in jobs])
             out = line(case["name"], results)

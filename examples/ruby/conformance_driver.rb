@@ -21,6 +21,16 @@ require "json"
 require "redis"
 require_relative "jobstream_producer"
 
+# A case's options as keyword options of the library. The protocol's
+# deadline_in_ms counts from the server's time at enqueue; the library's from
+# when the job is due (as the Rust producer's start_within), so a delayed
+# job's is shifted by its delay.
+def options_of(job)
+  options = (job["options"] || {}).transform_keys(&:to_sym)
+  options[:deadline_in_ms] -= options[:delay_ms] if options[:deadline_in_ms] && options[:delay_ms]
+  options
+end
+
 redis = Redis.new(url: ENV.fetch("REDIS_URL", "redis://127.0.0.1:6379"))
 producer = Jobstream::Producer.new(redis, scripts_dir: ENV["JOBSTREAM_SCRIPTS"])
 queue = ENV.fetch("JOBSTREAM_QUEUE")
@@ -32,10 +42,9 @@ cases.each do |c|
     jobs = c["enqueue"]
     results = if jobs.size == 1
                 j = jobs.first
-                options = (j["options"] || {}).transform_keys(&:to_sym)
-                [producer.enqueue(queue, j["type"], j["payload"], **options)]
+                [producer.enqueue(queue, j["type"], j["payload"], **options_of(j))]
               else
-                producer.enqueue_many(queue, jobs.map { |j| { type: j["type"], payload: j["payload"], options: j["options"] || {} } })
+                producer.enqueue_many(queue, jobs.map { |j| { type: j["type"], payload: j["payload"], options: options_of(j) } })
               end
     line = { case: c["name"], ids: results.reject(&:duplicate).map(&:id) }
     dup = results.find(&:duplicate)
