@@ -3,8 +3,9 @@
  * A jobstream producer for Node.js: enqueue jobs with ioredis and
  * @msgpack/msgpack only.
  *
- * It writes wire format v1 (docs/wire-format.md) as the Rust producer does,
- * so any jobstream worker runs the jobs:
+ * It writes wire format v1 (docs/wire-format.md) like the Rust producer, so
+ * any jobstream worker runs the jobs (one difference: `enqueued_at` on every
+ * job, the Rust producer writes it only on delayed ones):
  *
  *     const Redis = require('ioredis');
  *     const { Producer } = require('./jobstream-producer');

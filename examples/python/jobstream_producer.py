@@ -1,7 +1,8 @@
 """A jobstream producer for Python: enqueue jobs with `redis` and `msgpack` only.
 
-This module writes wire format v1 (docs/wire-format.md) exactly as the Rust
-producer does, so any jobstream worker runs the jobs:
+This module writes wire format v1 (docs/wire-format.md) like the Rust
+producer, so any jobstream worker runs the jobs (one difference: it writes
+`enqueued_at` on every job, the Rust producer only on delayed ones):
 
     import redis
     from jobstream_producer import Producer

@@ -3,8 +3,9 @@
 # A jobstream producer for Ruby: enqueue jobs with the `redis` and `msgpack`
 # gems only (Debian: ruby-redis, ruby-msgpack; redis-rb 4.8 or 5).
 #
-# It writes wire format v1 (docs/wire-format.md) as the Rust producer does,
-# so any jobstream worker runs the jobs:
+# It writes wire format v1 (docs/wire-format.md) like the Rust producer, so
+# any jobstream worker runs the jobs (one difference: enqueued_at on every
+# job, the Rust producer writes it only on delayed ones):
 #
 #   require "redis"
 #   require_relative "jobstream_producer"
