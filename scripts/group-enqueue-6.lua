@@ -22,7 +22,8 @@
 
   KEYS[1]  PREFIX:{Q}:ready     stream
   KEYS[2]  PREFIX:{Q}:groups    hash: group → number of its jobs admitted
-  KEYS[3]  PREFIX:{Q}:grouped   hash: job id → group, for every admitted job
+  KEYS[3]  PREFIX:{Q}:grouped   hash: "<#group>:<group>:<job id>" → group, for
+           every admitted job (see wire-format.md)
   KEYS[4]  PREFIX:{Q}:group:G   stream: the group's waiting jobs, in order
   KEYS[5]  PREFIX:{Q}:meta      hash: group_concurrency (default 1)
   KEYS[6]  PREFIX:{Q}:stats     hash of counters: group_waiting (a gauge:
@@ -31,7 +32,10 @@
   ARGV[1]  the group, 1 to 256 bytes (must equal each job's `group` field)
   ARGV[2]  n, the number of jobs (1 to 1000)
   ARGV[3…] per job: its id (must equal its `id` field), its number of
-           fields f, then f field, value pairs
+           fields f, then f field, value pairs; the fields carry `group`
+           and `id` exactly once each, both UTF-8 (so the worker that
+           meets the job, even one it cannot decode, reads the same group
+           and id this script admitted it under)
            (id, f, name, value, ..., id, f, name, value, ...)
 
   Returns: { admitted, waiting }: how many of the jobs were added to ready
@@ -40,7 +44,50 @@
            ..." for bad arguments (checked before anything is written), or
            the XADD's error unchanged (the jobs before it are enqueued).
 ]]
+-- The field of PREFIX:{Q}:grouped for job `id` of group `g`: the group's
+-- length in bytes, the group, the id ("8:tenant-7:<id>"). Keyed by group
+-- and id, so a job id reused in another group never takes or frees that
+-- group's place.
+local function slot(g, id) return #g .. ':' .. g .. ':' .. id end
+-- group_concurrency as every script and the Rust side read it: decimal
+-- digits only, clamped to 1..10000; anything else (absent, "nan", "1.5",
+-- "0x10", "+3") counts as 1.
+local function concurrency(v)
+  if type(v) ~= 'string' or string.match(v, '^%d+$') == nil then return 1 end
+  local k = tonumber(v)
+  if k < 1 then return 1 end
+  if k > 10000 then return 10000 end
+  return k
+end
+-- Whether s is UTF-8 (no overlong forms, no surrogates), as Rust reads it.
+local function utf8(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c, len = string.byte(s, i), 0
+    if c < 0x80 then len = 1
+    elseif c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c >= 0xE0 and c <= 0xEF then len = 3
+    elseif c >= 0xF0 and c <= 0xF4 then len = 4
+    else return false end
+    if i + len - 1 > n then return false end
+    for j = i + 1, i + len - 1 do
+      local b = string.byte(s, j)
+      if b < 0x80 or b > 0xBF then return false end
+    end
+    local b = string.byte(s, i + 1)
+    if (c == 0xE0 and b < 0xA0) or (c == 0xED and b > 0x9F)
+        or (c == 0xF0 and b < 0x90) or (c == 0xF4 and b > 0x8F) then
+      return false
+    end
+    i = i + len
+  end
+  return true
+end
+
 local group = ARGV[1]
+if not utf8(group) then
+  return redis.error_reply('ERR group-enqueue-6: the group must be UTF-8')
+end
 if #group < 1 or #group > 256 then
   return redis.error_reply('ERR group-enqueue-6: the group must be 1 to 256 bytes')
 end
@@ -58,13 +105,16 @@ for _ = 1, n do
     return redis.error_reply('ERR group-enqueue-6: each job needs an id and 1 to 1024 field, value pairs')
   end
   local first, last = pos + 2, pos + 1 + 2 * f
-  local has_group, has_id = false, false
+  local groups_seen, ids_seen, has_group, has_id = 0, 0, false, false
   for i = first, last, 2 do
-    if ARGV[i] == 'group' then has_group = ARGV[i + 1] == group end
-    if ARGV[i] == 'id' then has_id = ARGV[i + 1] == id end
+    if ARGV[i] == 'group' then groups_seen = groups_seen + 1; has_group = ARGV[i + 1] == group end
+    if ARGV[i] == 'id' then ids_seen = ids_seen + 1; has_id = ARGV[i + 1] == id end
   end
-  if not (has_group and has_id) then
-    return redis.error_reply('ERR group-enqueue-6: each job must carry this group and its id in its fields')
+  if not (has_group and has_id) or groups_seen ~= 1 or ids_seen ~= 1 then
+    return redis.error_reply('ERR group-enqueue-6: each job must carry this group and its id in its fields, once each')
+  end
+  if not utf8(id) then
+    return redis.error_reply('ERR group-enqueue-6: a job id must be UTF-8')
   end
   jobs[#jobs + 1] = { id, first, last }
   pos = last + 1
@@ -73,9 +123,7 @@ if pos ~= #ARGV + 1 then
   return redis.error_reply('ERR group-enqueue-6: arguments left over after n jobs')
 end
 
-local k = tonumber(redis.call('HGET', KEYS[5], 'group_concurrency') or '1')
-if k == nil or k < 1 then k = 1 end
-k = math.floor(k)
+local k = concurrency(redis.call('HGET', KEYS[5], 'group_concurrency'))
 local running = tonumber(redis.call('HGET', KEYS[2], group) or '0') or 0
 local waiting = redis.call('XLEN', KEYS[4])
 
@@ -92,8 +140,11 @@ local function release()
     local r = redis.pcall('XADD', KEYS[1], '*', unpack(f))
     if type(r) == 'table' then break end
     redis.call('XDEL', KEYS[4], head[1][1])
-    redis.call('HSET', KEYS[3], next_id or head[1][1], group)
-    running = redis.call('HINCRBY', KEYS[2], group, 1)
+    -- A second copy of an admitted job runs (at least once) but takes no
+    -- second place: its settle finds the place freed and frees nothing.
+    if redis.call('HSETNX', KEYS[3], slot(group, next_id or head[1][1]), group) == 1 then
+      running = redis.call('HINCRBY', KEYS[2], group, 1)
+    end
     waiting = waiting - 1
     redis.pcall('HINCRBY', KEYS[6], 'group_waiting', -1)
   end
@@ -104,12 +155,12 @@ release()
 local admitted, queued = 0, 0
 for _, job in ipairs(jobs) do
   local id, first, last = job[1], job[2], job[3]
-  if redis.call('HGET', KEYS[3], id) == group then
+  if redis.call('HGET', KEYS[3], slot(group, id)) == group then
     admitted = admitted + 1
   elseif running < k and waiting == 0 then
     local r = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, first, last))
     if type(r) == 'table' then return r end
-    redis.call('HSET', KEYS[3], id, group)
+    redis.call('HSET', KEYS[3], slot(group, id), group)
     running = redis.call('HINCRBY', KEYS[2], group, 1)
     admitted = admitted + 1
   else

@@ -14,7 +14,7 @@
 
   KEYS[1]  PREFIX:{Q}:ready     stream
   KEYS[2]  PREFIX:{Q}:groups    hash: group → number of its jobs admitted
-  KEYS[3]  PREFIX:{Q}:grouped   hash: job id → group
+  KEYS[3]  PREFIX:{Q}:grouped   hash: "<#group>:<group>:<job id>" → group
   KEYS[4]  PREFIX:{Q}:group:G   stream: the group's waiting jobs
   KEYS[5]  PREFIX:{Q}:meta      hash: group_concurrency (default 1)
   KEYS[6]  PREFIX:{Q}:stats     hash of counters: group_waiting (gauge)
@@ -31,17 +31,31 @@
            consumer (lease lost: nothing is changed); or the XADD's error
            reply (nothing is changed).
 ]]
+-- The field of PREFIX:{Q}:grouped for job `id` of group `g`: the group's
+-- length in bytes, the group, the id ("8:tenant-7:<id>"). Keyed by group
+-- and id, so a job id reused in another group never takes or frees that
+-- group's place.
+local function slot(g, id) return #g .. ':' .. g .. ':' .. id end
+-- group_concurrency as every script and the Rust side read it: decimal
+-- digits only, clamped to 1..10000; anything else (absent, "nan", "1.5",
+-- "0x10", "+3") counts as 1.
+local function concurrency(v)
+  if type(v) ~= 'string' or string.match(v, '^%d+$') == nil then return 1 end
+  local k = tonumber(v)
+  if k < 1 then return 1 end
+  if k > 10000 then return 10000 end
+  return k
+end
 local group, id = ARGV[4], ARGV[5]
 if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then
   return 0
 end
-if redis.call('HGET', KEYS[3], id) == group then return 1 end
-local k = tonumber(redis.call('HGET', KEYS[5], 'group_concurrency') or '1')
-if k == nil or k < 1 then k = 1 end
+if redis.call('HGET', KEYS[3], slot(group, id)) == group then return 1 end
+local k = concurrency(redis.call('HGET', KEYS[5], 'group_concurrency'))
 local running = tonumber(redis.call('HGET', KEYS[2], group) or '0') or 0
 local waiting = redis.call('XLEN', KEYS[4])
 if running < k and waiting == 0 then
-  redis.call('HSET', KEYS[3], id, group)
+  redis.call('HSET', KEYS[3], slot(group, id), group)
   redis.call('HINCRBY', KEYS[2], group, 1)
   return 1
 end
@@ -79,8 +93,10 @@ if running < k then
     local added = redis.pcall('XADD', KEYS[1], '*', unpack(f))
     if type(added) == 'table' then break end
     redis.call('XDEL', KEYS[4], head[1][1])
-    redis.call('HSET', KEYS[3], next_id or head[1][1], group)
-    running = redis.call('HINCRBY', KEYS[2], group, 1)
+    -- A second copy of an admitted job runs but takes no second place.
+    if redis.call('HSETNX', KEYS[3], slot(group, next_id or head[1][1]), group) == 1 then
+      running = redis.call('HINCRBY', KEYS[2], group, 1)
+    end
     redis.pcall('HINCRBY', KEYS[6], 'group_waiting', -1)
   end
 end

@@ -46,7 +46,8 @@
            than completed
   KEYS[11] PREFIX:{Q}:groups         hash: group → number of its jobs
            admitted (unused when ARGV[12] is "")
-  KEYS[12] PREFIX:{Q}:grouped        hash: job id → group, admitted jobs
+  KEYS[12] PREFIX:{Q}:grouped        hash: "<#group>:<group>:<job id>" →
+                                     group, admitted jobs
   KEYS[13] PREFIX:{Q}:group:G        stream: the group's waiting jobs
   KEYS[14] PREFIX:{Q}:meta           hash: group_concurrency (default 1)
 
@@ -206,12 +207,27 @@ end
 -- jobs take it, at the tail of ready (so groups take turns). A failed XADD
 -- (OOM) leaves them waiting: the group's next enqueue or start lets them in.
 local group = ARGV[12]
-if group ~= '' and final and redis.pcall('HGET', KEYS[12], ARGV[4]) == group then
-  redis.pcall('HDEL', KEYS[12], ARGV[4])
+-- The field of PREFIX:{Q}:grouped for job `id` of group `g`: the group's
+-- length in bytes, the group, the id ("8:tenant-7:<id>"). Keyed by group
+-- and id, so a job id reused in another group never takes or frees that
+-- group's place.
+local function slot(g, id) return #g .. ':' .. g .. ':' .. id end
+-- group_concurrency as every script and the Rust side read it: decimal
+-- digits only, clamped to 1..10000; anything else (absent, "nan", "1.5",
+-- "0x10", "+3") counts as 1.
+local function concurrency(v)
+  if type(v) ~= 'string' or string.match(v, '^%d+$') == nil then return 1 end
+  local k = tonumber(v)
+  if k < 1 then return 1 end
+  if k > 10000 then return 10000 end
+  return k
+end
+if group ~= '' and final and redis.pcall('HGET', KEYS[12], slot(group, ARGV[4])) == group then
+  redis.pcall('HDEL', KEYS[12], slot(group, ARGV[4]))
   local running = redis.pcall('HINCRBY', KEYS[11], group, -1)
   if type(running) ~= 'number' then running = 0 end
-  local k = tonumber(redis.pcall('HGET', KEYS[14], 'group_concurrency') or '1')
-  if type(k) ~= 'number' or k < 1 then k = 1 end
+  local k = redis.pcall('HGET', KEYS[14], 'group_concurrency')
+  k = concurrency(type(k) == 'string' and k or nil)
   while running < k do
     local head = redis.pcall('XRANGE', KEYS[13], '-', '+', 'COUNT', 1)
     if type(head) ~= 'table' or head.err or #head == 0 then break end
@@ -222,9 +238,12 @@ if group ~= '' and final and redis.pcall('HGET', KEYS[12], ARGV[4]) == group the
     local added = redis.pcall('XADD', KEYS[1], '*', unpack(f))
     if type(added) == 'table' then break end
     redis.pcall('XDEL', KEYS[13], head[1][1])
-    redis.pcall('HSET', KEYS[12], next_id or head[1][1], group)
-    running = redis.pcall('HINCRBY', KEYS[11], group, 1)
     redis.pcall('HINCRBY', KEYS[4], 'group_waiting', -1)
+    -- A second copy of an admitted job runs but takes no second place.
+    if redis.pcall('HSETNX', KEYS[12], slot(group, next_id or head[1][1]), group) == 1 then
+      running = redis.pcall('HINCRBY', KEYS[11], group, 1)
+      if type(running) ~= 'number' then break end
+    end
   end
   if running <= 0 and redis.pcall('XLEN', KEYS[13]) == 0 then
     redis.pcall('HDEL', KEYS[11], group)

@@ -26,6 +26,20 @@ use crate::store::QueueStore;
 /// concurrency (default 1).
 pub const CONCURRENCY_FIELD: &str = "group_concurrency";
 
+/// `group_concurrency` as the group scripts read it: decimal digits only,
+/// clamped to 1..=[`MAX_GROUP_CONCURRENCY`]; anything else (`nan`, `1.5`,
+/// `0x10`, `+3`, `-1`) counts as 1. One reading everywhere, or a worker and
+/// a script would disagree on how many jobs of a group may run.
+pub fn parse_concurrency(v: &str) -> u32 {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return 1;
+    }
+    // Too many digits for u64 is still "more than the maximum".
+    v.parse::<u64>().map_or(MAX_GROUP_CONCURRENCY, |n| {
+        n.clamp(1, u64::from(MAX_GROUP_CONCURRENCY)) as u32
+    })
+}
+
 /// Most jobs of one group admitted at once, at most.
 pub const MAX_GROUP_CONCURRENCY: u32 = 10_000;
 
@@ -181,9 +195,7 @@ impl QueueStore {
         let mut cmd = redis::cmd("HGET");
         cmd.arg(self.keys().meta()).arg(CONCURRENCY_FIELD);
         let v: Option<String> = self.query("HGET", &cmd).await?;
-        Ok(v.and_then(|s| s.parse::<u32>().ok())
-            .unwrap_or(1)
-            .clamp(1, MAX_GROUP_CONCURRENCY))
+        Ok(v.as_deref().map_or(1, parse_concurrency))
     }
 
     /// Groups with admitted jobs (at most `limit`, from `HSCAN`), each

@@ -109,9 +109,25 @@ impl Reclaimer {
             batch: get("batch"),
             group: get("group"),
         };
-        if let Err(e) = self.store.settle(&settle).await {
-            tracing::warn!(queue = %self.store.keys().name(), job_id, error = %e,
-                "could not finish the record, key, batch or group of an abandoned job");
+        // The dead letter is already written: this frees what the job held
+        // (its key, its group's place). A lost write here would hold them
+        // for good, so a failure is retried a few times before giving up.
+        let mut wait = std::time::Duration::from_millis(100);
+        for attempt in 1..=4 {
+            match self.store.settle(&settle).await {
+                Ok(_) => return,
+                Err(e) if attempt == 4 => {
+                    tracing::error!(queue = %self.store.keys().name(), job_id, error = %e,
+                        "could not finish the record, key, batch or group of an abandoned job; \
+                         its group may stay held (see docs/flow-control.md, groups)");
+                }
+                Err(e) => {
+                    tracing::warn!(queue = %self.store.keys().name(), job_id, error = %e, attempt,
+                        "finishing an abandoned job failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 3;
+                }
+            }
         }
     }
 

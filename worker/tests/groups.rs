@@ -571,3 +571,235 @@ async fn a_malformed_job_admitted_in_its_group_frees_its_place_when_it_dies() {
     );
     assert_eq!(log.lock().unwrap()[0].seq, 7);
 }
+
+/// The group-enqueue-6 call of `jobs` (id, fields) for `group`, by hand.
+async fn group_enqueue(
+    conn: &mut redis::aio::MultiplexedConnection,
+    queue: &str,
+    group: &[u8],
+    jobs: &[(&[u8], Vec<(&[u8], &[u8])>)],
+) -> redis::RedisResult<Vec<i64>> {
+    let script = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/group-enqueue-6.lua"
+    ))
+    .unwrap();
+    let base = format!("jobstream:{{{queue}}}");
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(&script)
+        .arg(6)
+        .arg(format!("{base}:ready"))
+        .arg(format!("{base}:groups"))
+        .arg(format!("{base}:grouped"))
+        .arg([format!("{base}:group:").as_bytes(), group].concat())
+        .arg(format!("{base}:meta"))
+        .arg(format!("{base}:stats"))
+        .arg(group)
+        .arg(jobs.len());
+    for (id, fields) in jobs {
+        cmd.arg(*id).arg(fields.len());
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+    }
+    cmd.query_async(conn).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_id_reused_in_another_group_takes_neither_groups_place() {
+    // Job ids should be unique in a queue, but a producer's bug must not
+    // stop a group for good: the place is per group and id.
+    let server = RedisServer::start();
+    let queue = unique_queue("sameid");
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let p = [
+        rmp_serde::to_vec(&1u32).unwrap(),
+        rmp_serde::to_vec(&2u32).unwrap(),
+        rmp_serde::to_vec(&3u32).unwrap(),
+    ];
+    let job = |id: &'static [u8], group: &'static [u8], payload: &'static [u8]| {
+        vec![
+            (&b"type"[..], &b"step"[..]),
+            (b"payload", payload),
+            (b"id", id),
+            (b"group", group),
+        ]
+    };
+    let p: &'static [Vec<u8>; 3] = Box::leak(Box::new(p));
+    // A: x then a2 (waiting); B: x (admitted, same id as A's first job).
+    let r = group_enqueue(
+        &mut conn,
+        &queue,
+        b"A",
+        &[
+            (b"x", job(b"x", b"A", &p[0])),
+            (b"a2", job(b"a2", b"A", &p[1])),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r, vec![1, 1]);
+    let r = group_enqueue(&mut conn, &queue, b"B", &[(b"x", job(b"x", b"B", &p[2]))])
+        .await
+        .unwrap();
+    assert_eq!(r, vec![1, 0], "B's x is admitted in B, not taken for A's");
+    let log: Log = Arc::default();
+    let w = worker(
+        &server,
+        &queue,
+        &log,
+        QueueOptions::new(),
+        Arc::default(),
+        Duration::ZERO,
+    );
+    wait_runs(
+        &log,
+        3,
+        0,
+        Duration::from_secs(20),
+        "both x and A's next job",
+    )
+    .await;
+    w.stop().await;
+    let s = stats(&server, &queue).await;
+    assert_eq!((s.processed, s.groups, s.group_waiting), (3, 0, 0), "{s:?}");
+}
+
+#[tokio::test]
+async fn group_enqueue_refuses_what_a_worker_would_read_differently() {
+    // A duplicate `group` or `id` field, or an id that is not UTF-8: the
+    // gate would admit under one value and the worker settle under
+    // another, holding the group's place for good. Refused, nothing written.
+    let server = RedisServer::start();
+    let queue = unique_queue("gatecheck");
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let pl = rmp_serde::to_vec(&1u32).unwrap();
+    let base: Vec<(&[u8], &[u8])> = vec![(b"type", b"step"), (b"payload", &pl)];
+    let with = |extra: &[(&'static [u8], &'static [u8])]| {
+        let mut f = base.clone();
+        f.extend_from_slice(extra);
+        f
+    };
+    let cases: Vec<(&str, &[u8], &[u8], Vec<(&[u8], &[u8])>)> = vec![
+        (
+            "two group fields",
+            b"G",
+            b"j1",
+            with(&[(b"id", b"j1"), (b"group", b"other"), (b"group", b"G")]),
+        ),
+        (
+            "two id fields",
+            b"G",
+            b"j1",
+            with(&[(b"id", b"zz"), (b"id", b"j1"), (b"group", b"G")]),
+        ),
+        (
+            "an id not UTF-8",
+            b"G",
+            b"j\xff",
+            with(&[(b"id", b"j\xff"), (b"group", b"G")]),
+        ),
+        (
+            "a group not UTF-8",
+            b"G\xff",
+            b"j1",
+            with(&[(b"id", b"j1"), (b"group", b"G\xff")]),
+        ),
+    ];
+    for (what, group, id, fields) in cases {
+        let err = group_enqueue(&mut conn, &queue, group, &[(id, fields)])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("group-enqueue-6"), "{what}: {err}");
+    }
+    let ready: u64 = redis::cmd("XLEN")
+        .arg(format!("jobstream:{{{queue}}}:ready"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let groups: u64 = redis::cmd("HLEN")
+        .arg(format!("jobstream:{{{queue}}}:groups"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((ready, groups), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_concurrency_that_is_not_a_whole_number_counts_as_one_everywhere() {
+    // "nan" once made every script compare against NaN: nothing admitted,
+    // the group waited for good. Every reader now takes it as 1.
+    let server = RedisServer::start();
+    let queue = unique_queue("nanconc");
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let base = format!("jobstream:{{{queue}}}");
+    for bad in ["nan", "1.5", "0x10", "+3", "-2", "inf"] {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("{base}:meta"))
+            .arg("group_concurrency")
+            .arg(bad)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let pl = rmp_serde::to_vec(&1u32).unwrap();
+        let id1 = format!("{bad}-1");
+        let id2 = format!("{bad}-2");
+        let f = |id: &str| -> Vec<(Vec<u8>, Vec<u8>)> {
+            vec![
+                (b"type".to_vec(), b"step".to_vec()),
+                (b"payload".to_vec(), pl.clone()),
+                (b"id".to_vec(), id.as_bytes().to_vec()),
+                (b"group".to_vec(), b"G".to_vec()),
+            ]
+        };
+        let (f1, f2) = (f(&id1), f(&id2));
+        fn refs(f: &[(Vec<u8>, Vec<u8>)]) -> Vec<(&[u8], &[u8])> {
+            f.iter()
+                .map(|(k, v)| (k.as_slice(), v.as_slice()))
+                .collect()
+        }
+        let r = group_enqueue(
+            &mut conn,
+            &queue,
+            b"G",
+            &[(id1.as_bytes(), refs(&f1)), (id2.as_bytes(), refs(&f2))],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            r,
+            vec![1, 1],
+            "{bad}: one admitted (as with 1), one waiting"
+        );
+        let log: Log = Arc::default();
+        let w = worker(
+            &server,
+            &queue,
+            &log,
+            QueueOptions::new(),
+            Arc::default(),
+            Duration::ZERO,
+        );
+        wait_runs(&log, 2, 0, Duration::from_secs(20), bad).await;
+        w.stop().await;
+    }
+    assert_eq!(jobstream_core::groups::parse_concurrency("nan"), 1);
+    assert_eq!(jobstream_core::groups::parse_concurrency("+3"), 1);
+    assert_eq!(jobstream_core::groups::parse_concurrency("3"), 3);
+    assert_eq!(
+        jobstream_core::groups::parse_concurrency("99999999999999999999999"),
+        10_000
+    );
+}
