@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 # A jobstream producer for Ruby: enqueue jobs with the `redis` and `msgpack`
-# gems only (Debian: ruby-redis, ruby-msgpack; redis-rb 4.8 or 5).
+# gems only (Debian: ruby-redis, ruby-msgpack; tested with redis-rb 4.8).
 #
 # It writes wire format v1 (docs/wire-format.md) like the Rust producer, so
 # any jobstream worker runs the jobs (one difference: enqueued_at on every
