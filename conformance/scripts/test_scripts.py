@@ -860,6 +860,15 @@ class Withdraw4Test(ScriptCase):
         self.assertEqual(self.x("XLEN", self.k("ready")), 3)
         self.assertEqual(self.stats(), {})
 
+    def test_returns_minus_1_when_pending_after_last_delivered_id(self):
+        # A group moved back (XGROUP SETID) still holds the entry in its
+        # pending list: the pending check, not the id check, refuses it.
+        self.mkgroup()
+        id = self.pending_job(self.job())
+        self.x("XGROUP", "SETID", self.k("ready"), GROUP, "0")
+        self.assertEqual(self.call(self.keys(), [GROUP, "ready", id, "j", ""]), -1)
+        self.assertIsNotNone(self.entry("ready", id))
+
     def test_returns_minus_2_for_recorded_or_batch_ready_entries(self):
         self.mkgroup()
         rec = self.xadd(self.job(id="j1", record_ms="1000"))
@@ -915,6 +924,14 @@ class Purge4Test(ScriptCase):
         self.assertEqual(self.call(self.keys(), [GROUP, "ready", a, b]), 1)
         self.assertEqual([e[0] for e in self.entries("ready")], [a])
         self.assertEqual(self.stats(), {"discarded": 1, "purged_ready": 1})
+
+    def test_ready_skips_pending_entries_after_last_delivered_id(self):
+        self.mkgroup()
+        id = self.pending_job(self.job())
+        self.x("XGROUP", "SETID", self.k("ready"), GROUP, "0")
+        self.assertEqual(self.call(self.keys(), [GROUP, "ready", id]), 0)
+        self.assertIsNotNone(self.entry("ready", id))
+        self.assertEqual(self.stats(), {})
 
     def test_ready_on_missing_stream_returns_0(self):
         self.assertEqual(self.call(self.keys(), [GROUP, "ready", "1-0"]), 0)
@@ -1171,6 +1188,38 @@ class Promote4Test(ScriptCase):
         self.assertEqual(self.stats(), {}, "moves to ready are not counted")
         # The last one: due at exactly now; the set is then empty.
         self.assertEqual(self.call(self.keys(), [5000, 10, 0]), [1, -1, 0])
+
+    def test_scalar_types_as_docs_wire_format_lists(self):
+        # docs/wire-format.md, "What the promoter accepts": integers of any
+        # width within +-2^53 become decimal text, true/false 1/0, bin and
+        # int keys are accepted as names; duplicates kept, in order.
+        def i64(n):
+            return b"\xd3" + n.to_bytes(8, "big", signed=True)
+        def u64(n):
+            return b"\xcf" + n.to_bytes(8, "big")
+        def u8(n):
+            return b"\xcc" + bytes([n])
+        def s(t):
+            return bytes([0xa0 + len(t)]) + t.encode()
+        pairs = [
+            (s("type"), s("t")), (s("payload"), b"\xc4\x01\x90"),
+            (s("a"), u64(2 ** 53)), (s("b"), i64(-(2 ** 53))), (s("c"), u64(5)), (s("d"), i64(-7)),
+            (s("e"), u8(200)), (s("f"), b"\xd0\xf9"), (s("g"), b"\xd1\xfe\xd4"), (s("h"), b"\xd2\xff\xff\xff\xfe"),
+            (s("i"), b"\xce\xff\xff\xff\xff"), (s("j"), b"\xcd\x01\x2c"),
+            (b"\xc4\x03bin", s("x")), (b"\x05", s("int key")), (b"\xc3", s("bool key")), (s("a"), s("dup")),
+        ]
+        member = b"\xde" + len(pairs).to_bytes(2, "big") + b"".join(k + v for k, v in pairs)
+        self.x("ZADD", self.k("scheduled"), 1, member)
+        self.assertEqual(self.call(self.keys(), [1000, 10, 0]), [1, -1, 0])
+        (_, fields), = self.entries("ready")
+        self.assertEqual(fields, flat([
+            "type", "t", "payload", b"\x90", "a", "9007199254740992", "b", "-9007199254740992", "c", "5",
+            "d", "-7", "e", "200", "f", "-7", "g", "-300", "h", "-2", "i", "4294967295", "j", "300",
+            "bin", "x", "5", "int key", "1", "bool key", "a", "dup"]))
+        for bad in (u64(2 ** 53 + 1), i64(-(2 ** 53) - 1), b"\xc1", b"\xca\x00\x00\x00\x00",
+                    b"\xd4\x01\x00", b"\x90", b"\xc0"):
+            self.x("ZADD", self.k("scheduled"), 1, b"\x82" + s("type") + s("t") + s("x") + bad)
+        self.assertEqual(self.call(self.keys(), [1000, 10, 0]), [0, -1, 7])
 
     def test_limit_and_nothing_due(self):
         for i in range(3):
