@@ -62,6 +62,9 @@ async fn write(
 ) -> Result<Tracked> {
     let write = case.get("write").context("no write")?;
     let expect = case.get("expect").context("no expect")?.clone();
+    // Before TIME: a member's score is that time + its delay, so its due
+    // moment is no earlier than this instant + the delay.
+    let before_time = Instant::now();
     let now_ms = redis_io::server_ms(conn).await?;
     let mut env = Env {
         now_ms,
@@ -100,7 +103,7 @@ async fn write(
     if let Some(zadd) = write.get("zadd") {
         let due_in = zadd.get("due_in_ms").and_then(Json::as_i64).unwrap_or(0);
         let member = values::member(zadd.get("member").context("zadd without member")?, &env)?;
-        let written_at = Instant::now();
+        let written_at = before_time;
         let _: i64 = redis::cmd("ZADD")
             .arg(&keys.scheduled)
             .arg(now_ms + due_in)

@@ -92,6 +92,12 @@ pub async fn wait_and_check(
     timeout: Duration,
 ) -> Result<Vec<String>> {
     let start = Instant::now();
+    let mut failures = Vec::new();
+    for t in tracked {
+        if let Err(why) = known_keys(&t.expect) {
+            failures.push(format!("{}: {why}", t.name));
+        }
+    }
     let dead = loop {
         let dead = redis_io::xrange(conn, &keys.dead).await?;
         let (ready, scheduled) = redis_io::backlog(conn, &keys.ready, &keys.scheduled).await?;
@@ -108,14 +114,15 @@ pub async fn wait_and_check(
             break dead;
         }
         if start.elapsed() > timeout {
-            return Ok(vec![format!(
+            // Every case is still checked below, so each says what it lacks.
+            failures.push(format!(
                 "timed out after {timeout:?}: {ready} jobs left in ready, {scheduled} in scheduled; \
                  cases not at their outcome: {pending:?}"
-            )]);
+            ));
+            break dead;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let mut failures = Vec::new();
     let mut dropped: HashMap<String, i64> = HashMap::new();
     for t in tracked {
         let result = match outcome(t) {
@@ -202,6 +209,13 @@ fn check_processed(t: &Tracked, seen: &Seen, dead: &[(String, Fields)]) -> Resul
     if let Some(v) = want.get("id") {
         check("id", v, Some(id.as_bytes()))?;
     }
+    if let Some(v) = want.get("attempt") {
+        // A number or its decimal text.
+        let v = v
+            .as_u64()
+            .map_or_else(|| v.clone(), |n| Json::String(n.to_string()));
+        check("attempt", &v, Some(win.attempt.to_string().as_bytes()))?;
+    }
     if let Some(v) = want.get("payload") {
         check("payload", v, Some(&win.payload))?;
     }
@@ -273,6 +287,48 @@ fn check_dropped(t: &Tracked, seen: &Seen, dead: &[(String, Fields)]) -> Result<
     }
     if !dead_of(t, dead).is_empty() {
         return Err("it is in dead, expected it dropped".into());
+    }
+    Ok(())
+}
+
+/// The names a case's `expect` and `seen` may use: a typo must fail the
+/// case, not skip a check.
+fn known_keys(expect: &Json) -> Result<(), String> {
+    const EXPECT: &[&str] = &[
+        "outcome",
+        "attempts",
+        "seen",
+        "reason",
+        "error_class",
+        "error_contains",
+        "fields",
+        "dead_fields",
+        "counter",
+        "never_runs_before_ms",
+        "in",
+        "may_have",
+        "duplicate_of",
+        "holder",
+        "duplicate",
+        "doc",
+    ];
+    const SEEN: &[&str] = &[
+        "id",
+        "attempt",
+        "payload",
+        "type",
+        "idempotency_key",
+        "fields",
+    ];
+    let obj = expect.as_object().ok_or("expect is not an object")?;
+    if let Some(k) = obj.keys().find(|k| !EXPECT.contains(&k.as_str())) {
+        return Err(format!("unknown key {k:?} in expect (known: {EXPECT:?})"));
+    }
+    if let Some(seen) = obj.get("seen") {
+        let seen = seen.as_object().ok_or("seen is not an object")?;
+        if let Some(k) = seen.keys().find(|k| !SEEN.contains(&k.as_str())) {
+            return Err(format!("unknown key {k:?} in seen (known: {SEEN:?})"));
+        }
     }
     Ok(())
 }

@@ -31,6 +31,7 @@ pub async fn check(run: &Run, file: &Path, driver: &[String]) -> Result<Vec<Stri
     let written_at = Instant::now();
     let printed = run_driver(run, file, driver).await?;
     let after_ms = redis_io::server_ms(&mut conn).await?;
+    let after = Instant::now();
 
     let ready = redis_io::xrange(&mut conn, &keys.ready).await?;
     let scheduled = redis_io::zrange(&mut conn, &keys.scheduled).await?;
@@ -100,8 +101,18 @@ pub async fn check(run: &Run, file: &Path, driver: &[String]) -> Result<Vec<Stri
                         expect,
                     });
                 }
-                Ok(Found::Scheduled(index)) => {
+                Ok(Found::Scheduled(index, score)) => {
                     claimed_members.push(index);
+                    // When it was enqueued, by this process's clock: its
+                    // score less its delay, so `never_runs_before_ms` is
+                    // measured from its own enqueue, not the driver's start.
+                    let delay = job
+                        .pointer("/options/delay_ms")
+                        .and_then(Json::as_i64)
+                        .unwrap_or(0);
+                    let enqueued_ms = score as i64 - delay;
+                    let back = Duration::from_millis((after_ms - enqueued_ms).max(0) as u64);
+                    let written_at = after.checked_sub(back).unwrap_or(written_at);
                     let returned = env.returned_id.clone();
                     let keys = returned.iter().map(|r| r.clone().into_bytes()).collect();
                     tracked.push(Tracked {
@@ -117,8 +128,18 @@ pub async fn check(run: &Run, file: &Path, driver: &[String]) -> Result<Vec<Stri
             }
         }
     }
+    // A job already reported under its case is not reported again.
+    let printed_ids: Vec<&[u8]> = printed
+        .values()
+        .flat_map(|p| p.ids.iter().map(|i| i.as_bytes()))
+        .collect();
+    let reported =
+        |f: &Fields| redis_io::first(f, "id").is_some_and(|id| printed_ids.contains(&id));
     for (i, (id, fields)) in ready.iter().enumerate() {
-        if !claimed_entries.contains(&i) {
+        if !claimed_entries.contains(&i)
+            && !reported(fields)
+            && !printed_ids.contains(&id.as_bytes())
+        {
             failures.push(format!(
                 "ready entry {id} belongs to no case: {}",
                 show_fields(fields)
@@ -126,7 +147,8 @@ pub async fn check(run: &Run, file: &Path, driver: &[String]) -> Result<Vec<Stri
         }
     }
     for (i, (member, _)) in scheduled.iter().enumerate() {
-        if !claimed_members.contains(&i) {
+        let known = redis_io::member_fields(member).is_some_and(|f| reported(&f));
+        if !claimed_members.contains(&i) && !known {
             failures.push(format!(
                 "scheduled member {} belongs to no case",
                 crate::values::show(member)
@@ -212,7 +234,7 @@ struct Placed<'a> {
 enum Found {
     Nowhere,
     Ready(usize, String),
-    Scheduled(usize),
+    Scheduled(usize, f64),
 }
 
 /// Where the job landed, checked against `expect`.
@@ -280,6 +302,7 @@ fn place(
                 .ok_or_else(|| {
                     format!("no scheduled member (a map of str/bin scalars) with id {id}")
                 })?;
+            redis_io::strict_member(&placed.scheduled[index].0)?;
             check_fields(expect, &fields, env)?;
             let delay = job
                 .pointer("/options/delay_ms")
@@ -294,7 +317,7 @@ fn place(
                     "its score is {score}, expected the enqueue time + {delay} ms ({low}..{high})"
                 ));
             }
-            Ok(Found::Scheduled(index))
+            Ok(Found::Scheduled(index, score))
         }
         other => Err(format!("unknown \"in\": {other:?}")),
     }

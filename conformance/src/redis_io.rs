@@ -152,3 +152,24 @@ pub async fn backlog(
     let s: u64 = redis::cmd("ZCARD").arg(scheduled).query_async(conn).await?;
     Ok((r, s))
 }
+
+/// What a producer must write (docs/wire-format.md): a map whose keys are
+/// str and whose values are str or bin. Workers accept more (integers,
+/// booleans, bin keys); a producer should not rely on it.
+pub fn strict_member(member: &[u8]) -> Result<(), String> {
+    let mut cursor = member;
+    let Ok(rmpv::Value::Map(pairs)) = rmpv::decode::read_value(&mut cursor) else {
+        return Err("the scheduled member is not a MessagePack map".into());
+    };
+    for (k, v) in &pairs {
+        let Some(name) = k.as_str() else {
+            return Err(format!("a scheduled member's key is not a str: {k}"));
+        };
+        if !matches!(v, rmpv::Value::String(_) | rmpv::Value::Binary(_)) {
+            return Err(format!(
+                "field {name:?} of the scheduled member is neither str nor bin: {v}"
+            ));
+        }
+    }
+    Ok(())
+}
