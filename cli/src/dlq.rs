@@ -22,6 +22,12 @@ pub(crate) enum Reason {
     UnknownType,
     /// Not started by its start deadline.
     Expired,
+    /// Shed from `ready` by the queue's backpressure limits.
+    Shed,
+    /// Written in a wire-format version this worker does not know: replay
+    /// it once workers that know it run.
+    #[value(name = "unsupported_version")]
+    UnsupportedVersion,
 }
 
 impl Reason {
@@ -33,6 +39,8 @@ impl Reason {
             Reason::Malformed => "malformed",
             Reason::UnknownType => "unknown_type",
             Reason::Expired => "expired",
+            Reason::Shed => "shed",
+            Reason::UnsupportedVersion => "unsupported_version",
         }
     }
 }

@@ -72,6 +72,23 @@ pub struct QueueKeys {
     paused: String,
 }
 
+/// Checks a key prefix: 1 to 128 bytes, no braces (a brace would move the
+/// Redis Cluster hash tag off the queue name, and scripts would touch
+/// keys in several slots), no whitespace or control characters.
+pub fn check_prefix(prefix: &str) -> Result<(), Error> {
+    let bad = |why: &str| Err(Error::Config(format!("key prefix {prefix:?}: {why}")));
+    if prefix.is_empty() || prefix.len() > 128 {
+        return bad("must be 1 to 128 bytes");
+    }
+    if prefix.contains(['{', '}']) {
+        return bad("must not contain braces (they would change the hash tag)");
+    }
+    if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain whitespace or control characters");
+    }
+    Ok(())
+}
+
 impl QueueKeys {
     /// Keys for `queue` under `prefix` (normally [`DEFAULT_PREFIX`]).
     pub fn new(prefix: &str, queue: &QueueName) -> Self {

@@ -68,6 +68,10 @@ pub struct DeadJob {
     /// payload, as text (lossy for binary). Empty otherwise, and for a
     /// `raw` that holds an undecodable `scheduled` member.
     pub raw_fields: Vec<(String, String)>,
+    /// The `raw` field's bytes, in lowercase hex (empty without one): the
+    /// exact bytes of an undecodable `scheduled` member or of a packed
+    /// job, recoverable from `jobstream dlq list --json` whatever they hold.
+    pub raw_hex: String,
 }
 
 impl DeadJob {
@@ -84,8 +88,9 @@ impl DeadJob {
                     job.unpack_raw(&v);
                     job.fields.push((
                         "raw".to_owned(),
-                        format!("<{} bytes of MessagePack>", v.len()),
+                        format!("<{} bytes: see raw_hex>", v.len()),
                     ));
+                    job.raw_hex = v.iter().map(|b| format!("{b:02x}")).collect();
                     continue;
                 }
                 b"payload" => {

@@ -232,6 +232,7 @@ impl Producer {
     /// enqueues fail with a transient error and the connection is retried.
     pub fn with_options(url: &str, options: ProducerOptions) -> Result<Self> {
         options.timings.validate()?;
+        jobstream_core::keys::check_prefix(&options.prefix)?;
         Ok(Self {
             backend: Backend::Redis(Redis::open_with_tls(
                 url,

@@ -353,9 +353,10 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
         if self.concurrency == 0 {
             return Err(Error::Config("concurrency must be at least 1".into()));
         }
-        if self.group.is_empty() || self.prefix.is_empty() {
-            return Err(Error::Config("group and prefix must not be empty".into()));
+        if self.group.is_empty() {
+            return Err(Error::Config("group must not be empty".into()));
         }
+        jobstream_core::keys::check_prefix(&self.prefix)?;
         let mut registry = Registry::default();
         for (job_type, handler, options) in self.routes {
             if job_type.is_empty() {

@@ -726,7 +726,13 @@ impl Dispatcher {
                 .iter()
                 .any(|(k, _)| DEAD_CONTEXT.iter().any(|c| k == c.as_bytes()));
         let mut fields = if pack {
-            vec![(field::RAW.into(), fields_to_msgpack(&fields))]
+            // The job's own id and enqueue time stay findable beside `raw`
+            // (`dlq --id`), as reclaim-3 writes them; else the entry's.
+            let own = |name: &str| fields.iter().find(|(k, _)| k == name.as_bytes()).cloned();
+            let mut packed = vec![(field::RAW.into(), fields_to_msgpack(&fields))];
+            packed.extend(own(field::ID));
+            packed.extend(own(field::ENQUEUED_AT));
+            packed
         } else {
             fields
         };

@@ -31,7 +31,9 @@ impl Promoter {
                 Ok(((moved, next_due, malformed), now)) => {
                     if malformed > 0 {
                         tracing::warn!(queue = %self.store.keys().name(), malformed,
-                            "moved malformed scheduled members to dead (not a map of scalar fields, or too wide)");
+                            "moved malformed scheduled members to dead, reason malformed, each member's exact \
+                             bytes in field raw (not a map of str/bin/integer/boolean fields, or too wide): \
+                             jobstream dlq list --queue QUEUE --reason malformed --json shows them as raw_hex");
                     }
                     backoff.reset();
                     // A full batch: more may be due at once.
