@@ -23,7 +23,8 @@
   ARGV[1]  consumer group
   ARGV[2]  consumer name
   ARGV[3]  counter field to increase by the number acknowledged
-           ("processed" or "discarded")
+           ("processed", "discarded", or "expired" for jobs past their
+           start deadline)
   ARGV[4]  smallest entry id of the batch
   ARGV[5]  largest entry id of the batch
   ARGV[6..] entry ids (at most 1000 per call)

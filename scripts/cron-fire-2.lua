@@ -12,9 +12,11 @@
   decision) is refused, so a fast worker cannot fire ticks early and make
   the fleet skip the real ones; it fires nothing until its clock is right
   (the Rust worker warns). A stored last tick that is not a finite number,
-  or is ahead of the server's clock (written by a fast worker before this
-  check, or by hand), counts as never fired and is overwritten, so it
-  cannot silence the schedule.
+  or is more than 2 s ahead of the server's clock (the same 2 s allowed
+  for a tick; written by a fast worker before this check, or by hand),
+  counts as never fired and is overwritten, so it cannot silence the
+  schedule. A stored tick up to 2 s ahead still counts: ticks not newer
+  than it are not fired.
 
   Destination first: the XADD is the first write, and the tick is recorded
   only after it succeeded, so an error of the add (OOM, WRONGTYPE) changes
@@ -34,10 +36,12 @@
            { 0, last tick } when the tick is not newer than the last one
            fired (already fired by this or another worker): nothing
            changed; { 2, server time in unix ms } when the tick is more
-           than 2 s ahead of the server's clock: nothing changed; or an error reply with nothing changed: "ERR
-           cron-fire-2: ..." for a tick that is not a whole number of ms or
-           no entry fields, or the XADD's error unchanged. A stored value
-           that is not a number counts as never fired (it is overwritten).
+           than 2 s ahead of the server's clock: nothing changed; or an
+           error reply with nothing changed: "ERR cron-fire-2: ..." for a
+           tick that is not a whole number of ms or no entry fields, or the
+           XADD's error unchanged. A stored value that is not a finite
+           number, or is more than 2 s ahead of the server's clock, counts
+           as never fired (it is overwritten).
 ]]
 local name, tick = ARGV[1], ARGV[2]
 if not string.match(tick, '^%d+$') or #tick > 15 then

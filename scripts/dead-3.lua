@@ -17,10 +17,15 @@
   ARGV[2]  consumer name
   ARGV[3]  entry id in ready
   ARGV[4]  approximate maximum length of the dead stream; "0" = unbounded
-  ARGV[5..] field, value, field, value ... of the dead entry (the job's
-           fields plus reason, error_class, error, attempt, deliveries, ...):
-           at most 1024 job fields plus the context; a wider job is sent as
-           one field raw (MessagePack map of its fields) plus the context
+  ARGV[5..] field, value, field, value ... of the dead entry, written as
+           given: the job's fields (as read, `attempt` among them only if
+           the job carried it; `id` and `enqueued_at` explicit), then the
+           failure context: reason, error_class, error, deliveries,
+           failed_at, worker, queue (docs/wire-format.md, "Dead letters").
+           At most 1024 job fields plus the context; a wider job (or one
+           that carries a context name) is sent as one field raw
+           (MessagePack map of its fields), id, enqueued_at, then the
+           context
 
   Returns: 1 when moved, 0 when the entry is not pending on this consumer
            (lease lost: nothing is changed); or the error reply of the XADD,

@@ -28,8 +28,12 @@
 
   Returns: 1 run it (admitted); 2 it waits behind its group (moved out of
            ready: nothing more to do); 0 the entry is not pending on this
-           consumer (lease lost: nothing is changed); or the XADD's error
-           reply (nothing is changed).
+           consumer (lease lost: nothing is changed), or it is pending on
+           this consumer but was deleted from ready and would have to wait
+           (nothing to move: nothing is changed, the id stays in the
+           pending list until reclaim-3 drops it; an admitted job, or one
+           admitted now, returns 1 without the entry being read); or the
+           XADD's error reply (nothing is changed).
 ]]
 -- The field of PREFIX:{Q}:grouped for job `id` of group `g`: the group's
 -- length in bytes, the group, the id ("8:tenant-7:<id>"). Keyed by group

@@ -1,9 +1,11 @@
 --[[
   hold-4: a handler got an upstream 429 (`JobError::rate_limited`): holds
   the job's key back fleet-wide until now + ARGV[6] (never shortening a
-  longer hold), and defers the job itself to the hold's end, plus a spread
-  of up to a tenth of the hold (at most 1 s), without spending an attempt.
-  One atomic step. The move is retry-3's (ZADD scheduled first, then
+  longer hold), and defers the job itself to the hold's end, plus a spread,
+  without spending an attempt. The spread is floor(ARGV[7] / 10^6 * s) ms,
+  where s is a tenth of the time from now to the hold's end (the longer
+  hold's, when one is kept), clamped to 10..1000 ms: so 0 to s - 1 ms, up
+  to 9 ms even for a hold of 1 ms, at most 999 ms. One atomic step. The move is retry-3's (ZADD scheduled first, then
   XACK + XDEL) with the member's fields unchanged, counted as `held`. The
   hold is set even when the entry is no longer this consumer's (the
   upstream said no either way). Up to 16 other hold fields found expired
@@ -24,7 +26,7 @@
            with `id` and `enqueued_at` explicit
   ARGV[5]  hold field (`key:<K>` or `type:<T>`), not empty
   ARGV[6]  hold for, ms (≥ 1)
-  ARGV[7]  spread: a random integer in 0..999999 (millionths of the spread)
+  ARGV[7]  spread: a random integer in 0..999999 (millionths of s, above)
 
   Returns: {moved, until_ms, due_ms}: moved is 1 when the job was
            deferred, 0 when the entry is not pending on this consumer or

@@ -40,7 +40,8 @@
            (added to v1; callers that read four elements are unaffected)
            lists the abandoned jobs that carry lifecycle fields, as
            { { field, value, ... }, ... } with only `id`, `unique_key`,
-           `unique_for`, `record_ms`, `batch` and `group`: the caller
+           `unique_for`, `record_ms`, `batch` and `group` (in the entry's
+           order, then `id`: the job's, else the entry id): the caller
            finishes their bookkeeping (record, key, batch, group) with
            settle-14 and an empty
            entry id.

@@ -54,9 +54,12 @@
   ARGV[1]  consumer group
   ARGV[2]  consumer name
   ARGV[3]  entry id in ready; "" for a job already moved to dead by
-           another script (reclaim-3's abandoned jobs): then only the
-           bookkeeping of step 2 below is done (no ownership check, no
-           move, no counter); the state must be "dead"
+           another script (reclaim-3's abandoned jobs): then there is no
+           ownership check, no move and no counter, but everything else
+           is done: the key released, the record and done list written,
+           the batch counted, and, for a job of a group, its place in the
+           group freed and the group's waiting jobs moved to ready (code
+           steps 2 and 3 below); the state must be "dead"
   ARGV[4]  job id
   ARGV[5]  new state: "completed", "discarded", "expired", "cancelled",
            "retrying" or "dead"
@@ -80,9 +83,16 @@
 
   Returns: 1 when settled, 0 when the entry is not pending on this consumer
            (lease lost: nothing is changed); or an error reply with nothing
-           changed: the first add's error unchanged, WRONGTYPE when a key
-           is not of its type, or "ERR settle-14: ..." for a keep time that
-           is not a whole number of ms.
+           changed: "ERR settle-14: unknown state ..." when ARGV[5] is none
+           of the six states; "ERR settle-14: only a dead job is settled
+           without its entry" when ARGV[3] is "" and the state is not
+           "dead"; "WRONGTYPE settle-14: ..." when a key is not of its type;
+           "ERR settle-14: ..." for a keep time that is not a whole number
+           of ms below 10^15; the first add's error unchanged. Checked in
+           this order: the state, the empty entry id, ownership (0; not
+           checked when ARGV[3] is ""), the key types, the keep time, then
+           the add. So a call whose entry is not owned returns 0 even with
+           a key of the wrong type or a bad keep time.
 ]]
 local COUNTER = { completed = 'processed', discarded = 'discarded', expired = 'expired',
   cancelled = 'cancelled', retrying = 'retried', dead = 'dead' }

@@ -6,7 +6,9 @@
 
   1. the job's key is held (a handler got an upstream 429 and returned
      `rate_limited`): the job is deferred to the hold's end, plus a spread
-     of up to a tenth of the hold (at most 1 s);
+     of floor(ARGV[10] / 10^6 * s) ms, where s is a tenth of the time from
+     now to the hold's end clamped to 10..1000 ms (so 0 to s - 1 ms: up to
+     9 ms even for a hold about to end, at most 999 ms);
   2. else every bucket that applies (its type's, its key's) is checked,
      a GCRA on the server's clock (as rate-1). A bucket passes when it
      holds a reservation for this job (field `r:<job id>`, made when the

@@ -4,8 +4,11 @@
   A ready entry is deleted only while it is undelivered: after the
   last-delivered id of every consumer group of the stream and in none of
   their pending lists, checked here, in the same atomic step as the delete,
-  so a worker cannot fetch it in between. A
-  scheduled member is removed by its exact bytes.
+  so a worker cannot fetch it in between; a ready entry that carries a
+  `record_ms` or `batch` field is refused (-2) before that check. A
+  scheduled member is removed by its exact bytes, without looking inside:
+  one that carries `record_ms` or `batch` is removed like any other (the
+  caller must leave tracked jobs out; `jobstream job cancel` does).
 
   Counted so the books balance: a ready entry deleted adds 1 to
   `cancelled` (a removal from ready, in the books); a scheduled member
@@ -24,7 +27,8 @@
            queue otherwise (unused)
 
   ARGV[1]  consumer group (informational: every group is checked)
-  ARGV[2]  where the job is: `ready` or `scheduled`
+  ARGV[2]  where the job is: `ready` or `scheduled` (any other value is
+           taken as `ready`)
   ARGV[3]  the ready entry id, or the scheduled member (its exact bytes)
   ARGV[4]  job id (what the uniqueness key holds)
   ARGV[5]  `1` when KEYS[4] is the job's uniqueness key, else empty
@@ -33,8 +37,12 @@
            removed; 0 not there any more (promoted, fetched and finished,
            or removed already): nothing changed; -1 the entry was fetched by
            a worker (pending, or at or before the group's last-delivered
-           id): nothing changed, it cannot be withdrawn; -2 the job keeps a
-           record or is a batch member (use cancel-4): nothing changed.
+           id): nothing changed, it cannot be withdrawn; -2 (ready only)
+           the entry has a `record_ms` or `batch` field: it keeps a record
+           or is a batch member (use cancel-4), nothing changed; checked
+           before -1, so such an entry returns -2 even when fetched. A
+           scheduled member is never -2: it is removed (2) whatever its
+           fields.
 ]]
 local function parse_id(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')

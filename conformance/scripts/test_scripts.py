@@ -881,10 +881,9 @@ class Withdraw4Test(ScriptCase):
         self.assertEqual(self.stats(), {})
 
     def test_scheduled_member_with_record_is_removed(self):
-        # DOC MISMATCH: withdraw-4's header (Returns: "-2 the job keeps a
-        # record or is a batch member") does not say -2 is only for ready
-        # entries; a scheduled member is removed by its bytes without
-        # looking inside, so a member with record_ms or batch returns 2.
+        # -2 is for ready entries only (header and README say so): a
+        # scheduled member is removed by its bytes without looking inside,
+        # so a member with record_ms or batch returns 2.
         m = pack({"type": "t", "payload": b"\x90", "id": "j1", "record_ms": "1000", "batch": "b1"})
         self.x("ZADD", self.k("scheduled"), 5, m)
         self.assertEqual(self.call(self.keys(), [GROUP, "scheduled", m, "j1", ""]), 2)
@@ -1034,11 +1033,10 @@ class CronFire2Test(ScriptCase):
             self.assertEqual(self.hash("cron"), {"nightly": B(tick)})
 
     def test_stored_tick_slightly_ahead_still_counts(self):
-        # DOC MISMATCH: the header (lines 14-17) and scripts/README.md say a
-        # stored value that "is ahead of the server's clock" counts as never
-        # fired; the script only ignores one more than 2 s ahead (line 56:
-        # last > server_now + AHEAD), the same 2 s it accepts for a tick. A
-        # stored tick 1 s ahead still blocks older ticks.
+        # Only a stored value more than 2 s ahead of the server's clock (the
+        # same 2 s it accepts for a tick) counts as never fired, as the
+        # header, scripts/README.md and docs/flow-control.md say: a stored
+        # tick 1 s ahead still blocks older ticks.
         now = self.now_ms()
         self.x("HSET", self.k("cron"), "nightly", now + 1000)
         self.assertEqual(self.call(self.keys(), ["nightly", now - 1000] + self.entry_fields(now - 1000)),
@@ -1350,9 +1348,8 @@ class Reclaim3Test(ScriptCase):
         self.assertEqual(dead[1][1], flat(self.job(2, id="j2", unique_key="u", unique_for="done",
                                                    record_ms="1000", batch="b", group="g")
                                           + ["enqueued_at", tracked_id.split("-")[0]] + ctx(6)))
-        # DOC MISMATCH: scripts/README.md (reclaim-3 row) lists the fifth
-        # element's fields as `id`, `unique_key`, `unique_for`, `record_ms`,
-        # `batch`; the script (and its header) also pass `group`.
+        # The fifth element carries `group` too (header and README): the
+        # lifecycle fields in the entry's order, then `id`.
         self.assertEqual(tracked, [flat(["unique_key", "u", "unique_for", "done", "record_ms", "1000",
                                          "batch", "b", "group", "g", "id", "j2"])])
         self.assertEqual(self.x("XLEN", self.k("ready")), 0)
@@ -1700,10 +1697,9 @@ class GroupStart6Test(ScriptCase):
         self.assertEqual(self.x("EXISTS", self.k("groups"), self.k("grouped")), 0)
 
     def test_returns_0_when_owned_entry_was_deleted(self):
-        # DOC MISMATCH: the header says 0 means "the entry is not pending on
-        # this consumer"; group-start-6 also returns 0 (line 49) when the
-        # entry is pending on this consumer but was deleted from the stream
-        # (nothing to park), leaving it in the PEL.
+        # 0 also when the entry is pending on this consumer but was deleted
+        # from the stream and would have to wait (nothing to park), leaving
+        # it in the PEL (header and README say so).
         self.mkgroup()
         self.x("HSET", self.k("groups"), "g", "1")
         e = self.pending_job(self.gjob("j1"))
@@ -1871,11 +1867,10 @@ class Hold4Test(ScriptCase):
         self.assertEqual(due - until, 999)
 
     def test_tiny_hold_spread_is_at_least_10ms(self):
-        # DOC MISMATCH: hold-4's header and README say the spread is "up to a
-        # tenth of the hold (at most 1 s)"; the script (line 49) uses at
-        # least 10 ms (math.max(10, ...)), so a 1 ms hold may defer the job
-        # by up to 9 ms past the hold's end (9x the hold, not a tenth).
-        # throttle-6 (line 100) computes its hold spread the same way.
+        # The spread's scale is a tenth of the hold clamped to 10..1000 ms
+        # (header and README), so a 1 ms hold may defer the job by up to
+        # 9 ms past the hold's end. throttle-6 computes its hold spread the
+        # same way.
         self.mkgroup()
         e = self.pending_job(self.job(id="j1"))
         _, until, due = self.call(self.keys(), [GROUP, "c1", e, self.member(e), "key:K", 1, 999999])
@@ -2020,12 +2015,10 @@ class Settle14Test(ScriptCase):
         self.assertEqual(self.stats(), {})
 
     def test_dead_without_entry_frees_the_group_place(self):
-        # DOC MISMATCH: settle-14's header (ARGV[3], lines 55-58) says an
-        # empty entry id does "only the bookkeeping of step 2" and
-        # scripts/README.md "only the record, key, done list and batch are
-        # written"; the script also runs step 3 (the group: line 209 is not
-        # gated on the entry), which is what reclaim-3's `group` in tracked
-        # is for.
+        # An empty entry id also frees the job's group place and releases
+        # the group's waiting jobs (step 3 is not gated on the entry; header
+        # ARGV[3] and README say so), which is what reclaim-3's `group` in
+        # tracked is for.
         self.x("HSET", self.k("grouped"), grouped_field("g", "j1"), "g")
         self.x("HSET", self.k("groups"), "g", "1")
         self.xadd(self.job(id="next", group="g"), key="group:g")
@@ -2114,10 +2107,9 @@ class Settle14Test(ScriptCase):
         self.assertEqual(self.stats(), {})
 
     def test_undocumented_errors_for_state_and_empty_entry(self):
-        # DOC MISMATCH: settle-14's Returns (and the README) list only the
-        # add's error, WRONGTYPE and "ERR settle-14: ..." for a bad keep time;
-        # the script also refuses an unknown state (line 109) and an empty
-        # entry id with a state other than dead (line 113), with ERR settle-14.
+        # An unknown state and an empty entry id with a state other than
+        # dead are refused with ERR settle-14, before the ownership check
+        # (Returns and README list both errors and the order).
         e = self.tracked()
         text = self.call_err(self.keys(), self.args(e, "finished"))
         self.assertTrue(text.startswith("settle-14: unknown state"), text)
