@@ -280,10 +280,10 @@ fn check_dead(t: &Tracked, seen: &Seen, dead: &[(String, Fields)]) -> Result<(),
 }
 
 fn check_dropped(t: &Tracked, seen: &Seen, dead: &[(String, Fields)]) -> Result<(), String> {
-    if let Some(id) = &t.handler_id {
-        if !seen.of(id).is_empty() {
-            return Err("a handler ran it, expected it dropped unrun".into());
-        }
+    if let Some(id) = &t.handler_id
+        && !seen.of(id).is_empty()
+    {
+        return Err("a handler ran it, expected it dropped unrun".into());
     }
     if !dead_of(t, dead).is_empty() {
         return Err("it is in dead, expected it dropped".into());

@@ -572,12 +572,15 @@ async fn a_malformed_job_admitted_in_its_group_frees_its_place_when_it_dies() {
     assert_eq!(log.lock().unwrap()[0].seq, 7);
 }
 
+/// A job for `group_enqueue`: its id and its fields.
+type RawJob<'a> = (&'a [u8], Vec<(&'a [u8], &'a [u8])>);
+
 /// The group-enqueue-6 call of `jobs` (id, fields) for `group`, by hand.
 async fn group_enqueue(
     conn: &mut redis::aio::MultiplexedConnection,
     queue: &str,
     group: &[u8],
-    jobs: &[(&[u8], Vec<(&[u8], &[u8])>)],
+    jobs: &[RawJob<'_>],
 ) -> redis::RedisResult<Vec<i64>> {
     let script = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -688,34 +691,36 @@ async fn group_enqueue_refuses_what_a_worker_would_read_differently() {
         f.extend_from_slice(extra);
         f
     };
-    let cases: Vec<(&str, &[u8], &[u8], Vec<(&[u8], &[u8])>)> = vec![
+    let cases: Vec<(&str, &[u8], RawJob<'_>)> = vec![
         (
             "two group fields",
             b"G",
-            b"j1",
-            with(&[(b"id", b"j1"), (b"group", b"other"), (b"group", b"G")]),
+            (
+                b"j1",
+                with(&[(b"id", b"j1"), (b"group", b"other"), (b"group", b"G")]),
+            ),
         ),
         (
             "two id fields",
             b"G",
-            b"j1",
-            with(&[(b"id", b"zz"), (b"id", b"j1"), (b"group", b"G")]),
+            (
+                b"j1",
+                with(&[(b"id", b"zz"), (b"id", b"j1"), (b"group", b"G")]),
+            ),
         ),
         (
             "an id not UTF-8",
             b"G",
-            b"j\xff",
-            with(&[(b"id", b"j\xff"), (b"group", b"G")]),
+            (b"j\xff", with(&[(b"id", b"j\xff"), (b"group", b"G")])),
         ),
         (
             "a group not UTF-8",
             b"G\xff",
-            b"j1",
-            with(&[(b"id", b"j1"), (b"group", b"G\xff")]),
+            (b"j1", with(&[(b"id", b"j1"), (b"group", b"G\xff")])),
         ),
     ];
-    for (what, group, id, fields) in cases {
-        let err = group_enqueue(&mut conn, &queue, group, &[(id, fields)])
+    for (what, group, job) in cases {
+        let err = group_enqueue(&mut conn, &queue, group, &[job])
             .await
             .unwrap_err();
         assert!(err.to_string().contains("group-enqueue-6"), "{what}: {err}");
