@@ -99,8 +99,9 @@ def enqueue_unique(r, queue, job_type, payload, unique_key, extra):
 
 
 def enqueue_delayed(r, queue, job_type, payload, delay_ms):
-    """ZADD one job to the scheduled set, due `delay_ms` from now."""
-    ms = now_ms()
+    """ZADD one job to the scheduled set, due `delay_ms` from now by the
+    Redis server's clock (the promoter reads due times against it)."""
+    ms = server_ms(r)
     job_id = new_job_id(ms)
     member = msgpack.packb(
         {
