@@ -187,7 +187,15 @@ async fn run_driver(run: &Run, file: &Path, driver: &[String]) -> Result<HashMap
         .await
         .context("the driver ran for over 120 s")??;
     if !output.status.success() {
-        bail!("the driver exited with {}", output.status);
+        // Its last lines on stdout name the case it failed on, if it says.
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let tail: Vec<&str> = stdout.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "the driver exited with {} before any case was checked; its last lines on stdout:\n{}",
+            output.status,
+            tail.join("\n")
+        );
     }
     let mut printed = HashMap::new();
     for line in String::from_utf8_lossy(&output.stdout)
