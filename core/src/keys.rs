@@ -242,6 +242,9 @@ impl QueueKeys {
             self.batch("b"),
             self.batch_members("b"),
             self.batch_failed("b"),
+            self.groups(),
+            self.grouped(),
+            self.group("g}{x"),
         ]
     }
 }
