@@ -77,6 +77,27 @@ fn worker(
     )
 }
 
+/// A worker with the defaults: k = 1, no failures, no work time.
+fn plain_worker(server: &RedisServer, queue: &str, log: &Log) -> Running {
+    worker(
+        server,
+        queue,
+        log,
+        QueueOptions::new(),
+        Arc::default(),
+        Duration::ZERO,
+    )
+}
+
+/// A plain connection, for what the tests write by hand.
+async fn conn(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 /// Waits until `n` successful runs are logged (or panics after `limit`).
 async fn wait_runs(log: &Log, n: usize, fails: usize, limit: Duration, what: &str) {
     let deadline = Instant::now() + limit;
@@ -328,11 +349,7 @@ async fn delayed_and_hand_written_jobs_of_a_group_wait_their_turn() {
         })
         .collect();
     producer.enqueue_many(&queue, delayed).await.unwrap();
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = conn(&server).await;
     for i in 20..40u32 {
         let payload = rmp_serde::to_vec(&i).unwrap();
         let _: String = redis::cmd("XADD")
@@ -412,11 +429,7 @@ async fn a_group_name_out_of_bounds_is_refused_or_malformed() {
     );
     let server = RedisServer::start();
     let queue = unique_queue("badgroup");
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = conn(&server).await;
     let long = "y".repeat(300);
     for group in ["", long.as_str()] {
         let _: String = redis::cmd("XADD")
@@ -433,14 +446,7 @@ async fn a_group_name_out_of_bounds_is_refused_or_malformed() {
             .unwrap();
     }
     let log: Log = Arc::default();
-    let w = worker(
-        &server,
-        &queue,
-        &log,
-        QueueOptions::new(),
-        Arc::default(),
-        Duration::ZERO,
-    );
+    let w = plain_worker(&server, &queue, &log);
     let s = wait_stats(&server, &queue, "two dead", |s| s.dead == 2).await;
     w.stop().await;
     assert_eq!((s.processed, s.groups), (0, 0), "{s:?}");
@@ -507,53 +513,29 @@ async fn a_malformed_job_admitted_in_its_group_frees_its_place_when_it_dies() {
     // let the next job of the group run.
     let server = RedisServer::start();
     let queue = unique_queue("badpayload");
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let script = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/group-enqueue-6.lua"
-    ))
-    .unwrap();
-    let base = format!("jobstream:{{{queue}}}");
+    let mut conn = conn(&server).await;
     let good = rmp_serde::to_vec(&7u32).unwrap();
-    let jobs: [(&str, &[u8]); 2] = [("bad-1", b"\xc1"), ("good-2", &good)];
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(&script)
-        .arg(6)
-        .arg(format!("{base}:ready"))
-        .arg(format!("{base}:groups"))
-        .arg(format!("{base}:grouped"))
-        .arg(format!("{base}:group:acct"))
-        .arg(format!("{base}:meta"))
-        .arg(format!("{base}:stats"))
-        .arg("acct")
-        .arg(jobs.len());
-    for (id, payload) in jobs {
-        cmd.arg(id)
-            .arg(4)
-            .arg("type")
-            .arg("step")
-            .arg("payload")
-            .arg(payload)
-            .arg("id")
-            .arg(id)
-            .arg("group")
-            .arg("acct");
-    }
-    let r: Vec<i64> = cmd.query_async(&mut conn).await.unwrap();
+    let job = |id: &'static [u8], payload: &'static [u8]| -> RawJob<'static> {
+        let fields = vec![
+            (&b"type"[..], &b"step"[..]),
+            (b"payload", payload),
+            (b"id", id),
+            (b"group", b"acct"),
+        ];
+        (id, fields)
+    };
+    let good: &'static [u8] = Box::leak(good.into_boxed_slice());
+    let r = group_enqueue(
+        &mut conn,
+        &queue,
+        b"acct",
+        &[job(b"bad-1", b"\xc1"), job(b"good-2", good)],
+    )
+    .await
+    .unwrap();
     assert_eq!(r, vec![1, 1], "one admitted, one waiting");
     let log: Log = Arc::default();
-    let w = worker(
-        &server,
-        &queue,
-        &log,
-        QueueOptions::new(),
-        Arc::default(),
-        Duration::ZERO,
-    );
+    let w = plain_worker(&server, &queue, &log);
     wait_runs(
         &log,
         1,
@@ -614,11 +596,7 @@ async fn a_job_id_reused_in_another_group_takes_neither_groups_place() {
     // stop a group for good: the place is per group and id.
     let server = RedisServer::start();
     let queue = unique_queue("sameid");
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = conn(&server).await;
     let p = [
         rmp_serde::to_vec(&1u32).unwrap(),
         rmp_serde::to_vec(&2u32).unwrap(),
@@ -651,14 +629,7 @@ async fn a_job_id_reused_in_another_group_takes_neither_groups_place() {
         .unwrap();
     assert_eq!(r, vec![1, 0], "B's x is admitted in B, not taken for A's");
     let log: Log = Arc::default();
-    let w = worker(
-        &server,
-        &queue,
-        &log,
-        QueueOptions::new(),
-        Arc::default(),
-        Duration::ZERO,
-    );
+    let w = plain_worker(&server, &queue, &log);
     wait_runs(
         &log,
         3,
@@ -679,11 +650,7 @@ async fn group_enqueue_refuses_what_a_worker_would_read_differently() {
     // another, holding the group's place for good. Refused, nothing written.
     let server = RedisServer::start();
     let queue = unique_queue("gatecheck");
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = conn(&server).await;
     let pl = rmp_serde::to_vec(&1u32).unwrap();
     let base: Vec<(&[u8], &[u8])> = vec![(b"type", b"step"), (b"payload", &pl)];
     let with = |extra: &[(&'static [u8], &'static [u8])]| {
@@ -744,11 +711,7 @@ async fn a_group_concurrency_that_is_not_a_whole_number_counts_as_one_everywhere
     // the group waited for good. Every reader now takes it as 1.
     let server = RedisServer::start();
     let queue = unique_queue("nanconc");
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = conn(&server).await;
     let base = format!("jobstream:{{{queue}}}");
     for bad in ["nan", "1.5", "0x10", "+3", "-2", "inf"] {
         let _: () = redis::cmd("HSET")
