@@ -163,10 +163,11 @@ impl Dispatcher {
                     entry_id: &entry_id,
                     detail: &bad.to_string(),
                 });
-                // A job of a group may hold its group's place (the enqueue
-                // gate does not decode): settle-14 frees it, or the group
-                // would wait for good behind a job that never runs.
-                let grouped = Tracking::of_malformed(&raw, &entry_id);
+                // It may hold a group's place, a uniqueness key, a record or
+                // a batch's count (the enqueue scripts do not decode):
+                // settle-14 frees them, or they would wait for good behind
+                // a job that never runs.
+                let tracked = Tracking::of_malformed(&raw, &entry_id);
                 let (reason, class) = if bad.unsupported_version {
                     (DeadReason::UnsupportedVersion, "unsupported_version")
                 } else {
@@ -176,7 +177,7 @@ impl Dispatcher {
                 let mut outcome = self
                     .dead(lane, queue, entry_id, raw, failure, deliveries)
                     .await;
-                outcome.tracked = grouped.map(|tracking| {
+                outcome.tracked = tracked.map(|tracking| {
                     Box::new(Settling {
                         tracking,
                         result: Vec::new(),

@@ -68,28 +68,45 @@ impl Tracking {
         })
     }
 
-    /// For an entry that does not decode (malformed) but names a group: it
-    /// may hold its group's place (`group-enqueue-6` admits without
-    /// decoding), so its dead letter goes through `settle-14`, which frees
-    /// the place if it holds one. `None` without a usable `group` field.
+    /// For an entry that does not decode (malformed, or a wire version
+    /// this worker does not know) but may hold something elsewhere: a
+    /// group's place (`group-enqueue-6` admits without decoding), a
+    /// uniqueness key or a record (`enqueue-6` reserves and writes without
+    /// decoding the payload), a batch's count. Its dead letter goes through
+    /// `settle-14`, which frees each only if this job holds it (the key is a
+    /// compare-and-delete on the id, the group's place is keyed by group
+    /// and id), so nothing stays held for good by a job that never runs.
+    /// Fields are read leniently (the first of each, UTF-8); `None` when
+    /// there is nothing to free.
     pub(crate) fn of_malformed(fields: &[(Vec<u8>, Vec<u8>)], entry_id: &str) -> Option<Self> {
+        use jobstream_core::envelope::{MAX_GROUP_LEN, field};
         let text = |name: &str| {
             fields
                 .iter()
                 .find(|(k, _)| k == name.as_bytes())
                 .and_then(|(_, v)| std::str::from_utf8(v).ok())
         };
-        let group = text(jobstream_core::envelope::field::GROUP)
-            .filter(|g| !g.is_empty() && g.len() <= jobstream_core::envelope::MAX_GROUP_LEN)?;
+        let group = text(field::GROUP).filter(|g| !g.is_empty() && g.len() <= MAX_GROUP_LEN);
+        let key = text(field::UNIQUE_KEY)
+            .filter(|k| !k.is_empty() && k.len() <= jobstream_core::lifecycle::MAX_UNIQUE_KEY_LEN);
+        // A `ttl` key expires by itself; any other mode (or a bad one) is
+        // released when final, as a decodable job's would be.
+        let mode = text(field::UNIQUE_FOR).and_then(|m| UniqueMode::parse(m.as_bytes()));
+        let release = key.filter(|_| mode != Some(UniqueMode::Ttl));
+        let record_ms = text(field::RECORD_MS)
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |ms| ms.clamp(1, jobstream_core::lifecycle::MAX_KEEP_MS));
+        let batch = text(field::BATCH).filter(|b| !b.is_empty());
+        if group.is_none() && release.is_none() && record_ms == 0 && batch.is_none() {
+            return None;
+        }
         Some(Self {
-            job_id: text(jobstream_core::envelope::field::ID)
-                .unwrap_or(entry_id)
-                .to_owned(),
-            record_ms: 0,
+            job_id: text(field::ID).unwrap_or(entry_id).to_owned(),
+            record_ms,
             release_at_start: None,
-            release_at_end: None,
-            batch: None,
-            group: Some(group.to_owned()),
+            release_at_end: release.map(str::to_owned),
+            batch: batch.map(str::to_owned),
+            group: group.map(str::to_owned),
             chained: false,
         })
     }

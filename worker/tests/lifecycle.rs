@@ -493,3 +493,78 @@ async fn a_producer_keeps_records_for_a_whole_queue() {
     let plain = p.push(job_on(&other, 3)).await.unwrap();
     assert!(p.job(&other, &plain).await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_cannot_be_decoded_frees_its_key_and_record_when_it_dies() {
+    // enqueue-6 reserves the key and writes the record without decoding
+    // the payload (another language's producer, a newer wire version): the
+    // job dies malformed, and must not hold its key for good.
+    let server = RedisServer::start();
+    let queue = unique_queue("badunique");
+    let p = producer(&server).await;
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let script = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/enqueue-6.lua"
+    ))
+    .unwrap();
+    let base = format!("jobstream:{{{queue}}}");
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    let now = secs * 1000 + micros / 1000;
+    for (id, payload, version) in [("bad-1", &b"\xc1"[..], "1"), ("newer-1", &b"\x01"[..], "2")] {
+        let key = format!("k-{id}");
+        let reply: Vec<redis::Value> = redis::cmd("EVAL")
+            .arg(&script)
+            .arg(6)
+            .arg(format!("{base}:ready"))
+            .arg(format!("{base}:scheduled"))
+            .arg(format!("{base}:stats"))
+            .arg(format!("{base}:unique:{key}"))
+            .arg(format!("{base}:job:{id}"))
+            .arg(format!("{base}:done:{id}"))
+            .arg(id)
+            .arg("done")
+            .arg(0)
+            .arg(600_000)
+            .arg(now)
+            .arg(0)
+            .arg("work")
+            .arg("type")
+            .arg("work")
+            .arg("payload")
+            .arg(payload)
+            .arg("id")
+            .arg(id)
+            .arg("unique_key")
+            .arg(&key)
+            .arg("unique_for")
+            .arg("done")
+            .arg("record_ms")
+            .arg(600_000)
+            .arg("wire_version")
+            .arg(version)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(reply[0], redis::Value::Int(1), "{id}: enqueued");
+    }
+    let w =
+        start(worker(&server, &queue).handle("work", |_: u64, _ctx: JobContext| async { Ok(()) }));
+    wait_stats(&server, &queue, "both dead", |s| s.dead == 2).await;
+    for id in ["bad-1", "newer-1"] {
+        let again = NewJob::new("work", &7u64)
+            .unwrap()
+            .queue(&queue)
+            .unique(&format!("k-{id}"), Uniqueness::UntilDone)
+            .unwrap();
+        assert_ne!(p.push(again).await.unwrap(), id, "{id}'s key was released");
+        let record = p.job(&queue, id).await.unwrap().expect("its record");
+        assert_eq!(record.state, JobState::Dead, "{id}: {record:?}");
+    }
+    wait_stats(&server, &queue, "the new ones ran", |s| s.processed == 2).await;
+    w.stop().await;
+}
