@@ -559,7 +559,7 @@ async fn a_job_that_cannot_be_decoded_frees_its_key_and_record_when_it_dies() {
         let again = NewJob::new("work", &7u64)
             .unwrap()
             .queue(&queue)
-            .unique(&format!("k-{id}"), Uniqueness::UntilDone)
+            .unique(format!("k-{id}"), Uniqueness::UntilDone)
             .unwrap();
         assert_ne!(p.push(again).await.unwrap(), id, "{id}'s key was released");
         let record = p.job(&queue, id).await.unwrap().expect("its record");
