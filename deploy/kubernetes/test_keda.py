@@ -64,7 +64,7 @@ REDIS_STREAMS_AUTH_PARAMS = {"username", "password", "tls", "ca", "cert",
 TRIGGER_AUTH_SPEC_KEYS = {
     "podIdentity", "secretTargetRef", "env", "configMapTargetRef",
     "hashiCorpVault", "azureKeyVault", "awsSecretManager", "gcpSecretManager",
-    "boundServiceAccountToken", "filePath",
+    "boundServiceAccountToken", "oauth2", "filePath",
 }
 SECRET_TARGET_REF_KEYS = {"parameter", "name", "key"}
 
