@@ -389,22 +389,24 @@ class RedisStreamsTriggerTest(Base):
             self.assertFalse("enableTLS" in md and "tls" in auth,
                              "enableTLS cannot be combined with the TriggerAuthentication's tls")
             if "tls" in auth:
-                tls_on = self.m.secret_data(auth["tls"][0])[auth["tls"][1]] == "enable"
+                tls_on = (self.m.secret_data(auth["tls"][0]) or {}).get(auth["tls"][1]) == "enable"
             else:
                 tls_on = md.get("enableTLS") == "true"
             self.assertEqual(tls_on, url.scheme == "rediss",
                              "TLS for KEDA must follow the REDIS_URL scheme")
+            # KEDA logs in as its own ACL user (it needs INFO, which the
+            # workers' user lacks): not the URL's, but one if the URL has one.
             if url.password:
                 self.assertTrue("password" in auth or "passwordFromEnv" in md,
                                 "REDIS_URL has a password and KEDA gets none")
-            if "password" in auth:
-                s, k = auth["password"]
-                self.assertEqual(self.m.secret_data(s)[k], unquote(url.password or ""))
-            if url.username:
-                self.assertTrue("username" in auth or "usernameFromEnv" in md)
-            if "username" in auth:
-                s, k = auth["username"]
-                self.assertEqual(self.m.secret_data(s)[k], unquote(url.username or ""))
+            if url.username and unquote(url.username) != "default":
+                self.assertTrue("username" in auth or "usernameFromEnv" in md,
+                                "REDIS_URL names an ACL user and KEDA gets none")
+            for param in ("username", "password"):
+                if param in auth:
+                    s, k = auth[param]
+                    self.assertTrue((self.m.secret_data(s) or {}).get(k),
+                                    f"KEDA's {param}: Secret {s} has no (or an empty) key {k}")
 
     def test_tls_files_are_the_workers(self):
         """ca/cert/key of the TriggerAuthentication are the Secret keys mounted
