@@ -23,9 +23,14 @@ pub struct Redis {
 }
 
 struct Inner {
-    shared: ConnectionManager,
-    blocking: deadpool_redis::Pool,
+    /// Swapped for the new master's after a Sentinel failover.
+    shared: std::sync::RwLock<ConnectionManager>,
+    blocking: std::sync::RwLock<deadpool_redis::Pool>,
     display_url: String,
+    /// With a `redis+sentinel://` URL: how to find the master again.
+    failover: Option<Failover>,
+    /// The shared connection's response timeout (a `WAIT` must end first).
+    response_timeout: Duration,
     clock: std::sync::Mutex<Option<ClockSync>>,
     /// The server has `XACKDEL` (probed; see [`Redis::detect_features`]).
     xackdel: std::sync::atomic::AtomicBool,
@@ -92,7 +97,7 @@ pub fn redact_url(url: &str) -> String {
             .split('&')
             .filter(|p| {
                 let key = p.split('=').next().unwrap_or("").to_ascii_lowercase();
-                !matches!(key.as_str(), "pass" | "password")
+                !matches!(key.as_str(), "pass" | "password" | "sentinel_password")
             })
             .collect();
         if !kept.is_empty() {
@@ -116,8 +121,71 @@ impl Redis {
     /// [`Redis::open`] with the TLS options given here instead of read from
     /// the environment. They matter for `rediss://` URLs only; both the
     /// shared connection and the blocking pool use them.
+    ///
+    /// A `redis+sentinel://host:port,…/MASTER[/DB]` URL (see
+    /// [`crate::sentinel`]) asks the sentinels for the master now (this
+    /// blocks up to the connect timeout per sentinel, and fails when none
+    /// answers), and again whenever the connection fails or the server
+    /// turns read-only, and every second: after a failover, the next
+    /// commands go to the new master, without a restart.
     pub fn open_with_tls(url: &str, timings: &Timings, tls: &TlsOptions) -> Result<Self> {
         let display_url = redact_url(url);
+        let (target, failover) = if crate::sentinel::is_sentinel_url(url) {
+            let sentinel = crate::sentinel::SentinelUrl::parse(url)?;
+            let master = sentinel.resolve_blocking(timings.connect_timeout)?;
+            let target = sentinel.server_url(&master);
+            let failover = Failover {
+                url: sentinel,
+                tls: tls.clone(),
+                timings: timings.clone(),
+                master: std::sync::Mutex::new(master),
+                wake: tokio::sync::Notify::new(),
+                watching: std::sync::atomic::AtomicBool::new(false),
+                pool_size: std::sync::atomic::AtomicUsize::new(16),
+            };
+            (target, Some(failover))
+        } else {
+            (url.to_owned(), None)
+        };
+        let (shared, blocking) = connect(&target, &display_url, timings, tls, 16)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shared: std::sync::RwLock::new(shared),
+                blocking: std::sync::RwLock::new(blocking),
+                display_url,
+                failover,
+                response_timeout: timings.response_timeout,
+                clock: std::sync::Mutex::new(None),
+                xackdel: std::sync::atomic::AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+/// How a Sentinel-backed [`Redis`] finds its master again.
+struct Failover {
+    url: crate::sentinel::SentinelUrl,
+    tls: TlsOptions,
+    timings: Timings,
+    /// The master in use, `host:port`.
+    master: std::sync::Mutex<String>,
+    /// Wakes the watcher at once (a failed command).
+    wake: tokio::sync::Notify,
+    /// The watcher task runs (started by the first command).
+    watching: std::sync::atomic::AtomicBool,
+    /// The blocking pool's size, kept across a swap.
+    pool_size: std::sync::atomic::AtomicUsize,
+}
+
+/// The shared connection and the blocking pool of one server.
+fn connect(
+    url: &str,
+    display_url: &str,
+    timings: &Timings,
+    tls: &TlsOptions,
+    pool_size: usize,
+) -> Result<(ConnectionManager, deadpool_redis::Pool)> {
+    {
         let config_err = |e: redis::RedisError| Error::Redis {
             op: "open",
             kind: RedisFailure::Server,
@@ -142,27 +210,123 @@ impl Redis {
         let manager =
             deadpool_redis::Manager::new_with_config(info, blocking_config).map_err(config_err)?;
         let blocking = deadpool_redis::Pool::builder(manager)
-            .max_size(16)
+            .max_size(pool_size)
             .runtime(deadpool_redis::Runtime::Tokio1)
             .wait_timeout(Some(timings.connect_timeout))
             .create_timeout(Some(timings.connect_timeout))
             .build()
             .map_err(|e| Error::Config(format!("redis pool: {e}")))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                shared,
-                blocking,
-                display_url,
-                clock: std::sync::Mutex::new(None),
-                xackdel: std::sync::atomic::AtomicBool::new(false),
-            }),
-        })
+        Ok((shared, blocking))
+    }
+}
+
+/// Asks the sentinels for the master every second, and at once when a
+/// command failed; when it moved, connects to the new one and swaps the
+/// connections in. Ends when the last handle to the server is dropped.
+async fn watch_master(inner: std::sync::Weak<Inner>) {
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let Some(failover) = strong.failover.as_ref() else {
+            return;
+        };
+        // Asking takes a moment; the handle is not kept meanwhile, so a
+        // dropped Redis ends this task.
+        let (url, timeout) = (failover.url.clone(), failover.timings.connect_timeout);
+        drop(strong);
+        let found = url.resolve(timeout).await;
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let Some(failover) = strong.failover.as_ref() else {
+            return;
+        };
+        match found {
+            Ok(addr) => {
+                let current = failover
+                    .master
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if addr != current {
+                    let size = failover
+                        .pool_size
+                        .load(std::sync::atomic::Ordering::Relaxed);
+                    match connect(
+                        &url.server_url(&addr),
+                        &strong.display_url,
+                        &failover.timings,
+                        &failover.tls,
+                        size,
+                    ) {
+                        Ok((shared, blocking)) => {
+                            *strong.shared.write().unwrap_or_else(|p| p.into_inner()) = shared;
+                            *strong.blocking.write().unwrap_or_else(|p| p.into_inner()) = blocking;
+                            *failover.master.lock().unwrap_or_else(|p| p.into_inner()) =
+                                addr.clone();
+                            tracing::warn!(server = %strong.display_url, from = %current, to = %addr,
+                                "the Redis master moved (Sentinel failover): now using the new master");
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot connect to the new master; will retry")
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                if let Some(suppressed) = crate::throttle::warnings().allow("sentinel.resolve") {
+                    tracing::warn!(suppressed, error = %e, "asking the sentinels for the master failed; will retry");
+                }
+            }
+        }
+        // At most ten looks a second, however many commands fail.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let wait = tokio::time::sleep(Duration::from_secs(1));
+        tokio::select! {
+            _ = wait => {}
+            _ = failover.wake.notified() => {}
+        }
+    }
+}
+
+impl Redis {
+    /// With Sentinel: starts the master watcher (once, on the first
+    /// command, in the runtime that runs it).
+    fn watch(&self) {
+        let Some(failover) = &self.inner.failover else {
+            return;
+        };
+        if failover
+            .watching
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(watch_master(Arc::downgrade(&self.inner)));
+            }
+            Err(_) => failover
+                .watching
+                .store(false, std::sync::atomic::Ordering::Release),
+        }
     }
 
     /// A Redis error of `op`, classified; a fatal one names this server
     /// and the fix ([`Error::Unusable`]).
     pub(crate) fn error(&self, op: &'static str, e: redis::RedisError) -> Error {
-        Error::redis(op, e).for_server(&self.inner.display_url)
+        let e = Error::redis(op, e).for_server(&self.inner.display_url);
+        // A failed or read-only master: ask the sentinels now.
+        if let Some(failover) = &self.inner.failover
+            && matches!(
+                e.redis_failure(),
+                Some(RedisFailure::Connection | RedisFailure::ReadOnly | RedisFailure::MasterDown)
+            )
+        {
+            failover.wake.notify_one();
+        }
+        e
     }
 
     /// The URL without credentials, for logs.
@@ -170,23 +334,48 @@ impl Redis {
         &self.inner.display_url
     }
 
+    /// The shared connection's response timeout.
+    pub(crate) fn response_timeout(&self) -> Duration {
+        self.inner.response_timeout
+    }
+
     pub(crate) fn shared(&self) -> ConnectionManager {
-        self.inner.shared.clone()
+        self.watch();
+        self.inner
+            .shared
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn blocking_pool(&self) -> deadpool_redis::Pool {
+        self.watch();
+        self.inner
+            .blocking
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Makes room for at least `n` dedicated connections held at once (a
     /// worker holds one per queue it serves, blocked in its read; the pool
     /// has 16 by default, and a fetcher beyond that would wait for ever).
     pub fn reserve_blocking(&self, n: usize) {
-        let status = self.inner.blocking.status();
+        let pool = self.blocking_pool();
+        let status = pool.status();
         if n > status.max_size {
-            self.inner.blocking.resize(n);
+            pool.resize(n);
+            if let Some(failover) = &self.inner.failover {
+                failover
+                    .pool_size
+                    .fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 
     /// A dedicated connection for blocking reads.
     pub async fn blocking(&self) -> Result<BlockingConn> {
-        let conn = self.inner.blocking.get().await.map_err(|e| match e {
+        let conn = self.blocking_pool().get().await.map_err(|e| match e {
             // What Redis said while the connection was set up (a wrong
             // password, a bad database index) keeps its kind.
             deadpool_redis::PoolError::Backend(e) => self.error("connect", e),
@@ -204,6 +393,9 @@ impl Redis {
     /// A `rediss://` URL in a build without the `tls` feature is an
     /// [`Error::Config`] that says to enable it.
     pub fn check_url(url: &str) -> Result<()> {
+        if crate::sentinel::is_sentinel_url(url) {
+            return crate::sentinel::SentinelUrl::parse(url).map(|_| ());
+        }
         crate::tls::check_supported(url)?;
         redis::Client::open(url)
             .map(|_| ())
