@@ -100,7 +100,7 @@ impl RedisFailure {
                 "check the user name and password in the Redis URL (redis://user:password@host:port/db)"
             }
             RedisFailure::NoPermission => {
-                "grant the ACL user the stream, sorted-set, hash, set and scripting commands on the jobstream keys (see docs/configuration.md)"
+                "grant the ACL user the rights of its role, as in deploy/redis/users.acl (docs/deployment.md, \"ACL users\"): the refused command and key are named above"
             }
             RedisFailure::WrongType => {
                 "a jobstream key holds another type: something else writes to it; use another prefix or remove the foreign key"
@@ -246,6 +246,18 @@ pub enum Error {
         oldest_age_ms: u64,
         /// Its `max_age_ms`, if set.
         max_age_ms: Option<u64>,
+    },
+    /// A durable enqueue ([`Durability`](crate::durability::Durability))
+    /// was sent, but not confirmed in time: fewer replicas (or AOF fsyncs)
+    /// acknowledged it than asked for, or the connection changed between
+    /// the writes and the wait. **The jobs were written to the master**:
+    /// they may survive or be lost with it. Enqueueing them again is safe
+    /// for jobs with a uniqueness key or a record and may duplicate others
+    /// (at-least-once).
+    #[error("enqueue not confirmed durable: {detail}")]
+    NotDurable {
+        /// What was asked and what was acknowledged.
+        detail: String,
     },
     /// A setting out of range.
     #[error("invalid configuration: {0}")]

@@ -59,7 +59,7 @@ use jobstream_core::groups::GroupedJob;
 pub use jobstream_core::groups::partition_of;
 pub use jobstream_core::store_lifecycle::BatchSummary;
 use jobstream_core::store_lifecycle::{Destination, EnqueueOutcome, UniqueLock};
-pub use jobstream_core::{Error, Limits, QueueName, Result, Timings, TlsOptions};
+pub use jobstream_core::{Durability, Error, Limits, QueueName, Result, Timings, TlsOptions};
 pub use jobstream_core::{JobRecord, JobState, Uniqueness};
 pub use jobstream_core::{OverflowPolicy, QueueLimits};
 use jobstream_core::{QueueKeys, QueueStore, Reconnect, Redis};
@@ -97,6 +97,8 @@ pub struct Producer {
     queue_limits: LimitsCache,
     /// How long an enqueue waits on a full queue with policy `wait`.
     backpressure_wait: Duration,
+    /// How durable an enqueue must be before it returns.
+    durability: Durability,
 }
 
 /// Where a producer's jobs go.
@@ -135,6 +137,10 @@ pub struct ProducerOptions {
     /// keeps trying (with backoff, 25 ms doubling up to 500 ms) before it
     /// returns [`Error::QueueFull`]. 30 s by default.
     pub backpressure_wait: Duration,
+    /// How durable an enqueue must be before it returns: on the master
+    /// only (the default), on replicas (`WAIT`) or in the AOF (`WAITAOF`).
+    /// [`Producer::durable`] sets it per call. See docs/deployment.md.
+    pub durability: Durability,
 }
 
 impl Default for ProducerOptions {
@@ -147,6 +153,7 @@ impl Default for ProducerOptions {
             tls: None,
             records: HashMap::new(),
             backpressure_wait: Duration::from_secs(30),
+            durability: Durability::Master,
         }
     }
 }
@@ -205,6 +212,13 @@ impl ProducerOptions {
         self
     }
 
+    /// Sets `durability`: every enqueue returns only once its jobs are as
+    /// durable as this says ([`Durability::replicas`], [`Durability::aof`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
     /// Sets `tls`: the CA to trust and the client certificate for a
     /// `rediss://` URL, instead of reading them from the environment.
     pub fn tls(mut self, tls: TlsOptions) -> Self {
@@ -247,6 +261,7 @@ impl Producer {
             records: std::sync::Arc::new(options.records),
             queue_limits: Default::default(),
             backpressure_wait: options.backpressure_wait,
+            durability: options.durability,
         })
     }
 
@@ -264,6 +279,7 @@ impl Producer {
             records: std::sync::Arc::new(options.records),
             queue_limits: Default::default(),
             backpressure_wait: options.backpressure_wait,
+            durability: Durability::Master,
         }
     }
 
@@ -288,17 +304,23 @@ impl Producer {
 
     /// The store of `queue`, built and registered in `PREFIX:queues` on
     /// first use, then cached: the hot path allocates no key names.
+    /// The store of `queue`, not registered in `PREFIX:queues`: for reads
+    /// of records, which a read-only ACL user may do.
+    fn queue_store(&self, redis: &Redis, queue: &str) -> Result<QueueStore> {
+        let name = QueueName::new(queue)?;
+        Ok(QueueStore::new(
+            redis.clone(),
+            QueueKeys::new(&self.prefix, &name),
+            jobstream_core::DEFAULT_GROUP,
+        ))
+    }
+
     async fn store(&self, redis: &Redis, queue: &str) -> Result<QueueStore> {
         let cached = self.stores.lock().ok().and_then(|m| m.get(queue).cloned());
         if let Some(store) = cached {
             return Ok(store);
         }
-        let name = QueueName::new(queue)?;
-        let store = QueueStore::new(
-            redis.clone(),
-            QueueKeys::new(&self.prefix, &name),
-            jobstream_core::DEFAULT_GROUP,
-        );
+        let store = self.queue_store(redis, queue)?;
         store.register().await?;
         if let Ok(mut m) = self.stores.lock() {
             m.insert(queue.to_owned(), store.clone());
@@ -475,7 +497,34 @@ impl Producer {
         Ok(ids)
     }
 
+    /// This producer, with every enqueue made `durability` durable before
+    /// it returns (the connection is shared): per call,
+    /// `producer.durable(Durability::replicas(1, timeout)).enqueue_many(…)`.
+    pub fn durable(&self, durability: Durability) -> Producer {
+        Producer {
+            durability,
+            ..self.clone()
+        }
+    }
+
+    /// Sends one chunk, then waits until it is as durable as asked: the
+    /// wait covers every write of the chunk (one shared connection, its
+    /// `CLIENT ID` read before and checked after).
     async fn send_chunk(
+        &self,
+        store: &QueueStore,
+        jobs: &[NewJob],
+        ids: &mut Vec<JobId>,
+    ) -> Result<()> {
+        if !self.durability.is_required() {
+            return self.send_chunk_now(store, jobs, ids).await;
+        }
+        let client = store.redis().client_id().await?;
+        self.send_chunk_now(store, jobs, ids).await?;
+        store.redis().wait_durable(&self.durability, client).await
+    }
+
+    async fn send_chunk_now(
         &self,
         store: &QueueStore,
         jobs: &[NewJob],
