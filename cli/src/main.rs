@@ -169,6 +169,16 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:9465")]
         listen: std::net::SocketAddr,
     },
+    /// Move due jobs (delayed, or waiting for a retry) from scheduled to
+    /// ready, as workers do, for fleets that scale workers to zero: a due
+    /// job then raises the stream's lag, which starts a worker (KEDA's
+    /// redis-streams trigger). Safe beside workers and other promoters.
+    /// Runs until SIGTERM or Ctrl-C.
+    Promote {
+        /// A queue to promote (repeat for several).
+        #[arg(long = "queue", required = true)]
+        queues: Vec<String>,
+    },
 }
 
 const CHECK_ABOUT: &str = "\
@@ -353,27 +363,26 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
             cron::run(&inspector, command).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Promote { queues } => {
+            eprintln!("promoting due jobs of {}", queues.join(", "));
+            jobstream_worker::run_promoter(
+                &cli.redis_url,
+                &cli.prefix,
+                &cli.group,
+                &queues,
+                stop_signal(),
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Exporter { listen } => {
             eprintln!("serving queue metrics on http://{listen}/metrics");
-            let stop = async {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = async {
-                        match term.as_mut() {
-                            Some(t) => { t.recv().await; }
-                            None => std::future::pending::<()>().await,
-                        }
-                    } => {}
-                }
-            };
             jobstream_worker::serve_queue_metrics(
                 &cli.redis_url,
                 &cli.prefix,
                 &cli.group,
                 listen,
-                stop,
+                stop_signal(),
             )
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -396,4 +405,18 @@ fn watch_interval(s: &str) -> Result<Duration, String> {
         return Err("must be at least 100ms".into());
     }
     Ok(d)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
 }

@@ -64,6 +64,7 @@ pub mod otel;
 pub mod outcome;
 mod pause;
 mod processor;
+mod promote_only;
 mod promoter;
 mod queues;
 mod reclaimer;
@@ -88,6 +89,7 @@ pub use jobstream_core::{
 };
 pub use logging::init_logging;
 pub use middleware::{Middleware, Next};
+pub use promote_only::run_promoter;
 pub use queues::QueueOptions;
 use serde::de::DeserializeOwned;
 pub use shutdown::{ShutdownHandle, signal};

@@ -52,6 +52,10 @@ enum Command {
         /// How long running jobs may finish after SIGTERM, ms.
         #[arg(long, default_value_t = 30_000)]
         shutdown_grace_ms: u64,
+        /// Serve /metrics, /livez and /readyz here (e.g. 0.0.0.0:9464);
+        /// off when unset.
+        #[arg(long, env = "JOBSTREAM_HTTP_ADDR")]
+        http_addr: Option<std::net::SocketAddr>,
     },
     /// Enqueue `send_email` jobs.
     Produce {
@@ -122,6 +126,7 @@ async fn main() -> std::process::ExitCode {
             backoff_max_ms,
             visibility_timeout_ms,
             shutdown_grace_ms,
+            http_addr,
         } => {
             let visibility = Duration::from_millis(visibility_timeout_ms);
             let timings = Timings::default()
@@ -134,13 +139,15 @@ async fn main() -> std::process::ExitCode {
                 Duration::from_millis(backoff_ms),
                 Duration::from_millis(backoff_max_ms),
             ));
-            match Worker::builder(&cli.redis_url)
+            let mut builder = Worker::builder(&cli.redis_url)
                 .queue(&queue)
                 .concurrency(concurrency)
                 .timings(timings)
-                .handle_with("send_email", options, send_email)
-                .build()
-            {
+                .handle_with("send_email", options, send_email);
+            if let Some(addr) = http_addr {
+                builder = builder.serve_http(addr);
+            }
+            match builder.build() {
                 Ok(worker) => worker.run().await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             }
