@@ -128,6 +128,81 @@ impl QueueStore {
             .map(|_| ())
     }
 
+    /// Sends, one at a time, every plain command a worker of this queue
+    /// will send, in forms that change nothing (its own delivery history
+    /// from id 0, a claim of nothing, an ack and a delete of an id that
+    /// never exists, …), so that a user whose ACL lacks one fails at start
+    /// with `NOPERM` naming the command and key, not on the first job or
+    /// the first reclaim.
+    pub async fn probe_worker_rights(&self, consumer: &str) -> Result<()> {
+        let (ready, scheduled, group) = (self.keys.ready(), self.keys.scheduled(), &self.group);
+        // An id no entry has: entry ids are times, and 0-1 is before any.
+        let never = "0-1";
+        let mut probes: Vec<(&'static str, redis::Cmd)> = Vec::new();
+        let mut c = redis::cmd("XREADGROUP");
+        c.arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(1)
+            .arg("STREAMS")
+            .arg(ready)
+            .arg("0");
+        probes.push(("XREADGROUP", c));
+        let mut c = redis::cmd("XAUTOCLAIM");
+        c.arg(ready)
+            .arg(group)
+            .arg(consumer)
+            .arg(i64::MAX / 2)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(1);
+        probes.push(("XAUTOCLAIM", c));
+        let mut c = redis::cmd("XCLAIM");
+        c.arg(ready)
+            .arg(group)
+            .arg(consumer)
+            .arg(i64::MAX / 2)
+            .arg(never);
+        probes.push(("XCLAIM", c));
+        let mut c = redis::cmd("XACK");
+        c.arg(ready).arg(group).arg(never);
+        probes.push(("XACK", c));
+        let mut c = redis::cmd("XDEL");
+        c.arg(ready).arg(never);
+        probes.push(("XDEL", c));
+        let mut c = redis::cmd("XPENDING");
+        c.arg(ready).arg(group);
+        probes.push(("XPENDING", c));
+        let mut c = redis::cmd("XINFO");
+        c.arg("GROUPS").arg(ready);
+        probes.push(("XINFO GROUPS", c));
+        let mut c = redis::cmd("ZRANGEBYSCORE");
+        c.arg(scheduled)
+            .arg("-inf")
+            .arg("-inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(1);
+        probes.push(("ZRANGEBYSCORE", c));
+        // Scripts write these too (their counters with pcall, so a refusal
+        // there would pass silently): ZADD XX of a member that is never
+        // there, ZREM of it, a counter + 0.
+        let mut c = redis::cmd("ZADD");
+        c.arg(scheduled).arg("XX").arg(0).arg("\u{0}rights-probe");
+        probes.push(("ZADD", c));
+        let mut c = redis::cmd("ZREM");
+        c.arg(scheduled).arg("\u{0}rights-probe");
+        probes.push(("ZREM", c));
+        let mut c = redis::cmd("HINCRBY");
+        c.arg(self.keys.stats()).arg("processed").arg(0);
+        probes.push(("HINCRBY", c));
+        for (op, cmd) in &probes {
+            self.query::<Value>(op, cmd).await?;
+        }
+        Ok(())
+    }
+
     /// Adds the queue to the `PREFIX:queues` set that tools list.
     pub async fn register(&self) -> Result<()> {
         let mut cmd = redis::cmd("SADD");

@@ -267,15 +267,14 @@ impl QueueStore {
             (k.dead(), "stream"),
             (k.stats(), "hash"),
         ];
-        let mut pipe = redis::pipe();
-        for (key, _) in expected {
-            pipe.cmd("TYPE").arg(key);
+        // One at a time (at start only): a refusal (an ACL without TYPE)
+        // is then one message, not the same one four times over.
+        let mut types = Vec::with_capacity(expected.len());
+        for (key, _) in &expected {
+            let mut cmd = redis::cmd("TYPE");
+            cmd.arg(key);
+            types.push(self.query::<String>("TYPE", &cmd).await?);
         }
-        let mut conn = self.redis().shared();
-        let types: Vec<String> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.redis().error("TYPE", e))?;
         for ((key, want), got) in expected.iter().zip(types) {
             if got != "none" && got != *want {
                 let e = Error::Redis {

@@ -79,7 +79,9 @@ impl Producer {
 
     async fn lifecycle_store(&self, queue: &str) -> Result<(Redis, QueueStore)> {
         match &self.backend {
-            Backend::Redis(redis) => Ok((redis.clone(), self.store(redis, queue).await?)),
+            // Not registered: reading a record (`job show`, `wait_for`) is
+            // no write, and a read-only user may do it.
+            Backend::Redis(redis) => Ok((redis.clone(), self.queue_store(redis, queue)?)),
             Backend::Recording(_) => Err(Error::Config(
                 "a recording producer has no Redis: job records need one".into(),
             )),

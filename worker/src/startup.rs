@@ -68,6 +68,8 @@ async fn check(stores: &[QueueStore], consumer: &str) -> Result<(), Error> {
         store.check_key_types().await?;
         store.ensure_group().await?;
         store.create_consumer(consumer).await?;
+        // Every plain command, so missing ACL rights stop the worker now.
+        store.probe_worker_rights(consumer).await?;
         // Scripting is allowed for this user on these keys (and the
         // script is loaded).
         store.extend(consumer, &[]).await?;
