@@ -298,6 +298,54 @@ async fn bulk_enqueue(ctx: &mut Ctx, n: usize) -> Row {
     row("bulk_enqueue", per_round * ROUNDS, js, raw)
 }
 
+/// Enqueue acknowledged by a replica (`Durability::replicas(1, …)`), in
+/// bulk (`batch` jobs per call: one `CLIENT ID`, the pipeline, then `WAIT`
+/// and `CLIENT ID` in one round trip) against the raw pipeline + `WAIT`.
+async fn durable_enqueue(ctx: &mut Ctx, scenario: &str, n: usize, batch: usize) -> Row {
+    let payload = Payload::sized(100);
+    let q = ctx.queue(scenario);
+    let key = format!("raw:{{{}}}:ready", ctx.queue("durable-raw"));
+    let producer = ctx
+        .producer
+        .durable(jobstream_producer::Durability::replicas(
+            1,
+            Duration::from_secs(5),
+        ));
+    producer.enqueue_named(&q, "bench", &payload).await.unwrap();
+    let mut conn = ctx.conn.clone();
+    let (mut js, mut raw) = (
+        (Duration::ZERO, RedisCost::default()),
+        (Duration::ZERO, RedisCost::default()),
+    );
+    let per_round = n / ROUNDS;
+    for _ in 0..ROUNDS {
+        let round = ctx
+            .cost(async {
+                let t = Instant::now();
+                let mut left = per_round;
+                while left > 0 {
+                    let k = left.min(batch);
+                    let jobs: Vec<NewJob> = (0..k)
+                        .map(|_| NewJob::new("bench", &payload).unwrap())
+                        .collect();
+                    producer.enqueue_many(&q, jobs).await.unwrap();
+                    left -= k;
+                }
+                t.elapsed()
+            })
+            .await;
+        js = add(js, round);
+        raw = add(
+            raw,
+            ctx.cost(raw::bulk_xadd_wait(
+                &mut conn, &key, per_round, batch, 1, &payload,
+            ))
+            .await,
+        );
+    }
+    row(scenario, per_round * ROUNDS, js, raw)
+}
+
 /// Weights of the three-queue drain, and the suffixes of its queues.
 pub(crate) const THREE_QUEUES: [(&str, u32); 3] = [("critical", 6), ("default", 3), ("low", 1)];
 
@@ -728,6 +776,48 @@ async fn main() {
                 drain(&mut actx, "drain_aof", args.jobs, 100, args.concurrency).await,
                 &mut rows,
             );
+        }
+    }
+    if want("durable_enqueue") || want("durable_single") {
+        if args.redis_url.is_some() {
+            eprintln!(
+                "durable_* skipped: they need a master and a replica of their own (no --redis-url)"
+            );
+        } else {
+            let master = RedisServer::start_with(&["--save", "", "--appendonly", "no"]);
+            let replica = RedisServer::start_with(&[
+                "--save",
+                "",
+                "--replicaof",
+                "127.0.0.1",
+                &master.port().to_string(),
+            ]);
+            while !replica
+                .cli(&["INFO", "replication"])
+                .is_some_and(|i| i.contains("master_link_status:up"))
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let mut dctx = Ctx {
+                conn: child::connect(&master.url()).await,
+                producer: Producer::connect(&master.url()).await.expect("producer"),
+                url: master.url(),
+                run: ctx.run.clone(),
+                n: 0,
+            };
+            if want("durable_enqueue") {
+                emit(
+                    durable_enqueue(&mut dctx, "durable_enqueue", args.jobs, 1000).await,
+                    &mut rows,
+                );
+            }
+            if want("durable_single") {
+                emit(
+                    durable_enqueue(&mut dctx, "durable_single", args.single_jobs, 1).await,
+                    &mut rows,
+                );
+            }
+            drop(replica);
         }
     }
     if !args.json {

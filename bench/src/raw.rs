@@ -57,6 +57,32 @@ pub async fn bulk_xadd(
     t.elapsed()
 }
 
+/// `n` XADDs in pipelines of `batch`, each pipeline ending with `WAIT
+/// replicas 1000`: the raw limit of an enqueue acknowledged by replicas.
+pub async fn bulk_xadd_wait(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    n: usize,
+    batch: usize,
+    replicas: u32,
+    payload: &Payload,
+) -> Duration {
+    let t = Instant::now();
+    let bytes = payload.bytes();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(batch);
+        let mut pipe = redis::pipe();
+        for _ in 0..k {
+            pipe.add_command(xadd(key, &bytes)).ignore();
+        }
+        pipe.cmd("WAIT").arg(replicas).arg(1000).ignore();
+        let _: redis::RedisResult<()> = pipe.query_async(conn).await;
+        left -= k;
+    }
+    t.elapsed()
+}
+
 /// Entry ids (and the payload of each) of an XREADGROUP reply.
 fn entries(v: Value) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
