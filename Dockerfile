@@ -60,5 +60,7 @@ RUN cargo build --release --locked --offline -p example-quickstart -p jobstream-
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /out/example-quickstart /out/jobstream /usr/local/bin/
 USER 65532:65532
-ENV REDIS_URL=redis://redis:6379
+# No default REDIS_URL: a pod missing its Secret must fail to start, not
+# connect to whatever `redis` resolves to (the binaries' own default is
+# 127.0.0.1, inside the container: nothing).
 CMD ["example-quickstart", "--help"]

@@ -31,6 +31,9 @@ struct Inner {
     failover: Option<Failover>,
     /// The shared connection's response timeout (a `WAIT` must end first).
     response_timeout: Duration,
+    /// The name durable enqueue gives the shared connection, random to
+    /// this handle (see `durability`).
+    connection_token: String,
     clock: std::sync::Mutex<Option<ClockSync>>,
     /// The server has `XACKDEL` (probed; see [`Redis::detect_features`]).
     xackdel: std::sync::atomic::AtomicBool,
@@ -79,6 +82,15 @@ impl BlockingConn {
 /// `pass`/`password` query parameter (`redis+unix:///s.sock?pass=…`) left
 /// out: URLs are logged and put in error messages, secrets never.
 pub fn redact_url(url: &str) -> String {
+    // The credentials first, up to the last `@`: a password may hold a `?`
+    // (or a `#`) that is not the start of a query.
+    let url = match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    };
+    let url = url.as_str();
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -155,6 +167,7 @@ impl Redis {
                 display_url,
                 failover,
                 response_timeout: timings.response_timeout,
+                connection_token: format!("jobstream-durable-{:016x}", rand::random::<u64>()),
                 clock: std::sync::Mutex::new(None),
                 xackdel: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -337,6 +350,11 @@ impl Redis {
     /// The shared connection's response timeout.
     pub(crate) fn response_timeout(&self) -> Duration {
         self.inner.response_timeout
+    }
+
+    /// The name durable enqueue gives the shared connection.
+    pub(crate) fn connection_token(&self) -> &str {
+        &self.inner.connection_token
     }
 
     pub(crate) fn shared(&self) -> ConnectionManager {
@@ -579,6 +597,8 @@ mod tests {
     fn credentials_are_removed_from_urls_for_logs() {
         assert_eq!(redact_url("redis://u:pw@h:1/0"), "redis://h:1/0");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+        assert_eq!(redact_url("redis://u:pa?ss@h:1/0"), "redis://h:1/0");
+        assert_eq!(redact_url("redis://u:p#w@h:1/0?x=1"), "redis://h:1/0?x=1");
         assert_eq!(redact_url("rediss://:pw@h"), "rediss://h");
         assert_eq!(
             redact_url("redis+unix:///run/redis.sock?db=0&pass=hunter2"),

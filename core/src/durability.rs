@@ -6,10 +6,18 @@
 //! `WAIT` and `WAITAOF` count the writes of the connection they are sent
 //! on. The producer writes on one multiplexed connection, which reconnects
 //! on its own; a wait sent on a new connection would count nothing and
-//! succeed at once. So the connection's `CLIENT ID` is read before the
-//! writes and again in the same pipeline as the wait: a change means the
-//! writes may not be covered, and the call fails with
-//! [`Error::NotDurable`] instead of claiming durability it did not see.
+//! succeed at once. So the connection is named (`CLIENT SETNAME` with a
+//! token random to this handle) before the writes, and its name read back
+//! in the same pipeline as the wait: a new connection has no name, so a
+//! reconnect in between fails the call with [`Error::NotDurable`] instead
+//! of claiming durability it did not see. (A `CLIENT ID` comparison would
+//! not do: ids restart at 1 with the server, and a new master's may match.)
+//!
+//! `WAIT` holds its connection: Redis reads nothing more from it until the
+//! wait ends. Every command of the same `Redis` handle (the producer and
+//! its clones) waits behind it, so give durable enqueues a producer of
+//! their own, never one shared with a worker or with latency-sensitive
+//! work.
 
 use std::time::Duration;
 
@@ -76,19 +84,21 @@ fn timeout_ms(d: Duration, response_timeout: Duration) -> u64 {
 }
 
 impl Redis {
-    /// The shared connection's `CLIENT ID`: read before durable writes.
-    pub async fn client_id(&self) -> Result<i64> {
+    /// Names the shared connection with this handle's token before durable
+    /// writes (`CLIENT SETNAME`); [`Redis::wait_durable`] checks the name.
+    pub async fn mark_connection(&self) -> Result<()> {
         let mut conn = self.shared();
         redis::cmd("CLIENT")
-            .arg("ID")
-            .query_async(&mut conn)
+            .arg("SETNAME")
+            .arg(self.connection_token())
+            .query_async::<()>(&mut conn)
             .await
-            .map_err(|e| self.error("CLIENT ID", e))
+            .map_err(|e| self.error("CLIENT SETNAME", e))
     }
 
     /// Waits until the writes sent on the shared connection since
-    /// `client_id` was read are as durable as `durability` asks.
-    pub async fn wait_durable(&self, durability: &Durability, client_id: i64) -> Result<()> {
+    /// [`Redis::mark_connection`] are as durable as `durability` asks.
+    pub async fn wait_durable(&self, durability: &Durability) -> Result<()> {
         let rt = self.response_timeout();
         let (cmd, wanted, what) = match *durability {
             Durability::Master => return Ok(()),
@@ -104,16 +114,16 @@ impl Redis {
             }
         };
         let mut pipe = redis::pipe();
-        pipe.add_command(cmd).cmd("CLIENT").arg("ID");
+        pipe.add_command(cmd).cmd("CLIENT").arg("GETNAME");
         let mut conn = self.shared();
-        let (acked, after): (Value, i64) = pipe
+        let (acked, name): (Value, Option<String>) = pipe
             .query_async(&mut conn)
             .await
             .map_err(|e| self.error(what, e))?;
-        if after != client_id {
+        if name.as_deref() != Some(self.connection_token()) {
             return Err(Error::NotDurable {
                 detail: format!(
-                    "the connection was replaced between the writes and {what} (client {client_id}, then {after}); the writes were not counted"
+                    "the connection was replaced between the writes and {what}: the writes were not counted"
                 ),
             });
         }

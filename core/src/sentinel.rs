@@ -222,7 +222,14 @@ impl SentinelUrl {
         let mut conn = client
             .get_multiplexed_async_connection_with_config(config)
             .await?;
-        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
+        let role: Vec<redis::Value> = match redis::cmd("ROLE").query_async(&mut conn).await {
+            Ok(role) => role,
+            // ROLE is an admin command: a least-privilege user may not run
+            // it. Then the sentinel is trusted (a stale answer shows as
+            // READONLY errors, which ask the sentinels again).
+            Err(e) if e.code() == Some("NOPERM") => return Ok(true),
+            Err(e) => return Err(e),
+        };
         Ok(
             matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master")
                 || matches!(role.first(), Some(redis::Value::SimpleString(r)) if r == "master"),

@@ -130,14 +130,14 @@ impl QueueStore {
 
     /// Sends, one at a time, every plain command a worker of this queue
     /// will send, in forms that change nothing (its own delivery history
-    /// from id 0, a claim of nothing, an ack and a delete of an id that
-    /// never exists, …), so that a user whose ACL lacks one fails at start
+    /// from id 0, a claim of nothing, an ack and a delete of id 0-0, which
+    /// no entry can have, …), so that a user whose ACL lacks one fails at start
     /// with `NOPERM` naming the command and key, not on the first job or
     /// the first reclaim.
     pub async fn probe_worker_rights(&self, consumer: &str) -> Result<()> {
         let (ready, scheduled, group) = (self.keys.ready(), self.keys.scheduled(), &self.group);
-        // An id no entry has: entry ids are times, and 0-1 is before any.
-        let never = "0-1";
+        // An id no entry can have: XADD refuses 0-0 (even by hand).
+        let never = "0-0";
         let mut probes: Vec<(&'static str, redis::Cmd)> = Vec::new();
         let mut c = redis::cmd("XREADGROUP");
         c.arg("GROUP")
@@ -197,10 +197,29 @@ impl QueueStore {
         let mut c = redis::cmd("HINCRBY");
         c.arg(self.keys.stats()).arg("processed").arg(0);
         probes.push(("HINCRBY", c));
+        // What the lifecycle scripts send (uniqueness keys, records), on a
+        // key that never exists: a read, a delete and an expire of nothing.
+        let nothing = self.keys.unique("\u{0}rights-probe");
+        for op in ["GET", "EXISTS", "DEL", "PEXPIRE"] {
+            let mut c = redis::cmd(op);
+            c.arg(&nothing);
+            if op == "PEXPIRE" {
+                c.arg(1000);
+            }
+            probes.push((op, c));
+        }
         for (op, cmd) in &probes {
             self.query::<Value>(op, cmd).await?;
         }
         Ok(())
+    }
+
+    /// Whether the queue is in the `PREFIX:queues` set (a producer or a
+    /// worker has used it).
+    pub async fn is_registered(&self) -> Result<bool> {
+        let mut cmd = redis::cmd("SISMEMBER");
+        cmd.arg(self.keys.registry()).arg(self.keys.name().as_str());
+        self.query::<bool>("SISMEMBER", &cmd).await
     }
 
     /// Adds the queue to the `PREFIX:queues` set that tools list.

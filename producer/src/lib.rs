@@ -498,8 +498,12 @@ impl Producer {
     }
 
     /// This producer, with every enqueue made `durability` durable before
-    /// it returns (the connection is shared): per call,
+    /// it returns: per call,
     /// `producer.durable(Durability::replicas(1, timeout)).enqueue_many(…)`.
+    /// The clone shares this producer's connection, and a `WAIT` holds it:
+    /// the other commands of both wait behind it (up to its timeout when a
+    /// replica is missing). For durable enqueues next to latency-sensitive
+    /// ones, use a producer of its own ([`ProducerOptions::durability`]).
     pub fn durable(&self, durability: Durability) -> Producer {
         Producer {
             durability,
@@ -519,9 +523,9 @@ impl Producer {
         if !self.durability.is_required() {
             return self.send_chunk_now(store, jobs, ids).await;
         }
-        let client = store.redis().client_id().await?;
+        store.redis().mark_connection().await?;
         self.send_chunk_now(store, jobs, ids).await?;
-        store.redis().wait_durable(&self.durability, client).await
+        store.redis().wait_durable(&self.durability).await
     }
 
     async fn send_chunk_now(

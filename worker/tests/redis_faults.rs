@@ -518,7 +518,7 @@ async fn shutdown_with_redis_unreachable_is_bounded_and_loses_nothing() {
 async fn a_least_privilege_acl_user_can_run_a_worker() {
     // The user documented in docs/configuration.md.
     let server = RedisServer::start();
-    let rule = "on >s3cret ~jobstream:* +@stream +@sortedset +@hash +@set +@scripting +@connection +time +type +client|id +client|unblock +command|info +config|get";
+    let rule = "on >s3cret ~jobstream:* +@stream +@sortedset +@hash +@set +@string +@list +@keyspace +@scripting +@connection +time +type +client|id +client|unblock +command|info +config|get";
     let mut args = vec!["ACL", "SETUSER", "jobs"];
     args.extend(rule.split(' '));
     server.cli(&args).unwrap();
