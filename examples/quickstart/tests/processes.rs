@@ -3,6 +3,7 @@
 //! Redis holds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -628,9 +629,12 @@ fn a_clock_an_hour_off_neither_runs_delayed_jobs_early_nor_late() {
     ));
     // A worker an hour ahead must not see the 30-minute jobs as due.
     let log = std::env::temp_dir().join(format!("{queue}.log"));
+    // Its own process group: faketime runs the worker as its child, and
+    // killing faketime alone left the worker running after the test.
     let mut worker = skewed("+1h", quickstart(&server, &["worker", "--queue", &queue]))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
+        .process_group(0)
         .spawn()
         .unwrap();
     let done = wait_until(Duration::from_secs(20), || {
@@ -638,6 +642,9 @@ fn a_clock_an_hour_off_neither_runs_delayed_jobs_early_nor_late() {
     });
     std::thread::sleep(Duration::from_secs(1));
     let s = stats(&server, &queue);
+    let _ = Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{}", worker.id())])
+        .status();
     let _ = worker.kill();
     let _ = worker.wait();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
