@@ -261,57 +261,38 @@ async fn single_enqueue(ctx: &mut Ctx, n: usize) -> Row {
 }
 
 async fn bulk_enqueue(ctx: &mut Ctx, n: usize) -> Row {
-    let payload = Payload::sized(100);
-    let q = ctx.queue("bulk");
-    let key = format!("raw:{{{}}}:ready", ctx.queue("bulk-raw"));
     let producer = ctx.producer.clone();
-    producer.enqueue_named(&q, "bench", &payload).await.unwrap();
-    let mut conn = ctx.conn.clone();
-    let (mut js, mut raw) = (
-        (Duration::ZERO, RedisCost::default()),
-        (Duration::ZERO, RedisCost::default()),
-    );
-    let per_round = n / ROUNDS;
-    for _ in 0..ROUNDS {
-        let round = ctx
-            .cost(async {
-                let t = Instant::now();
-                let mut left = per_round;
-                while left > 0 {
-                    let k = left.min(1000);
-                    let jobs: Vec<NewJob> = (0..k)
-                        .map(|_| NewJob::new("bench", &payload).unwrap())
-                        .collect();
-                    producer.enqueue_many(&q, jobs).await.unwrap();
-                    left -= k;
-                }
-                t.elapsed()
-            })
-            .await;
-        js = add(js, round);
-        raw = add(
-            raw,
-            ctx.cost(raw::bulk_xadd(&mut conn, &key, per_round, 1000, &payload))
-                .await,
-        );
-    }
-    row("bulk_enqueue", per_round * ROUNDS, js, raw)
+    enqueue_rounds(ctx, "bulk_enqueue", &producer, n, 1000, None).await
 }
 
 /// Enqueue acknowledged by a replica (`Durability::replicas(1, …)`), in
-/// bulk (`batch` jobs per call: one `CLIENT ID`, the pipeline, then `WAIT`
-/// and `CLIENT ID` in one round trip) against the raw pipeline + `WAIT`.
+/// calls of `batch` jobs (one name check, the pipeline, then `WAIT` and the
+/// name check in one round trip) against raw pipelines + `WAIT`.
 async fn durable_enqueue(ctx: &mut Ctx, scenario: &str, n: usize, batch: usize) -> Row {
-    let payload = Payload::sized(100);
-    let q = ctx.queue(scenario);
-    let key = format!("raw:{{{}}}:ready", ctx.queue("durable-raw"));
     let producer = ctx
         .producer
         .durable(jobstream_producer::Durability::replicas(
             1,
             Duration::from_secs(5),
         ));
-    producer.enqueue_named(&q, "bench", &payload).await.unwrap();
+    enqueue_rounds(ctx, scenario, &producer, n, batch, Some(1)).await
+}
+
+/// `n` jobs enqueued with `producer` in calls of `batch`, in rounds
+/// alternating with raw `XADD` pipelines of the same size (each ending
+/// with `WAIT replicas` when given).
+async fn enqueue_rounds(
+    ctx: &mut Ctx,
+    scenario: &str,
+    producer: &Producer,
+    n: usize,
+    batch: usize,
+    wait_replicas: Option<u32>,
+) -> Row {
+    let payload = Payload::sized(100);
+    let q = ctx.queue(scenario);
+    let key = format!("raw:{{{}}}:ready", ctx.queue(&format!("{scenario}-raw")));
+    producer.enqueue_named(&q, "bench", &payload).await.unwrap(); // registers the queue outside the timing
     let mut conn = ctx.conn.clone();
     let (mut js, mut raw) = (
         (Duration::ZERO, RedisCost::default()),
@@ -335,13 +316,9 @@ async fn durable_enqueue(ctx: &mut Ctx, scenario: &str, n: usize, batch: usize) 
             })
             .await;
         js = add(js, round);
-        raw = add(
-            raw,
-            ctx.cost(raw::bulk_xadd_wait(
-                &mut conn, &key, per_round, batch, 1, &payload,
-            ))
-            .await,
-        );
+        let raw_round =
+            raw::bulk_xadd_wait(&mut conn, &key, per_round, batch, wait_replicas, &payload);
+        raw = add(raw, ctx.cost(raw_round).await);
     }
     row(scenario, per_round * ROUNDS, js, raw)
 }

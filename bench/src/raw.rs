@@ -42,29 +42,18 @@ pub async fn bulk_xadd(
     batch: usize,
     payload: &Payload,
 ) -> Duration {
-    let t = Instant::now();
-    let bytes = payload.bytes();
-    let mut left = n;
-    while left > 0 {
-        let k = left.min(batch);
-        let mut pipe = redis::pipe();
-        for _ in 0..k {
-            pipe.add_command(xadd(key, &bytes)).ignore();
-        }
-        let _: redis::RedisResult<()> = pipe.query_async(conn).await;
-        left -= k;
-    }
-    t.elapsed()
+    bulk_xadd_wait(conn, key, n, batch, None, payload).await
 }
 
 /// `n` XADDs in pipelines of `batch`, each pipeline ending with `WAIT
-/// replicas 1000`: the raw limit of an enqueue acknowledged by replicas.
+/// replicas 1000` when `replicas` is given: the raw limit of an enqueue
+/// acknowledged by replicas.
 pub async fn bulk_xadd_wait(
     conn: &mut MultiplexedConnection,
     key: &str,
     n: usize,
     batch: usize,
-    replicas: u32,
+    replicas: Option<u32>,
     payload: &Payload,
 ) -> Duration {
     let t = Instant::now();
@@ -76,7 +65,9 @@ pub async fn bulk_xadd_wait(
         for _ in 0..k {
             pipe.add_command(xadd(key, &bytes)).ignore();
         }
-        pipe.cmd("WAIT").arg(replicas).arg(1000).ignore();
+        if let Some(replicas) = replicas {
+            pipe.cmd("WAIT").arg(replicas).arg(1000).ignore();
+        }
         let _: redis::RedisResult<()> = pipe.query_async(conn).await;
         left -= k;
     }
