@@ -4,6 +4,7 @@
 
 mod check;
 mod cron;
+mod dashboard;
 mod dlq;
 mod job;
 mod jobs;
@@ -179,6 +180,11 @@ enum Command {
         #[arg(long = "queue", required = true)]
         queues: Vec<String>,
     },
+    /// The web dashboard: queues, jobs, dead letters, workers, schedules,
+    /// with actions (pause, run now, cancel, replay, discard). Localhost
+    /// only by default; see docs/dashboard.md. Runs until SIGTERM or
+    /// Ctrl-C.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 const CHECK_ABOUT: &str = "\
@@ -370,6 +376,17 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
                 &cli.prefix,
                 &cli.group,
                 &queues,
+                stop_signal(),
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dashboard(args) => {
+            dashboard::run(
+                &cli.redis_url,
+                &cli.prefix,
+                &cli.group,
+                &args,
                 stop_signal(),
             )
             .await?;

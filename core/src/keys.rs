@@ -211,6 +211,12 @@ impl QueueKeys {
     pub fn cron(&self) -> String {
         format!("{}:cron", self.base)
     }
+    /// `PREFIX:{Q}:history`: stream of counter samples (one entry per
+    /// interval, id = the interval's start, unix ms), written by the
+    /// dashboard for its processed/failed rates (see [`crate::history`]).
+    pub fn history(&self) -> String {
+        format!("{}:history", self.base)
+    }
     /// `PREFIX:queues`: set of known queue names (no hash tag: never used
     /// in a script together with a queue's keys).
     pub fn registry(&self) -> &str {
@@ -239,6 +245,7 @@ impl QueueKeys {
             self.rate_key("k}{x"),
             self.holds(),
             self.cron(),
+            self.history(),
             self.batch("b"),
             self.batch_members("b"),
             self.batch_failed("b"),

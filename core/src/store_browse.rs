@@ -147,6 +147,39 @@ impl QueueStore {
             .collect()
     }
 
+    /// Makes the `scheduled` member with exactly these bytes due at
+    /// `due_ms` (`ZADD XX CH`): the promoter moves it to `ready` at its
+    /// next pass. False when the member is no longer scheduled (promoted,
+    /// cancelled); nothing is added then.
+    pub async fn reschedule(&self, member: &[u8], due_ms: u64) -> Result<bool> {
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(self.keys().scheduled())
+            .arg("XX")
+            .arg("CH")
+            .arg(due_ms)
+            .arg(member);
+        Ok(self.query::<u64>("ZADD", &cmd).await? > 0)
+    }
+
+    /// Dead entries from `end` back to `start` (entry ids, `(id` for
+    /// exclusive, `+`/`-`, or a bare unix ms), newest first, at most
+    /// `count` (`XREVRANGE`).
+    pub async fn dead_entries_rev(
+        &self,
+        end: &str,
+        start: &str,
+        count: usize,
+    ) -> Result<Vec<crate::reply::StreamEntry>> {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(self.keys().dead())
+            .arg(end)
+            .arg(start)
+            .arg("COUNT")
+            .arg(count.max(1));
+        let v: Value = self.query("XREVRANGE", &cmd).await?;
+        reply::entries("XREVRANGE", v)
+    }
+
     /// Script `withdraw-4`: cancels a job that keeps no record before any
     /// worker fetched it. `unique_key` is the job's uniqueness key, if it
     /// has one: released when it holds `job_id`.

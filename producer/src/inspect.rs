@@ -2,6 +2,7 @@
 //! list, replay, discard. Away from the hot path; used by the `jobstream`
 //! CLI and by operators' own tooling.
 
+pub use crate::inspect_console::{Cancelled, DeadPage, DeadQuery, RunNow, RunningJob};
 pub use crate::inspect_cron::CronListing;
 pub use crate::inspect_groups::GroupsView;
 pub use jobstream_core::cron::CronInfo;
@@ -75,7 +76,7 @@ pub struct DeadJob {
 }
 
 impl DeadJob {
-    fn from_entry(entry: StreamEntry) -> Self {
+    pub(crate) fn from_entry(entry: StreamEntry) -> Self {
         let mut job = DeadJob {
             dead_id: entry.id.clone(),
             ..Default::default()
@@ -239,7 +240,8 @@ impl Inspector {
         self.redis()
     }
 
-    pub(crate) fn prefix(&self) -> &str {
+    /// The key prefix this inspector reads.
+    pub fn prefix(&self) -> &str {
         &self.prefix
     }
 

@@ -72,6 +72,10 @@ pub struct QueuedJob {
     pub payload_bytes: usize,
     /// Every other field, as text (lossy for binary), payload left out.
     pub fields: Vec<(String, String)>,
+    /// The payload's bytes (MessagePack, as written). Left out of JSON: it
+    /// may hold personal data; a tool shows it only when asked.
+    #[serde(skip)]
+    pub payload: Vec<u8>,
 }
 
 impl QueuedJob {
@@ -84,6 +88,7 @@ impl QueuedJob {
         for (k, v) in fields {
             if k == field::PAYLOAD.as_bytes() {
                 job.payload_bytes = v.len();
+                job.payload.clone_from(v);
                 continue;
             }
             let text = String::from_utf8_lossy(v).into_owned();
@@ -102,7 +107,7 @@ impl QueuedJob {
         job
     }
 
-    fn from_entry(place: Place, entry: &StreamEntry) -> Self {
+    pub(crate) fn from_entry(place: Place, entry: &StreamEntry) -> Self {
         let mut job = Self::from_fields(place, &entry.fields);
         if job.id.is_empty() {
             job.id.clone_from(&entry.id);
@@ -129,11 +134,13 @@ impl QueuedJob {
             deliveries: Some(d.deliveries),
             payload_bytes: d.payload_bytes,
             fields: d.fields.clone(),
+            payload: d.payload.clone(),
             ..Default::default()
         }
     }
 
-    fn field(&self, name: &str) -> Option<&str> {
+    /// The value of field `name`, as text, if the job has it.
+    pub fn field(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()
             .find(|(k, _)| k == name)
@@ -160,6 +167,8 @@ pub struct JobsFilter {
     pub limit: usize,
     /// Stop after reading this many entries (0 = no cap).
     pub scan_cap: usize,
+    /// Start after this cursor: a [`JobsPage::next`] from an earlier call.
+    pub after: Option<String>,
 }
 
 impl JobsFilter {
@@ -178,6 +187,11 @@ impl JobsFilter {
         self.scan_cap = cap;
         self
     }
+    /// Sets `after`: continue from an earlier page's [`JobsPage::next`].
+    pub fn after(mut self, cursor: impl Into<String>) -> Self {
+        self.after = Some(cursor.into());
+        self
+    }
     fn wants(&self, job: &QueuedJob) -> bool {
         self.job_type.as_ref().is_none_or(|t| *t == job.job_type)
     }
@@ -193,6 +207,9 @@ pub struct JobsPage {
     pub scanned: usize,
     /// True when the read stopped at the scan cap with entries left.
     pub capped: bool,
+    /// Where the next page starts ([`JobsFilter::after`]); `None` when
+    /// this page read to the end.
+    pub next: Option<String>,
 }
 
 /// Where [`Inspector::find_job`] found a job, if anywhere.
@@ -262,6 +279,16 @@ fn decode_member(member: &[u8], due: u64) -> QueuedJob {
     job
 }
 
+/// True when stream entry id `a` sorts before `b` (an unreadable one
+/// sorts first).
+fn entry_id_lt(a: &str, b: &str) -> bool {
+    let parse = |id: &str| -> (u64, u64) {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+    };
+    parse(a) < parse(b)
+}
+
 /// `ms-seq`, both decimal: a stream entry id.
 fn is_entry_id(id: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -303,116 +330,126 @@ impl Inspector {
         job
     }
 
-    /// The jobs of `queue` in `state`, oldest (earliest due) first, without
-    /// payloads.
+    /// The jobs of `queue` in `state`, oldest (earliest due) first, a page
+    /// at a time: at most `filter.limit` jobs, reading at most
+    /// `filter.scan_cap` entries, from `filter.after` (an earlier page's
+    /// [`JobsPage::next`]). Payloads are in [`QueuedJob::payload`], never
+    /// in its JSON.
     pub async fn jobs(&self, queue: &str, state: Place, filter: &JobsFilter) -> Result<JobsPage> {
         let store = self.store(queue)?;
         let mut page = JobsPage::default();
-        let full = |p: &JobsPage| filter.limit > 0 && p.jobs.len() >= filter.limit;
-        let capped = |p: &JobsPage| filter.scan_cap > 0 && p.scanned >= filter.scan_cap;
-        match state {
-            Place::Ready => {
-                let mut start = match store.last_delivered_id().await? {
-                    Some(last) => format!("({last}"),
-                    None => "-".to_owned(),
-                };
-                loop {
-                    let entries = store.ready_entries(&start, PAGE).await?;
-                    let more = entries.len() == PAGE;
-                    for e in &entries {
-                        page.scanned += 1;
-                        let job = QueuedJob::from_entry(Place::Ready, e);
-                        if filter.wants(&job) {
-                            page.jobs.push(job);
-                        }
-                        if full(&page) {
-                            return Ok(page);
-                        }
-                    }
-                    let Some(last) = entries.last() else { break };
-                    start = format!("({}", last.id);
-                    if !more {
-                        break;
-                    }
-                    if capped(&page) {
-                        page.capped = true;
-                        break;
-                    }
-                }
-            }
-            Place::InFlight => {
-                let mut start = "-".to_owned();
-                loop {
-                    let pending = store.pending_entries(&start, PAGE).await?;
-                    let more = pending.len() == PAGE;
-                    let ids: Vec<&str> = pending.iter().map(|p| p.id.as_str()).collect();
-                    let entries = store.ready_entries_by_id(&ids).await?;
-                    for (p, e) in pending.iter().zip(entries) {
-                        page.scanned += 1;
-                        let job = match e {
-                            Some(e) => QueuedJob::from_entry(Place::InFlight, &e),
-                            None => QueuedJob {
-                                id: p.id.clone(),
-                                entry_id: Some(p.id.clone()),
-                                job_type: "(entry deleted)".into(),
-                                attempt: 1,
-                                enqueued_at_ms: entry_id_ms(&p.id).unwrap_or(0),
-                                ..Default::default()
-                            },
-                        };
-                        let job = Self::in_flight(job, p.consumer.clone(), p.idle_ms, p.deliveries);
-                        if filter.wants(&job) {
-                            page.jobs.push(job);
-                        }
-                        if full(&page) {
-                            return Ok(page);
-                        }
-                    }
-                    let Some(last) = pending.last() else { break };
-                    start = format!("({}", last.id);
-                    if !more {
-                        break;
-                    }
-                    if capped(&page) {
-                        page.capped = true;
-                        break;
-                    }
-                }
-            }
-            Place::Scheduled => {
-                let mut offset = 0;
-                loop {
-                    let members = store.scheduled_members(offset, PAGE).await?;
-                    let more = members.len() == PAGE;
-                    offset += members.len();
-                    for (member, due) in &members {
-                        page.scanned += 1;
-                        let job = decode_member(member, *due);
-                        if filter.wants(&job) {
-                            page.jobs.push(job);
-                        }
-                        if full(&page) {
-                            return Ok(page);
-                        }
-                    }
-                    if !more {
-                        break;
-                    }
-                    if capped(&page) {
-                        page.capped = true;
-                        break;
-                    }
-                }
-            }
-            Place::Dead => {
-                let mut dead = DeadFilter::default().limit(filter.limit);
-                dead.job_type.clone_from(&filter.job_type);
-                let jobs = self.dead_list(queue, &dead).await?;
-                page.scanned = jobs.len();
-                page.jobs = jobs.iter().map(QueuedJob::from_dead).collect();
+        let mut cursor = filter.after.clone();
+        if state == Place::Ready {
+            // Entries up to the last delivered one are in flight, not
+            // ready, whatever the cursor says.
+            if let Some(last) = store.last_delivered_id().await?
+                && cursor.as_deref().is_none_or(|c| entry_id_lt(c, &last))
+            {
+                cursor = Some(last);
             }
         }
-        Ok(page)
+        loop {
+            let batch = match filter.limit {
+                0 => PAGE,
+                n => PAGE
+                    .min(n.saturating_sub(page.jobs.len()).max(1) * 4)
+                    .max(50),
+            };
+            let (jobs, next) = self
+                .jobs_batch(&store, state, cursor.as_deref(), batch)
+                .await?;
+            let more = next.is_some();
+            for (job, at) in jobs {
+                page.scanned += 1;
+                if filter.wants(&job) {
+                    page.jobs.push(job);
+                }
+                if filter.limit > 0 && page.jobs.len() >= filter.limit {
+                    page.next = Some(at);
+                    return Ok(page);
+                }
+            }
+            cursor = next;
+            if !more {
+                return Ok(page);
+            }
+            if filter.scan_cap > 0 && page.scanned >= filter.scan_cap {
+                page.capped = true;
+                page.next = cursor;
+                return Ok(page);
+            }
+        }
+    }
+
+    /// One read of at most `count` jobs of `state` after `cursor`: each
+    /// job with the cursor that continues after it, and the cursor after
+    /// the batch when it may not be the last.
+    async fn jobs_batch(
+        &self,
+        store: &QueueStore,
+        state: Place,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<(Vec<(QueuedJob, String)>, Option<String>)> {
+        let after = |c: Option<&str>| c.map_or_else(|| "-".to_owned(), |c| format!("({c}"));
+        let mut out = Vec::new();
+        match state {
+            Place::Ready | Place::Dead => {
+                let entries = if state == Place::Ready {
+                    store.ready_entries(&after(cursor), count).await?
+                } else {
+                    store.dead_entries(&after(cursor), count).await?
+                };
+                let full = entries.len() == count;
+                for e in &entries {
+                    let job = if state == Place::Ready {
+                        QueuedJob::from_entry(Place::Ready, e)
+                    } else {
+                        QueuedJob::from_dead(&DeadJob::from_entry(e.clone()))
+                    };
+                    out.push((job, e.id.clone()));
+                }
+                let next = entries.last().filter(|_| full).map(|e| e.id.clone());
+                Ok((out, next))
+            }
+            Place::InFlight => {
+                let pending = store.pending_entries(&after(cursor), count).await?;
+                let ids: Vec<&str> = pending.iter().map(|p| p.id.as_str()).collect();
+                let entries = store.ready_entries_by_id(&ids).await?;
+                for (p, e) in pending.iter().zip(entries) {
+                    let job = match e {
+                        Some(e) => QueuedJob::from_entry(Place::InFlight, &e),
+                        None => QueuedJob {
+                            id: p.id.clone(),
+                            entry_id: Some(p.id.clone()),
+                            job_type: "(entry deleted)".into(),
+                            attempt: 1,
+                            enqueued_at_ms: entry_id_ms(&p.id).unwrap_or(0),
+                            ..Default::default()
+                        },
+                    };
+                    let job = Self::in_flight(job, p.consumer.clone(), p.idle_ms, p.deliveries);
+                    out.push((job, p.id.clone()));
+                }
+                let next = pending
+                    .last()
+                    .filter(|_| pending.len() == count)
+                    .map(|p| p.id.clone());
+                Ok((out, next))
+            }
+            Place::Scheduled => {
+                // The cursor is a rank: members are ordered by due time,
+                // and one promoted or added meanwhile shifts the page by
+                // one, which a person paging through does not mind.
+                let offset: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+                let members = store.scheduled_members(offset, count).await?;
+                let n = members.len();
+                for (i, (member, due)) in members.iter().enumerate() {
+                    out.push((decode_member(member, *due), (offset + i + 1).to_string()));
+                }
+                Ok((out, (n == count).then(|| (offset + n).to_string())))
+            }
+        }
     }
 
     /// Finds job `id` (a job id, or a `ready`/dead entry id) in `queue`:
@@ -494,7 +531,7 @@ impl Inspector {
     }
 
     /// The exact `scheduled` member of job `id`, if it is scheduled.
-    async fn scheduled_member_of(
+    pub(crate) async fn scheduled_member_of(
         &self,
         store: &QueueStore,
         id: &str,

@@ -37,6 +37,7 @@
 
 mod flows;
 pub mod inspect;
+mod inspect_console;
 mod inspect_cron;
 mod inspect_groups;
 mod inspect_limits;

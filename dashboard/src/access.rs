@@ -1,0 +1,265 @@
+//! Who may read and who may act, checked before any handler runs: the
+//! token (bearer header or login cookie), basic auth, the local-only
+//! `Host` rule, and CSRF checks on every POST. Security headers go on
+//! every response.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+
+use crate::state::AppState;
+
+/// The login cookie's name.
+pub(crate) const COOKIE: &str = "jobstream_dashboard_token";
+
+/// The header every POST carries, with [`AppState::csrf`]'s value.
+pub(crate) const CSRF_HEADER: &str = "x-jobstream-csrf";
+
+/// What the request may do, for the handlers (`api/config` reports it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Access {
+    pub(crate) authenticated: bool,
+    pub(crate) can_read: bool,
+    pub(crate) can_act: bool,
+}
+
+/// Equal in time independent of where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn authenticated(state: &AppState, headers: &HeaderMap) -> bool {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if let Some(token) = &state.options.token {
+        let bearer = auth.strip_prefix("Bearer ").map(str::trim);
+        if bearer.is_some_and(|b| same(b.as_bytes(), token.as_bytes()))
+            || cookie(headers, COOKIE).is_some_and(|c| same(c.as_bytes(), token.as_bytes()))
+        {
+            return true;
+        }
+    }
+    if let Some((user, password)) = &state.options.basic
+        && let Some(encoded) = auth.strip_prefix("Basic ")
+        && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim())
+    {
+        let expected = format!("{user}:{password}");
+        return same(&decoded, expected.as_bytes());
+    }
+    false
+}
+
+/// The host part of a `Host` header or an origin's authority, lowercased.
+fn host_of(authority: &str) -> String {
+    let a = authority.trim().to_ascii_lowercase();
+    if let Some(rest) = a.strip_prefix('[') {
+        return rest
+            .split(']')
+            .next()
+            .map(|h| format!("[{h}]"))
+            .unwrap_or_default();
+    }
+    a.split(':').next().unwrap_or("").to_owned()
+}
+
+fn is_loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let h = host_of(host);
+    h == "localhost"
+        || h == "[::1]"
+        || h.starts_with("127.") && h.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
+/// A POST's CSRF checks: the custom header (a cross-site form cannot send
+/// one, and a cross-site `fetch` with one needs a CORS preflight that is
+/// never granted), then `Origin` and `Sec-Fetch-Site` where the browser
+/// sends them.
+fn csrf_problem(state: &AppState, headers: &HeaderMap) -> Option<&'static str> {
+    let sent = headers.get(CSRF_HEADER).map(HeaderValue::as_bytes);
+    if !sent.is_some_and(|s| same(s, state.csrf.as_bytes())) {
+        return Some("missing or wrong X-Jobstream-Csrf header (reload the page)");
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().starts_with("application/json"));
+    if !json {
+        return Some("actions take a JSON body (Content-Type: application/json)");
+    }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && site != "same-origin"
+        && site != "none"
+    {
+        return Some("cross-site request refused");
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let authority = origin.split_once("://").map_or("", |(_, a)| a);
+        if origin == "null" || !authority.eq_ignore_ascii_case(host) {
+            return Some("cross-origin request refused");
+        }
+    }
+    None
+}
+
+/// A JSON error.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let login = status == StatusCode::UNAUTHORIZED;
+    let body = serde_json::json!({ "error": message.into(), "login": login });
+    (status, axum::Json(body)).into_response()
+}
+
+fn unauthorized(state: &AppState, message: &str) -> Response {
+    let mut resp = error(StatusCode::UNAUTHORIZED, message);
+    if state.options.basic.is_some() {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"jobstream dashboard\", charset=\"UTF-8\""),
+        );
+    }
+    resp
+}
+
+/// The middleware: decides, then adds the security headers.
+pub(crate) async fn guard(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let mut resp = match check(&state, &mut req) {
+        Err(refused) => *refused,
+        Ok(()) => next.run(req).await,
+    };
+    secure(resp.headers_mut());
+    resp
+}
+
+/// Ok with the request's [`Access`] in its extensions, or the refusal.
+fn check(state: &AppState, req: &mut Request) -> Result<(), Box<Response>> {
+    let headers = req.headers();
+    let opts = &state.options;
+    if opts.local_only && !is_loopback_host(headers) {
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "this dashboard answers only to localhost (it has no token); \
+             start it with --token to serve it beyond",
+        )));
+    }
+    let authed = opts.has_auth() && authenticated(state, headers);
+    let access = Access {
+        authenticated: authed,
+        can_read: !opts.has_auth() || authed || opts.public_reads,
+        can_act: !opts.read_only
+            && (authed || (!opts.has_auth() && (opts.local_only || opts.open_actions))),
+    };
+    let path = req.uri().path().to_owned();
+    let is_post = req.method() == Method::POST;
+    let open = path == "/api/config" || path == "/api/login" || path == "/api/logout";
+    let page = !path.starts_with("/api/");
+    // With basic auth only, the page itself asks for the password (the
+    // browser's own prompt); with a token, the page shows its login view.
+    let challenge_page = page && opts.basic.is_some() && opts.token.is_none();
+    if !open && (!page || challenge_page) {
+        if !access.can_read {
+            return Err(Box::new(unauthorized(
+                state,
+                "log in first (a token or basic auth)",
+            )));
+        }
+        if is_post && !access.can_act {
+            return Err(Box::new(if opts.read_only {
+                error(StatusCode::FORBIDDEN, "this dashboard is read-only")
+            } else if opts.has_auth() {
+                unauthorized(state, "actions need authentication")
+            } else {
+                error(
+                    StatusCode::FORBIDDEN,
+                    "actions are off: this dashboard has no authentication and is served beyond \
+                     localhost (start it with --token, or bind it to 127.0.0.1)",
+                )
+            }));
+        }
+    }
+    // After the authentication: a caller without it learns only that.
+    if is_post && let Some(problem) = csrf_problem(state, headers) {
+        return Err(Box::new(error(StatusCode::FORBIDDEN, problem)));
+    }
+    req.extensions_mut().insert(access);
+    Ok(())
+}
+
+fn secure(h: &mut HeaderMap) {
+    let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    );
+    set(h, "x-frame-options", "DENY");
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "no-referrer");
+    if !h.contains_key(header::CACHE_CONTROL) {
+        set(h, "cache-control", "no-store");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_read_without_ports() {
+        assert_eq!(host_of("LOCALHOST:8080"), "localhost");
+        assert_eq!(host_of("[::1]:80"), "[::1]");
+        assert_eq!(host_of("127.0.0.1"), "127.0.0.1");
+        let mut h = HeaderMap::new();
+        for (host, ok) in [
+            ("localhost:1", true),
+            ("127.0.0.1:8080", true),
+            ("[::1]:9", true),
+            ("127.evil.com", false),
+            ("localhost.evil.com", false),
+            ("example.com", false),
+        ] {
+            h.insert(header::HOST, HeaderValue::from_static(host));
+            assert_eq!(is_loopback_host(&h), ok, "{host}");
+        }
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; jobstream_dashboard_token=xyz; b=2"),
+        );
+        assert_eq!(cookie(&h, COOKIE), Some("xyz"));
+        assert_eq!(cookie(&h, "c"), None);
+        assert!(same(b"abc", b"abc") && !same(b"abc", b"abd") && !same(b"ab", b"abc"));
+    }
+}

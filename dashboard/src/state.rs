@@ -1,0 +1,85 @@
+//! What every handler shares: the inspector, the settings, the CSRF token
+//! and the caches that keep Redis load independent of the viewer count.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jobstream_producer::inspect::Inspector;
+use rand::Rng;
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::options::DashboardOptions;
+
+/// A value computed at most once per `ttl`, whoever asks: the lock is held
+/// while it is computed, so concurrent viewers wait for one computation.
+#[derive(Debug, Default)]
+pub(crate) struct Cached {
+    slot: Mutex<Option<(Instant, Arc<Value>)>>,
+}
+
+impl Cached {
+    pub(crate) async fn get_or<F, Fut>(
+        &self,
+        ttl: Duration,
+        compute: F,
+    ) -> jobstream_producer::Result<Arc<Value>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = jobstream_producer::Result<Value>>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some((at, v)) = slot.as_ref()
+            && at.elapsed() < ttl
+        {
+            return Ok(Arc::clone(v));
+        }
+        let v = Arc::new(compute().await?);
+        *slot = Some((Instant::now(), Arc::clone(&v)));
+        Ok(v)
+    }
+}
+
+impl Cached {
+    /// Forgets the value: after an action, the next read is fresh.
+    pub(crate) async fn clear(&self) {
+        *self.slot.lock().await = None;
+    }
+}
+
+/// The dashboard's shared state.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) inspector: Inspector,
+    pub(crate) options: DashboardOptions,
+    /// The value every action must carry in `X-Jobstream-Csrf`.
+    pub(crate) csrf: String,
+    pub(crate) overview: Cached,
+    pub(crate) workers: Cached,
+    /// Cancelled when the last handle goes: stops the sampler.
+    pub(crate) stop: CancellationToken,
+    _stop_on_drop: DropGuard,
+}
+
+impl AppState {
+    pub(crate) fn new(inspector: Inspector, options: DashboardOptions) -> Arc<Self> {
+        let stop = CancellationToken::new();
+        let mut bytes = [0u8; 16];
+        rand::rng().fill(&mut bytes);
+        Arc::new(Self {
+            inspector,
+            options,
+            csrf: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            overview: Cached::default(),
+            workers: Cached::default(),
+            stop: stop.clone(),
+            _stop_on_drop: stop.drop_guard(),
+        })
+    }
+
+    /// The refresh interval, ms.
+    pub(crate) fn refresh_ms(&self) -> u64 {
+        self.options.refresh.as_millis() as u64
+    }
+}
