@@ -11,7 +11,7 @@
 //!
 //! let options = DashboardOptions::default().token(std::env::var("DASHBOARD_TOKEN")?)?;
 //! let dashboard = Dashboard::connect("redis://127.0.0.1:6379", "jobstream", options).await?;
-//! let app = axum::Router::new().nest("/admin/jobs", dashboard.router());
+//! let app = axum::Router::new().merge(dashboard.router_at("/admin/jobs"));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(())
@@ -71,9 +71,32 @@ impl Dashboard {
         Self { state }
     }
 
-    /// The dashboard's routes, to serve at the root or to
-    /// [`nest`](axum::Router::nest) under any path of your app (the page
-    /// uses relative URLs only).
+    /// The dashboard's routes under `path` (`/admin/jobs`), to
+    /// [`merge`](axum::Router::merge) into your app: the page at
+    /// `/admin/jobs/` (`/admin/jobs` redirects there), its API under
+    /// `/admin/jobs/api/`. A plain `nest` of [`router`](Self::router)
+    /// serves everything but `/admin/jobs/` itself (axum 0.8 does not
+    /// route a nested router's `/` with a trailing slash).
+    ///
+    /// # Panics
+    ///
+    /// When `path` does not start with `/`, or is `/` (use
+    /// [`router`](Self::router)), as axum's own `nest` does.
+    pub fn router_at(&self, path: &str) -> Router {
+        let path = path.trim_end_matches('/');
+        let slash = Router::new()
+            .route(&format!("{path}/"), get(assets::index))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&self.state),
+                access::guard,
+            ))
+            .with_state(Arc::clone(&self.state));
+        Router::new().nest(path, self.router()).merge(slash)
+    }
+
+    /// The dashboard's routes, to serve at the root of a listener (the
+    /// page uses relative URLs only). To mount it under a path of your
+    /// app, see [`router_at`](Self::router_at).
     pub fn router(&self) -> Router {
         Router::new()
             .route("/", get(assets::index))
