@@ -161,6 +161,20 @@ impl QueueStore {
         Ok(self.query::<u64>("ZADD", &cmd).await? > 0)
     }
 
+    /// The `scheduled` members due at exactly `due_ms`, at most `count`
+    /// (`ZRANGE … BYSCORE … LIMIT`): where a job seen scheduled is looked
+    /// for again without a scan.
+    pub async fn scheduled_due_at(&self, due_ms: u64, count: usize) -> Result<Vec<Vec<u8>>> {
+        let mut cmd = redis::cmd("ZRANGEBYSCORE");
+        cmd.arg(self.keys().scheduled())
+            .arg(due_ms)
+            .arg(due_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count.max(1));
+        self.query("ZRANGEBYSCORE", &cmd).await
+    }
+
     /// Dead entries from `end` back to `start` (entry ids, `(id` for
     /// exclusive, `+`/`-`, or a bare unix ms), newest first, at most
     /// `count` (`XREVRANGE`).

@@ -6,7 +6,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use jobstream_producer::inspect::{DeadQuery, JobsFilter, Place, QueuedJob, STALE_AFTER_MS};
+use jobstream_producer::inspect::{
+    DeadQuery, FoundJob, JobsFilter, Place, QueuedJob, STALE_AFTER_MS,
+};
 use jobstream_producer::{Error, JobRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -17,6 +19,13 @@ use crate::state::AppState;
 /// Jobs per page unless asked otherwise, and the most a page may ask.
 const PAGE: usize = 50;
 const MAX_PAGE: usize = 500;
+
+/// Entries a list page reads at most per refresh (a filter that matches
+/// little gives a short page and a `next` cursor): a fifth of the search
+/// cap, at least 1,000.
+fn list_cap(state: &AppState) -> usize {
+    (state.options.scan_cap / 5).max(1000)
+}
 
 /// Running jobs listed per queue on the workers page.
 const RUNNING_PER_QUEUE: usize = 200;
@@ -128,7 +137,7 @@ pub(crate) async fn jobs(
     };
     let mut filter = JobsFilter::default()
         .limit(p.limit())
-        .scan_cap(state.options.scan_cap);
+        .scan_cap(list_cap(&state));
     if let Some(t) = non_empty(&p.job_type) {
         filter = filter.job_type(t);
     }
@@ -158,7 +167,7 @@ pub(crate) async fn find(
         return error(StatusCode::BAD_REQUEST, "give a job id");
     }
     let inspector = &state.inspector;
-    let found = match inspector.find_job(&q, id, state.options.scan_cap).await {
+    let found = match locate(&state, &q, id).await {
         Ok(f) => f,
         Err(e) => return failed(&e),
     };
@@ -244,6 +253,24 @@ fn history(job: Option<&QueuedJob>, record: Option<&JobRecord>) -> Vec<Value> {
     out
 }
 
+/// Finds job `id`: where it was last seen if it is still there (one
+/// entry or one due time: the job page refreshes every few seconds), else
+/// by a search bounded by the scan cap.
+async fn locate(state: &AppState, q: &str, id: &str) -> jobstream_producer::Result<FoundJob> {
+    if let Some(hint) = state.locations.get(q, id)
+        && let Some(job) = state.inspector.locate(q, &hint).await?
+    {
+        state.locations.put(q, id, Some(&job));
+        return Ok(FoundJob::from(job));
+    }
+    let found = state
+        .inspector
+        .find_job(q, id, state.options.scan_cap)
+        .await?;
+    state.locations.put(q, id, found.job.as_ref());
+    Ok(found)
+}
+
 /// `GET api/queues/{q}/job?id`: the job page.
 pub(crate) async fn job(
     State(state): State<Arc<AppState>>,
@@ -254,10 +281,7 @@ pub(crate) async fn job(
     let id = p.id.trim();
     let inspector = &state.inspector;
     let hide = state.options.hide_payloads;
-    let (found, record) = match tokio::try_join!(
-        inspector.find_job(&q, id, state.options.scan_cap),
-        inspector.record(&q, id)
-    ) {
+    let (found, record) = match tokio::try_join!(locate(&state, &q, id), inspector.record(&q, id)) {
         Ok(v) => v,
         Err(e) => return failed(&e),
     };
@@ -330,7 +354,7 @@ pub(crate) async fn dead(
     Path(q): Path<String>,
     Query(p): Query<ListParams>,
 ) -> Response {
-    let query = dead_query(&p, state.options.scan_cap);
+    let query = dead_query(&p, list_cap(&state));
     match state.inspector.dead_page(&q, &query).await {
         Ok(page) => {
             let mut v = serde_json::to_value(&page).unwrap_or_default();

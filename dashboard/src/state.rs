@@ -1,10 +1,11 @@
 //! What every handler shares: the inspector, the settings, the CSRF token
 //! and the caches that keep Redis load independent of the viewer count.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jobstream_producer::inspect::Inspector;
+use jobstream_producer::inspect::{Inspector, QueuedJob};
 use rand::Rng;
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -48,6 +49,43 @@ impl Cached {
     }
 }
 
+/// Where jobs were last seen (queue, id → the job as found), so that a
+/// job page refreshing every few seconds checks one entry instead of
+/// searching the queue again. Bounded: cleared when full.
+#[derive(Debug, Default)]
+pub(crate) struct Locations {
+    seen: std::sync::Mutex<HashMap<(String, String), QueuedJob>>,
+}
+
+/// Jobs remembered at most.
+const LOCATIONS: usize = 1024;
+
+impl Locations {
+    pub(crate) fn get(&self, queue: &str, id: &str) -> Option<QueuedJob> {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(&(queue.to_owned(), id.to_owned())).cloned()
+    }
+
+    pub(crate) fn put(&self, queue: &str, id: &str, job: Option<&QueuedJob>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (queue.to_owned(), id.to_owned());
+        match job {
+            Some(job) => {
+                if seen.len() >= LOCATIONS {
+                    seen.clear();
+                }
+                // Never the payload: only where the job is.
+                let mut job = job.clone();
+                job.payload = Vec::new();
+                seen.insert(key, job);
+            }
+            None => {
+                seen.remove(&key);
+            }
+        }
+    }
+}
+
 /// The dashboard's shared state.
 #[derive(Debug)]
 pub(crate) struct AppState {
@@ -57,6 +95,7 @@ pub(crate) struct AppState {
     pub(crate) csrf: String,
     pub(crate) overview: Cached,
     pub(crate) workers: Cached,
+    pub(crate) locations: Locations,
     /// Cancelled when the last handle goes: stops the sampler.
     pub(crate) stop: CancellationToken,
     _stop_on_drop: DropGuard,
@@ -73,6 +112,7 @@ impl AppState {
             csrf: bytes.iter().map(|b| format!("{b:02x}")).collect(),
             overview: Cached::default(),
             workers: Cached::default(),
+            locations: Locations::default(),
             stop: stop.clone(),
             _stop_on_drop: stop.drop_guard(),
         })

@@ -451,6 +451,41 @@ async fn every_state_pages_through_every_job_once() {
     .await;
     assert_eq!(r.json["job"], Value::Null);
 
+    // A job page refreshing looks where the job was (one entry), not
+    // through the queue again.
+    let far = &ready[110];
+    let page = format!("/api/queues/{queue}/job?id={far}");
+    let r = send(&app, get(&page).body(Body::empty()).unwrap()).await;
+    assert_eq!(r.json["job"]["state"], "ready", "{}", r.json);
+    assert!(
+        r.json["scanned"].as_u64().unwrap() > 100,
+        "{}",
+        r.json["scanned"]
+    );
+    let r = send(&app, get(&page).body(Body::empty()).unwrap()).await;
+    assert_eq!(r.json["job"]["id"], far.as_str());
+    assert_eq!(r.json["scanned"], 0, "the refresh searched again");
+    // A scheduled job is found again by its due time alone.
+    let r = send(
+        &app,
+        get(&format!("/api/queues/{queue}/job?id={}", scheduled[7]))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.json["job"]["state"], "scheduled");
+    let r = send(
+        &app,
+        get(&format!("/api/queues/{queue}/job?id={}", scheduled[7]))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (r.json["job"]["state"].clone(), r.json["scanned"].clone()),
+        (json!("scheduled"), json!(0))
+    );
+
     // Hidden payloads never leave the server.
     let hidden = dashboard(
         &server,

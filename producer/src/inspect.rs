@@ -15,6 +15,7 @@ use serde::Serialize;
 
 #[path = "inspect_jobs.rs"]
 mod jobs;
+pub(crate) use jobs::decode_member;
 pub use jobs::{
     DEFAULT_SCAN_CAP, FoundJob, JobsFilter, JobsPage, Place, PlainCancel, Purged, QueuedJob,
 };

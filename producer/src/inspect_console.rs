@@ -283,6 +283,42 @@ impl Inspector {
         }
     }
 
+    /// Job `hint.id` looked for again where `hint` (an earlier find) saw
+    /// it: one entry or one due time, no scan. `None` when it has moved
+    /// (then [`Inspector::find_job`] looks everywhere).
+    pub async fn locate(&self, queue: &str, hint: &QueuedJob) -> Result<Option<QueuedJob>> {
+        let store = self.store(queue)?;
+        let entry = hint.entry_id.as_deref().unwrap_or("");
+        Ok(match hint.state {
+            Some(Place::Ready | Place::InFlight) if !entry.is_empty() => {
+                match store.ready_entries_by_id(&[entry]).await?.pop().flatten() {
+                    Some(e) => {
+                        let job = QueuedJob::from_entry(Place::Ready, &e);
+                        (job.id == hint.id).then_some(self.placed(&store, job).await?)
+                    }
+                    None => None,
+                }
+            }
+            Some(Place::Scheduled) => {
+                let due = hint.due_at_ms.unwrap_or(0);
+                store
+                    .scheduled_due_at(due, 100)
+                    .await?
+                    .iter()
+                    .map(|m| crate::inspect::decode_member(m, due))
+                    .find(|j| j.id == hint.id)
+            }
+            Some(Place::Dead) if !entry.is_empty() => store
+                .dead_entries(entry, 1)
+                .await?
+                .pop()
+                .filter(|e| e.id == entry)
+                .map(|e| QueuedJob::from_dead(&DeadJob::from_entry(e)))
+                .filter(|j| j.id == hint.id),
+            _ => None,
+        })
+    }
+
     /// Jobs in flight on `queue`, oldest delivery first, at most `count`
     /// (`XPENDING` and one `XRANGE` each, in one pipeline).
     pub async fn running(&self, queue: &str, count: usize) -> Result<Vec<RunningJob>> {

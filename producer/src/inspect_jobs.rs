@@ -7,7 +7,7 @@ use jobstream_core::store_browse::{PURGE_BATCH, PurgeOf, WithdrawFrom, Withdrawn
 use jobstream_core::{QueueStore, Result, StreamEntry};
 use serde::Serialize;
 
-use super::{DeadFilter, DeadJob, Inspector};
+use super::{DeadJob, Inspector};
 
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -119,7 +119,7 @@ impl QueuedJob {
         job
     }
 
-    fn from_dead(d: &DeadJob) -> Self {
+    pub(crate) fn from_dead(d: &DeadJob) -> Self {
         QueuedJob {
             state: Some(Place::Dead),
             id: d.job_id.clone(),
@@ -224,6 +224,17 @@ pub struct FoundJob {
     pub capped: bool,
 }
 
+impl From<QueuedJob> for FoundJob {
+    /// A job found without a scan.
+    fn from(job: QueuedJob) -> Self {
+        FoundJob {
+            job: Some(job),
+            scanned: 0,
+            capped: false,
+        }
+    }
+}
+
 /// What [`Inspector::cancel_plain`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -265,7 +276,7 @@ const PAGE: usize = 500;
 /// Default cap on entries read when looking for one job.
 pub const DEFAULT_SCAN_CAP: usize = 100_000;
 
-fn decode_member(member: &[u8], due: u64) -> QueuedJob {
+pub(crate) fn decode_member(member: &[u8], due: u64) -> QueuedJob {
     let mut job = match msgpack_to_fields(member) {
         Some(fields) => QueuedJob::from_fields(Place::Scheduled, &fields),
         None => QueuedJob {
@@ -314,7 +325,7 @@ impl Inspector {
     }
 
     /// A `ready` job as it is: undelivered, or in flight with its holder.
-    async fn placed(&self, store: &QueueStore, job: QueuedJob) -> Result<QueuedJob> {
+    pub(crate) async fn placed(&self, store: &QueueStore, job: QueuedJob) -> Result<QueuedJob> {
         let entry_id = job.entry_id.clone().unwrap_or_default();
         Ok(match self.pending_of(store, &entry_id).await? {
             Some((c, idle, n)) => Self::in_flight(job, c, idle, n),
@@ -522,12 +533,45 @@ impl Inspector {
             }
         }
         found.scanned += scanned;
-        // dead (capped by dead_max_len).
-        let dead = self
-            .dead_list(queue, &DeadFilter::default().ids([id]).limit(1))
-            .await?;
-        found.job = dead.first().map(QueuedJob::from_dead);
+        // dead, newest first (a job just dead-lettered is found at once).
+        let (job, scanned, capped) = self.find_dead(&store, id, scan_cap).await?;
+        found.job = job;
+        found.scanned += scanned;
+        found.capped |= capped;
         Ok(found)
+    }
+
+    /// Job `id` (a job id or a dead entry id) among the dead letters,
+    /// newest first, reading at most `scan_cap` entries (0 = no cap):
+    /// the job, the entries read, whether the cap stopped the read.
+    async fn find_dead(
+        &self,
+        store: &QueueStore,
+        id: &str,
+        scan_cap: usize,
+    ) -> Result<(Option<QueuedJob>, usize, bool)> {
+        let mut end = "+".to_owned();
+        let mut scanned = 0;
+        loop {
+            let entries = store.dead_entries_rev(&end, "-", 1000).await?;
+            let more = entries.len() == 1000;
+            scanned += entries.len();
+            if let Some(last) = entries.last() {
+                end = format!("({}", last.id);
+            }
+            for e in entries {
+                let dead = DeadJob::from_entry(e);
+                if dead.job_id == id || dead.dead_id == id {
+                    return Ok((Some(QueuedJob::from_dead(&dead)), scanned, false));
+                }
+            }
+            if !more {
+                return Ok((None, scanned, false));
+            }
+            if scan_cap > 0 && scanned >= scan_cap {
+                return Ok((None, scanned, true));
+            }
+        }
     }
 
     /// The exact `scheduled` member of job `id`, if it is scheduled.
