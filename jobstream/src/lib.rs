@@ -85,6 +85,9 @@ pub use jobstream_worker::{
 /// [`testkit::RedisServer::start`], [`testkit::unique_queue`].
 #[cfg(feature = "testkit")]
 pub use jobstream_testkit as testkit;
+/// The web dashboard (feature `dashboard`): `dashboard::Dashboard::router_at`.
+#[cfg(feature = "dashboard")]
+pub use jobstream_dashboard as dashboard;
 
 #[cfg(any(feature = "producer", feature = "worker"))]
 pub mod testing {
