@@ -46,6 +46,45 @@ pub struct WorkerInfo {
     /// Its last heartbeat, unix ms (server clock; filled in when read).
     #[serde(default)]
     pub seen_at_ms: u64,
+    /// The rate limits it enforces (set in its code, not stored elsewhere
+    /// in Redis): for the dashboard. Absent from older workers' heartbeats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<RateLimitInfo>,
+}
+
+/// One rate limit a worker enforces, as its heartbeat describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RateLimitInfo {
+    /// The queue.
+    pub queue: String,
+    /// `queue` (the queue's fleet-wide limit), `type` (per job type) or
+    /// `key` (per rate key, each key its own budget).
+    pub scope: String,
+    /// The job type for `type`; empty otherwise.
+    #[serde(default)]
+    pub name: String,
+    /// Jobs per `per_ms`.
+    pub limit: u32,
+    /// The period, ms.
+    pub per_ms: u64,
+    /// Jobs that may start at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl RateLimitInfo {
+    /// The description of `limit` on `queue` for `scope` (`queue`, `type`
+    /// or `key`) and `name` (the job type for `type`).
+    pub fn new(queue: &str, scope: &str, name: &str, limit: &crate::RateLimit) -> Self {
+        Self {
+            queue: queue.to_owned(),
+            scope: scope.to_owned(),
+            name: name.to_owned(),
+            limit: limit.limit(),
+            per_ms: u64::try_from(limit.per().as_millis()).unwrap_or(u64::MAX),
+            burst: limit.burst_size(),
+        }
+    }
 }
 
 impl WorkerInfo {
@@ -60,7 +99,14 @@ impl WorkerInfo {
             busy: 0,
             started_at_ms,
             seen_at_ms: 0,
+            rate_limits: Vec::new(),
         }
+    }
+
+    /// Sets the rate limits it describes.
+    pub fn with_rate_limits(mut self, limits: Vec<RateLimitInfo>) -> Self {
+        self.rate_limits = limits;
+        self
     }
 }
 

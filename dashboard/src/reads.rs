@@ -13,6 +13,8 @@ use jobstream_producer::{Error, JobRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use jobstream_core::workers::RateLimitInfo;
+
 use crate::access::{Access, error};
 use crate::state::AppState;
 
@@ -427,14 +429,40 @@ async fn schedules_json(state: &AppState) -> jobstream_producer::Result<Value> {
             v
         })
         .collect();
+    // Rate limits live in the workers' code: their heartbeats say which
+    // they enforce. Distinct ones per queue, with how many live workers
+    // declare each (a rollout shows two).
+    let (workers, _) = inspector.workers().await?;
+    let mut rates: Vec<(RateLimitInfo, usize)> = Vec::new();
+    for w in workers
+        .iter()
+        .filter(|w| now.saturating_sub(w.seen_at_ms) <= STALE_AFTER_MS)
+    {
+        for r in &w.rate_limits {
+            match rates.iter_mut().find(|(seen, _)| seen == r) {
+                Some((_, n)) => *n += 1,
+                None => rates.push((r.clone(), 1)),
+            }
+        }
+    }
     let mut limits = Vec::new();
     for q in inspector.queues().await? {
         let l = inspector.limits(&q).await.ok().flatten();
         let holds = inspector.holds(&q).await.unwrap_or_default();
-        if l.is_some() || !holds.is_empty() {
+        let rate: Vec<Value> = rates
+            .iter()
+            .filter(|(r, _)| r.queue == q)
+            .map(|(r, n)| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["workers"] = json!(n);
+                v
+            })
+            .collect();
+        if l.is_some() || !holds.is_empty() || !rate.is_empty() {
             limits.push(json!({
                 "queue": q,
                 "limits": l,
+                "rate_limits": rate,
                 "holds": holds.iter().map(|(k, until)| json!({"key": k, "until_ms": until})).collect::<Vec<_>>(),
             }));
         }

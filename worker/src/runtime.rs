@@ -225,18 +225,21 @@ pub(crate) async fn run(worker: Worker) -> Result<(), jobstream_core::Error> {
         );
         background_tasks.push(background.spawn(reclaimer(store).run_reaper(shutdown.clone())));
     }
-    background_tasks.push(background.spawn(heartbeats(
-        redis.clone(),
-        prefix.clone(),
-        jobstream_core::workers::WorkerInfo::new(
-            &consumer,
-            names.iter().map(|n| (*n).to_owned()).collect(),
-            concurrency,
-            jobstream_core::now_ms(),
-        ),
-        inflight.clone(),
-        shutdown.clone(),
-    )));
+    background_tasks.push(
+        background.spawn(heartbeats(
+            redis.clone(),
+            prefix.clone(),
+            jobstream_core::workers::WorkerInfo::new(
+                &consumer,
+                names.iter().map(|n| (*n).to_owned()).collect(),
+                concurrency,
+                jobstream_core::now_ms(),
+            )
+            .with_rate_limits(rate_limit_infos(&queues)),
+            inflight.clone(),
+            shutdown.clone(),
+        )),
+    );
     background_tasks.push(background.spawn(crate::tracking::watch_cancels(
         stores.clone(),
         redis.clone(),
@@ -483,4 +486,25 @@ async fn finish_by<T>(mut task: JoinHandle<T>, deadline: Instant) {
     {
         task.abort();
     }
+}
+
+/// The rate limits of `queues`, for the heartbeat (the dashboard shows them).
+fn rate_limit_infos(
+    queues: &[crate::queues::QueueSpec],
+) -> Vec<jobstream_core::workers::RateLimitInfo> {
+    use jobstream_core::workers::RateLimitInfo;
+    let mut out = Vec::new();
+    for q in queues {
+        let name = q.name.as_str();
+        if let Some(l) = &q.options.rate_limit {
+            out.push(RateLimitInfo::new(name, "queue", "", l));
+        }
+        for (t, l) in &q.options.type_rate_limits {
+            out.push(RateLimitInfo::new(name, "type", t, l));
+        }
+        if let Some(l) = &q.options.key_rate_limit {
+            out.push(RateLimitInfo::new(name, "key", "", l));
+        }
+    }
+    out
 }
