@@ -674,3 +674,42 @@ async fn the_overview_is_computed_once_per_interval_and_history_is_shared() {
         .unwrap();
     assert_eq!(len, 1);
 }
+
+#[tokio::test]
+async fn schedules_show_the_rate_limits_live_workers_declare_and_the_holds() {
+    use jobstream_core::workers::{RateLimitInfo, WorkerInfo, heartbeat};
+    let server = RedisServer::start();
+    let queue = unique_queue("dash-rates");
+    let p = Producer::connect(&server.url()).await.unwrap();
+    enqueue(&p, &queue, NewJob::new("ok", &1).unwrap()).await;
+    let redis =
+        jobstream_core::Redis::open(&server.url(), &jobstream_core::Timings::default()).unwrap();
+    let limit = jobstream_core::RateLimit::per_second(50).unwrap();
+    let now = redis.server_now_ms().await.unwrap();
+    for name in ["w-1", "w-2"] {
+        let info = WorkerInfo::new(name, vec![queue.clone()], 4, now)
+            .with_rate_limits(vec![RateLimitInfo::new(&queue, "type", "geocode", &limit)]);
+        heartbeat(&redis, "jobstream", &info, now).await.unwrap();
+    }
+    server
+        .cli(&[
+            "HSET",
+            &format!("jobstream:{{{queue}}}:holds"),
+            "key:acme",
+            &(now + 60_000).to_string(),
+        ])
+        .unwrap();
+    let app = dashboard(&server, DashboardOptions::default().local_only()).await;
+    let r = send(&app, get("/api/schedules").body(Body::empty()).unwrap()).await;
+    let q = r.json["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["queue"] == queue.as_str())
+        .unwrap_or_else(|| panic!("{}", r.json))
+        .clone();
+    assert_eq!(q["rate_limits"][0]["name"], "geocode");
+    assert_eq!(q["rate_limits"][0]["limit"], 50);
+    assert_eq!(q["rate_limits"][0]["workers"], 2, "one entry, two workers");
+    assert_eq!(q["holds"][0]["key"], "key:acme");
+}
