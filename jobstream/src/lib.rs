@@ -81,13 +81,13 @@ pub use jobstream_worker::{
     QueueOptions, QueueOrder, Schedule, ShutdownHandle, Worker, WorkerBuilder, init_logging,
 };
 
+/// The web dashboard (feature `dashboard`): `dashboard::Dashboard::router_at`.
+#[cfg(feature = "dashboard")]
+pub use jobstream_dashboard as dashboard;
 /// A throwaway `redis-server` for integration tests (feature `testkit`):
 /// [`testkit::RedisServer::start`], [`testkit::unique_queue`].
 #[cfg(feature = "testkit")]
 pub use jobstream_testkit as testkit;
-/// The web dashboard (feature `dashboard`): `dashboard::Dashboard::router_at`.
-#[cfg(feature = "dashboard")]
-pub use jobstream_dashboard as dashboard;
 
 #[cfg(any(feature = "producer", feature = "worker"))]
 pub mod testing {
