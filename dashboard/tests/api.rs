@@ -303,6 +303,22 @@ async fn mounted_under_a_path_it_redirects_to_the_slash_and_scopes_its_cookie() 
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
+    // Mounted, the API still needs the token.
+    let r = send(
+        &app,
+        get("/admin/jobs/api/overview").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = send(
+        &app,
+        get("/admin/jobs/api/overview")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
     let c = csrf_at(&app, "/admin/jobs/api/config").await;
     let r = send(
         &app,
