@@ -96,9 +96,15 @@ pub(crate) async fn run(
 ) -> CliResult<()> {
     jobstream_worker::init_logging();
     let options = args.options()?;
-    let inspector = jobstream_producer::inspect::Inspector::connect(redis_url, prefix)
-        .await?
-        .with_group(group);
+    jobstream_core::keys::check_prefix(prefix)?;
+    // Serves even while Redis is down (each page then says so and
+    // retries): on call, a dashboard that answers beats one that
+    // crash-loops. A wrong URL is still an error at once.
+    let redis = jobstream_core::Redis::open(redis_url, &jobstream_core::Timings::default())?;
+    if let Err(e) = redis.ping().await {
+        eprintln!("warning: Redis does not answer yet ({e}); serving anyway");
+    }
+    let inspector = jobstream_producer::inspect::Inspector::new(redis, prefix).with_group(group);
     let dashboard = Dashboard::new(inspector, options);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
