@@ -324,6 +324,24 @@ impl QueueStore {
         Ok(reply::entries("XREVRANGE", v)?.pop().map(|e| e.id))
     }
 
+    /// Entries of `ready` between `start` and `end` (entry ids or bare
+    /// unix ms), oldest first, at most `count`.
+    pub async fn ready_range(
+        &self,
+        start: &str,
+        end: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>> {
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(self.keys().ready())
+            .arg(start)
+            .arg(end)
+            .arg("COUNT")
+            .arg(count);
+        let v: Value = self.query("XRANGE", &cmd).await?;
+        reply::entries("XRANGE", v)
+    }
+
     /// Entries of `ready` from `start` (an entry id, `(id` for after it,
     /// or `-`), oldest first, at most `count`: jobs waiting and running.
     pub async fn ready_entries(&self, start: &str, count: usize) -> Result<Vec<StreamEntry>> {

@@ -423,7 +423,7 @@ function jobsTable(queue, jobs, state) {
     h("thead", {}, h("tr", {}, h("th", {}, "id"), h("th", {}, "type"), h("th", { class: "num" }, "attempt"),
       h("th", {}, extra), h("th", {}, state === "dead" ? "error" : "age"), h("th", { class: "num" }, "payload"))),
     h("tbody", {}, jobs.map((j) => h("tr", { "data-testid": `job-row-${j.id}` },
-      h("td", { class: "mono" }, h("a", { href: `#/queue/${enc(queue)}/job/${enc(j.id)}` }, j.id)),
+      h("td", { class: "mono" }, h("a", { href: jobLink(queue, j.id, j.state, j.entry_id, j.due_at_ms) }, j.id)),
       h("td", {}, j.job_type),
       h("td", { class: "num" }, num(j.attempt)),
       h("td", {}, state === "ready" ? when(j.enqueued_at_ms)
@@ -435,12 +435,24 @@ function jobsTable(queue, jobs, state) {
       h("td", { class: "num" }, `${num(j.payload_bytes)} B`)))));
 }
 
+/** A job page's link, with where the job was seen: the server then reads
+ * that one entry instead of searching the queue. */
+function jobLink(queue, id, state, entry, due) {
+  const qs = new URLSearchParams();
+  if (state) qs.set("state", state);
+  if (entry) qs.set("entry", entry);
+  if (due) qs.set("due", String(due));
+  return `#/queue/${enc(queue)}/job/${enc(id)}?${qs}`;
+}
+
 async function findJob(queue, id) {
   id = (id || "").trim();
   if (!queue || !id) return;
   try {
     const f = await api(`api/queues/${enc(queue)}/find?id=${enc(id)}`);
-    if (f.job || f.record) go(`#/queue/${enc(queue)}/job/${enc(f.job ? f.job.id : id)}`);
+    const j = f.job;
+    if (j) go(jobLink(queue, j.id, j.state, j.entry_id, j.due_at_ms));
+    else if (f.record) go(`#/queue/${enc(queue)}/job/${enc(id)}`);
     else flash(`no job ${id} in ${queue} (searched ${num(f.scanned)} entries${f.capped ? ", stopped at the search cap" : ""})`, true);
   } catch (e) {
     flash(e.message, true);
@@ -449,7 +461,9 @@ async function findJob(queue, id) {
 
 async function viewJob(r, queue, id) {
   const v = vstate(`job:${queue}:${id}`, () => ({ showPayload: false }));
-  const d = await api(`api/queues/${enc(queue)}/job?id=${enc(id)}`);
+  const hint = new URLSearchParams({ id });
+  for (const k of ["state", "entry", "due"]) if (r.params.get(k)) hint.set(k, r.params.get(k));
+  const d = await api(`api/queues/${enc(queue)}/job?${hint}`);
   const j = d.job, rec = d.record;
   const path = `api/queues/${enc(queue)}`;
   const head = h("h1", {}, "Job ", h("span", { class: "mono" }, id), " in ",
@@ -568,7 +582,7 @@ async function viewDead(r, queue) {
   const rows = page.jobs.map((j) => h("tr", { "data-testid": `dead-row-${j.dead_id}` },
     h("td", {}, h("input", { type: "checkbox", "aria-label": "select", checked: v.selected.has(j.dead_id),
       onchange: (e) => { if (e.target.checked) v.selected.add(j.dead_id); else v.selected.delete(j.dead_id); render(); } })),
-    h("td", { class: "mono" }, h("a", { href: `#/queue/${enc(queue)}/job/${enc(j.job_id)}` }, j.job_id)),
+    h("td", { class: "mono" }, h("a", { href: jobLink(queue, j.job_id, "dead", j.dead_id) }, j.job_id)),
     h("td", {}, j.job_type),
     h("td", {}, h("span", { class: "badge bad" }, j.reason)),
     h("td", {}, `${j.error_class}: ${j.error}`),
@@ -608,7 +622,7 @@ async function viewWorkers() {
     h("td", {}, h("span", { class: w.stale ? "bad" : "" }, dur(d.now_ms - w.seen_at_ms), " ago")),
     h("td", {}, w.running.length === 0 ? h("span", { class: "muted" }, "idle")
       : h("ul", {}, w.running.map((j) => h("li", {},
-        h("a", { class: "mono", href: `#/queue/${enc(j.queue)}/job/${enc(j.id)}` }, j.id),
+        h("a", { class: "mono", href: jobLink(j.queue, j.id, "in-flight", j.entry_id) }, j.id),
         ` ${j.job_type} on ${j.queue}, ${dur(j.idle_ms)}`))))));
   const live = d.workers.filter((w) => !w.stale).length;
   return h("div", {}, h("h1", {}, "Workers"),

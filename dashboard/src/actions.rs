@@ -205,6 +205,13 @@ pub(crate) async fn cancel(
     }
 }
 
+/// `ms-seq`, both decimal: what the dead ids of an action must be.
+fn is_entry_id(id: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    id.split_once('-')
+        .is_some_and(|(ms, seq)| digits(ms) && digits(seq))
+}
+
 /// Which dead letters an action takes: ids, or a filter's whole result.
 #[derive(Debug, Deserialize)]
 pub(crate) struct DeadTarget {
@@ -228,7 +235,13 @@ async fn dead_ids(
     target: DeadTarget,
 ) -> Result<Vec<String>, Box<Response>> {
     match (target.ids, target.filter) {
-        (Some(ids), None) if ids.len() <= MAX_IDS => Ok(ids),
+        (Some(ids), None) if ids.len() <= MAX_IDS => match ids.iter().find(|id| !is_entry_id(id)) {
+            None => Ok(ids),
+            Some(bad) => Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                format!("{bad:?} is not a dead entry id (like 1735689600000-0)"),
+            ))),
+        },
         (Some(_), None) => Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("at most {MAX_IDS} ids at once: use a filter"),

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use jobstream_core::workers::RateLimitInfo;
 
 use crate::access::{Access, error};
-use crate::state::AppState;
+use crate::state::{AppState, MISSING_FOR, Seen};
 
 /// Jobs per page unless asked otherwise, and the most a page may ask.
 const PAGE: usize = 50;
@@ -156,6 +156,12 @@ pub(crate) async fn jobs(
 #[derive(Debug, Deserialize)]
 pub(crate) struct IdParam {
     id: String,
+    /// Where the page saw it: `ready`, `in-flight`, `scheduled`, `dead`.
+    state: Option<String>,
+    /// Its entry id (ready, in flight, dead).
+    entry: Option<String>,
+    /// Its due time (scheduled), unix ms.
+    due: Option<u64>,
 }
 
 /// `GET api/queues/{q}/find?id`: where job `id` is, and its record.
@@ -169,7 +175,7 @@ pub(crate) async fn find(
         return error(StatusCode::BAD_REQUEST, "give a job id");
     }
     let inspector = &state.inspector;
-    let found = match locate(&state, &q, id).await {
+    let found = match locate(&state, &q, &p, false).await {
         Ok(f) => f,
         Err(e) => return failed(&e),
     };
@@ -255,15 +261,39 @@ fn history(job: Option<&QueuedJob>, record: Option<&JobRecord>) -> Vec<Value> {
     out
 }
 
-/// Finds job `id`: where it was last seen if it is still there (one
-/// entry or one due time: the job page refreshes every few seconds), else
-/// by a search bounded by the scan cap.
-async fn locate(state: &AppState, q: &str, id: &str) -> jobstream_producer::Result<FoundJob> {
-    if let Some(hint) = state.locations.get(q, id)
-        && let Some(job) = state.inspector.locate(q, &hint).await?
+/// Finds job `id`: where the page says it saw it (a list's link carries
+/// the entry id or due time), or where this server last saw it, with one
+/// read; else by a search bounded by the scan cap, at most once per
+/// [`MISSING_FOR`] for a job not found (a page left open on a finished
+/// job).
+async fn locate(
+    state: &AppState,
+    q: &str,
+    p: &IdParam,
+    refresh: bool,
+) -> jobstream_producer::Result<FoundJob> {
+    let id = p.id.trim();
+    let mut hints = Vec::new();
+    if let Some(place) = p.state.as_deref().and_then(place) {
+        hints.push(QueuedJob::seen_at(id, place, p.entry.as_deref(), p.due));
+    }
+    let seen = state.locations.get(q, id);
+    if let Some(Seen::At(job)) = &seen {
+        hints.push(job.as_ref().clone());
+    }
+    for hint in &hints {
+        if let Some(job) = state.inspector.locate(q, hint).await? {
+            state.locations.put(q, id, Some(&job));
+            return Ok(FoundJob::from(job));
+        }
+    }
+    // A search asked for searches; a page refreshing on a job that is
+    // gone does not, for a while.
+    if refresh
+        && let Some(Seen::Missing(at)) = seen
+        && at.elapsed() < MISSING_FOR
     {
-        state.locations.put(q, id, Some(&job));
-        return Ok(FoundJob::from(job));
+        return Ok(FoundJob::default());
     }
     let found = state
         .inspector
@@ -283,10 +313,11 @@ pub(crate) async fn job(
     let id = p.id.trim();
     let inspector = &state.inspector;
     let hide = state.options.hide_payloads;
-    let (found, record) = match tokio::try_join!(locate(&state, &q, id), inspector.record(&q, id)) {
-        Ok(v) => v,
-        Err(e) => return failed(&e),
-    };
+    let (found, record) =
+        match tokio::try_join!(locate(&state, &q, &p, true), inspector.record(&q, id)) {
+            Ok(v) => v,
+            Err(e) => return failed(&e),
+        };
     let job = found.job;
     let (payload, payload_error) = match &job {
         Some(_) if hide => (Value::Null, None),

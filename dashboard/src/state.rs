@@ -49,40 +49,52 @@ impl Cached {
     }
 }
 
-/// Where jobs were last seen (queue, id → the job as found), so that a
-/// job page refreshing every few seconds checks one entry instead of
-/// searching the queue again. Bounded: cleared when full.
+/// Where jobs were last seen (queue, id → the job as found, or when a
+/// search last missed it), so that a job page refreshing every few
+/// seconds checks one entry instead of searching the queue again, and a
+/// page left open on a finished job searches at most every
+/// [`MISSING_FOR`]. Bounded: cleared when full.
 #[derive(Debug, Default)]
 pub(crate) struct Locations {
-    seen: std::sync::Mutex<HashMap<(String, String), QueuedJob>>,
+    seen: std::sync::Mutex<HashMap<(String, String), Seen>>,
 }
+
+/// What a search found.
+#[derive(Debug, Clone)]
+pub(crate) enum Seen {
+    /// The job, where it was (payload left out).
+    At(Box<QueuedJob>),
+    /// Not found, then.
+    Missing(Instant),
+}
+
+/// How long a miss is remembered.
+pub(crate) const MISSING_FOR: Duration = Duration::from_secs(30);
 
 /// Jobs remembered at most.
 const LOCATIONS: usize = 1024;
 
 impl Locations {
-    pub(crate) fn get(&self, queue: &str, id: &str) -> Option<QueuedJob> {
+    pub(crate) fn get(&self, queue: &str, id: &str) -> Option<Seen> {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.get(&(queue.to_owned(), id.to_owned())).cloned()
     }
 
     pub(crate) fn put(&self, queue: &str, id: &str, job: Option<&QueuedJob>) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (queue.to_owned(), id.to_owned());
-        match job {
+        if seen.len() >= LOCATIONS {
+            seen.clear();
+        }
+        let value = match job {
             Some(job) => {
-                if seen.len() >= LOCATIONS {
-                    seen.clear();
-                }
                 // Never the payload: only where the job is.
                 let mut job = job.clone();
                 job.payload = Vec::new();
-                seen.insert(key, job);
+                Seen::At(Box::new(job))
             }
-            None => {
-                seen.remove(&key);
-            }
-        }
+            None => Seen::Missing(Instant::now()),
+        };
+        seen.insert((queue.to_owned(), id.to_owned()), value);
     }
 }
 

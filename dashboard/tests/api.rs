@@ -614,6 +614,17 @@ async fn dead_letters_filter_by_reason_type_and_time_and_act_on_ids_or_a_filter(
     assert_eq!(r.json["count"], 5, "{}", r.json);
     let st = inspector.stats(&queue).await.unwrap();
     assert_eq!((st.dead, st.ready), (23, 2));
+    // Ids that are not entry ids: a clear 400, nothing done.
+    let r = send(
+        &app,
+        post(&format!("{base}/replay"), &c)
+            .body(Body::from(
+                json!({ "ids": [ids[2], "not-an-id"] }).to_string(),
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
     // Neither ids nor filter: refused, nothing done.
     let r = send(
         &app,
@@ -728,4 +739,77 @@ async fn schedules_show_the_rate_limits_live_workers_declare_and_the_holds() {
     assert_eq!(q["rate_limits"][0]["limit"], 50);
     assert_eq!(q["rate_limits"][0]["workers"], 2, "one entry, two workers");
     assert_eq!(q["holds"][0]["key"], "key:acme");
+}
+
+#[tokio::test]
+async fn a_job_deep_in_a_backlog_is_found_by_its_uuid_time_or_the_pages_hint() {
+    let server = RedisServer::start();
+    let queue = unique_queue("dash-deep");
+    let p = Producer::connect(&server.url()).await.unwrap();
+    // More than one page of the search (1,000 entries), far beyond its cap.
+    let jobs = (0..2500).map(|i| NewJob::new("ok", &i).unwrap()).collect();
+    let ids: Vec<String> = p
+        .enqueue_many(&queue, jobs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|id| id.to_string())
+        .collect();
+    let sched = enqueue(
+        &p,
+        &queue,
+        NewJob::new("ok", &1)
+            .unwrap()
+            .with_id("not-a-uuid")
+            .unwrap()
+            .delay(Duration::from_secs(600)),
+    )
+    .await;
+    // A search cap far below the job's position: the UUIDv7's time finds it.
+    let app = dashboard(
+        &server,
+        DashboardOptions::default().local_only().scan_cap(100),
+    )
+    .await;
+    let r = send(
+        &app,
+        get(&format!("/api/queues/{queue}/find?id={}", ids[2400]))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.json["job"]["id"], ids[2400].as_str(), "{}", r.json);
+    // A plain id the page saw scheduled: its due time alone.
+    let r = send(
+        &app,
+        get(&format!("/api/queues/{queue}/jobs?state=scheduled"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let due = r.json["jobs"][0]["due_at_ms"].as_u64().unwrap();
+    let r = send(
+        &app,
+        get(&format!(
+            "/api/queues/{queue}/job?id={sched}&state=scheduled&due={due}"
+        ))
+        .body(Body::empty())
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (r.json["job"]["id"].clone(), r.json["scanned"].clone()),
+        (json!(sched), json!(0)),
+        "{}",
+        r.json
+    );
+    // A job that is gone: the page's refreshes do not search again for a while.
+    let page = format!("/api/queues/{queue}/job?id=gone-job");
+    let r = send(&app, get(&page).body(Body::empty()).unwrap()).await;
+    assert!(r.json["scanned"].as_u64().unwrap() > 0);
+    let r = send(&app, get(&page).body(Body::empty()).unwrap()).await;
+    assert_eq!(
+        (r.json["job"].clone(), r.json["scanned"].clone()),
+        (Value::Null, json!(0))
+    );
 }

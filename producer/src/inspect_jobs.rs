@@ -224,6 +224,20 @@ pub struct FoundJob {
     pub capped: bool,
 }
 
+impl QueuedJob {
+    /// Where a job was seen, for [`Inspector::locate`]: its id, its state,
+    /// and its entry id (ready, in flight, dead) or due time (scheduled).
+    pub fn seen_at(id: &str, state: Place, entry_id: Option<&str>, due_at_ms: Option<u64>) -> Self {
+        QueuedJob {
+            state: Some(state),
+            id: id.to_owned(),
+            entry_id: entry_id.map(str::to_owned),
+            due_at_ms,
+            ..Default::default()
+        }
+    }
+}
+
 impl From<QueuedJob> for FoundJob {
     /// A job found without a scan.
     fn from(job: QueuedJob) -> Self {
@@ -288,6 +302,22 @@ pub(crate) fn decode_member(member: &[u8], due: u64) -> QueuedJob {
     };
     job.due_at_ms = Some(due);
     job
+}
+
+/// Where a UUIDv7's `ready` entry is looked for first: from a little
+/// before its time (the producer's clock may run ahead of Redis's) to a
+/// while after (or behind).
+const UUID_BEFORE_MS: u64 = 5_000;
+const UUID_AFTER_MS: u64 = 120_000;
+
+/// The unix ms of a UUIDv7 id, if `id` is one.
+fn uuid_v7_ms(id: &str) -> Option<u64> {
+    let u = uuid::Uuid::parse_str(id).ok()?;
+    if u.get_version_num() != 7 {
+        return None;
+    }
+    let (secs, nanos) = u.get_timestamp()?.to_unix();
+    Some(secs * 1000 + u64::from(nanos) / 1_000_000)
 }
 
 /// True when stream entry id `a` sorts before `b` (an unreadable one
@@ -478,6 +508,35 @@ impl Inspector {
                     .await?,
             );
             return Ok(found);
+        }
+        // A UUIDv7 (what the Rust producer writes) carries its enqueue
+        // time: a job sent to ready at once has an entry id within
+        // moments of it. One bounded read finds it in any backlog.
+        if let Some(ms) = uuid_v7_ms(id) {
+            let end = (ms + UUID_AFTER_MS).to_string();
+            let mut start = ms.saturating_sub(UUID_BEFORE_MS).to_string();
+            let budget = scan_cap.max(10_000);
+            let mut read = 0;
+            while read < budget {
+                let entries = store.ready_range(&start, &end, 1000).await?;
+                read += entries.len();
+                if let Some(e) = entries
+                    .iter()
+                    .find(|e| QueuedJob::from_entry(Place::Ready, e).id == id)
+                {
+                    found.scanned += read;
+                    found.job = Some(
+                        self.placed(&store, QueuedJob::from_entry(Place::Ready, e))
+                            .await?,
+                    );
+                    return Ok(found);
+                }
+                match entries.last() {
+                    Some(last) if entries.len() == 1000 => start = format!("({}", last.id),
+                    _ => break,
+                }
+            }
+            found.scanned += read;
         }
         let over = |n: usize| scan_cap > 0 && n >= scan_cap;
         // ready, in pages.
