@@ -280,17 +280,7 @@ pub(crate) async fn dead_replay(
     Path(q): Path<String>,
     Json(target): Json<DeadTarget>,
 ) -> Response {
-    let ids = match dead_ids(&state, &q, target).await {
-        Ok(ids) => ids,
-        Err(r) => return *r,
-    };
-    tracing::info!(queue = %q, count = ids.len(), "dashboard: replay dead letters");
-    let r = state.inspector.dead_replay_entries(&q, &ids).await;
-    state.overview.clear().await;
-    match r {
-        Ok(n) => done(format!("{n} replayed to ready"), n),
-        Err(e) => failed(&e),
-    }
+    on_dead(&state, &q, target, true).await
 }
 
 /// `POST api/queues/{q}/dead/discard {"ids"} | {"filter"}`.
@@ -299,14 +289,25 @@ pub(crate) async fn dead_discard(
     Path(q): Path<String>,
     Json(target): Json<DeadTarget>,
 ) -> Response {
-    let ids = match dead_ids(&state, &q, target).await {
+    on_dead(&state, &q, target, false).await
+}
+
+/// Replays (`replay`) or discards the dead letters `target` names.
+async fn on_dead(state: &AppState, q: &str, target: DeadTarget, replay: bool) -> Response {
+    let ids = match dead_ids(state, q, target).await {
         Ok(ids) => ids,
         Err(r) => return *r,
     };
-    tracing::info!(queue = %q, count = ids.len(), "dashboard: discard dead letters");
-    let r = state.inspector.dead_discard_entries(&q, &ids).await;
+    let verb = if replay { "replay" } else { "discard" };
+    tracing::info!(queue = %q, count = ids.len(), "dashboard: {verb} dead letters");
+    let r = if replay {
+        state.inspector.dead_replay_entries(q, &ids).await
+    } else {
+        state.inspector.dead_discard_entries(q, &ids).await
+    };
     state.overview.clear().await;
     match r {
+        Ok(n) if replay => done(format!("{n} replayed to ready"), n),
         Ok(n) => done(format!("{n} discarded"), n),
         Err(e) => failed(&e),
     }
