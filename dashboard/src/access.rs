@@ -32,14 +32,16 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// Every value of cookie `name` (a browser may send several: one per
+/// path it was set for).
+fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(move |(k, _)| *k == name)
         .map(|(_, v)| v)
 }
 
@@ -51,7 +53,7 @@ fn authenticated(state: &AppState, headers: &HeaderMap) -> bool {
     if let Some(token) = &state.options.token {
         let bearer = auth.strip_prefix("Bearer ").map(str::trim);
         if bearer.is_some_and(|b| same(b.as_bytes(), token.as_bytes()))
-            || cookie(headers, COOKIE).is_some_and(|c| same(c.as_bytes(), token.as_bytes()))
+            || cookies(headers, COOKIE).any(|c| same(c.as_bytes(), token.as_bytes()))
         {
             return true;
         }
@@ -258,8 +260,8 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; jobstream_dashboard_token=xyz; b=2"),
         );
-        assert_eq!(cookie(&h, COOKIE), Some("xyz"));
-        assert_eq!(cookie(&h, "c"), None);
+        assert_eq!(cookies(&h, COOKIE).collect::<Vec<_>>(), ["xyz"]);
+        assert_eq!(cookies(&h, "c").next(), None);
         assert!(same(b"abc", b"abc") && !same(b"abc", b"abd") && !same(b"ab", b"abc"));
     }
 }
