@@ -111,7 +111,11 @@ pub(crate) async fn run(
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().unwrap_or(args.listen);
     eprintln!("dashboard on http://{addr}/");
-    axum::serve(listener, dashboard.router())
+    // With the peer's address: the local-only rule checks it.
+    let app = dashboard
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
         .map_err(|e| format!("the dashboard stopped: {e}"))?;

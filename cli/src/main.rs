@@ -207,7 +207,9 @@ Exit status:
   3  the check could not be done: Redis unreachable, a server without
      XINFO entries-added (Redis before 7.0), or a usage error";
 
-#[tokio::main(flavor = "current_thread")]
+// Several threads: the dashboard serves many requests at once, and one
+// slow read must not hold up every other page.
+#[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
     // `jobstream jobs list … | head`: a reader that stops early is not an
     // error. Rust ignores SIGPIPE, so println! panics on the closed pipe;

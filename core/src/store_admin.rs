@@ -342,6 +342,24 @@ impl QueueStore {
         reply::entries("XRANGE", v)
     }
 
+    /// `XREVRANGE ready end start COUNT count`: entries of `ready` from
+    /// `end` down to `start`, newest first.
+    pub async fn ready_range_rev(
+        &self,
+        end: &str,
+        start: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>> {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(self.keys().ready())
+            .arg(end)
+            .arg(start)
+            .arg("COUNT")
+            .arg(count);
+        let v: Value = self.query("XREVRANGE", &cmd).await?;
+        reply::entries("XREVRANGE", v)
+    }
+
     /// Entries of `ready` from `start` (an entry id, `(id` for after it,
     /// or `-`), oldest first, at most `count`: jobs waiting and running.
     pub async fn ready_entries(&self, start: &str, count: usize) -> Result<Vec<StreamEntry>> {
@@ -362,7 +380,8 @@ impl QueueStore {
         let mut cmd = redis::cmd("ZRANGE");
         cmd.arg(self.keys().scheduled())
             .arg(offset)
-            .arg(offset + count - 1)
+            // A cursor from a caller can be any number: no overflow.
+            .arg(offset.saturating_add(count - 1))
             .arg("WITHSCORES");
         let v: Value = self.query(OP, &cmd).await?;
         let score = |v: Value| -> Result<u64> {

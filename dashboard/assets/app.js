@@ -561,6 +561,9 @@ async function viewDead(r, queue) {
   if (v.until) qs.set("until_ms", String(v.until));
   if (cursor) qs.set("cursor", cursor);
   const page = await api(`api/queues/${enc(queue)}/dead?${qs}`);
+  // An action on the whole filter stops at the newest letter this page
+  // showed: letters that die after the person looked are left alone.
+  if (!cursor) v.newest = page.newest || "0-0";
   const path = `api/queues/${enc(queue)}/dead`;
   const reason = h("select", { "data-testid": "dead-filter-reason" }, h("option", { value: "" }, "any reason"),
     page.reasons.map((x) => h("option", { value: x }, x)));
@@ -574,9 +577,10 @@ async function viewDead(r, queue) {
     v.selected.clear();
     render();
   };
+  const howMany = page.next || page.capped ? `more than ${page.jobs.length}` : String(page.jobs.length);
   const filterText = [v.reason && `reason=${v.reason}`, v.type && `type=${v.type}`,
     v.since && `since ${new Date(v.since).toISOString()}`, v.until && `until ${new Date(v.until).toISOString()}`].filter(Boolean).join(", ") || "no filter: EVERY dead job of the queue";
-  const filter = { reason: v.reason || null, type: v.type || null, since_ms: v.since, until_ms: v.until };
+  const filter = { reason: v.reason || null, type: v.type || null, since_ms: v.since, until_ms: v.until, upto: v.newest || "0-0" };
   const selected = [...v.selected];
   const done = (out) => { if (out) { v.selected.clear(); render(); } };
   const rows = page.jobs.map((j) => h("tr", { "data-testid": `dead-row-${j.dead_id}` },
@@ -601,9 +605,9 @@ async function viewDead(r, queue) {
         if (selected.length) done(await act(`Discard ${selected.length} selected dead job(s) for good?`, "Discard", `${path}/discard`, { ids: selected }));
       }, "danger"),
       actionButton("Replay all matching", "dead-replay-filter", async () =>
-        done(await act(`Replay every dead job of ${queue} matching: ${filterText}?`, "Replay all", `${path}/replay`, { filter }))),
+        done(await act(`Replay every dead job of ${queue} matching: ${filterText} (${howMany})?`, "Replay all", `${path}/replay`, { filter }))),
       actionButton("Discard all matching", "dead-discard-filter", async () =>
-        done(await act(`Discard every dead job of ${queue} matching: ${filterText}? They are deleted for good.`, "Discard all", `${path}/discard`, { filter })), "danger")),
+        done(await act(`Discard every dead job of ${queue} matching: ${filterText} (${howMany})? They are deleted for good.`, "Discard all", `${path}/discard`, { filter })), "danger")),
     page.jobs.length === 0 ? h("p", { class: "muted" }, "No dead jobs match.")
       : h("table", { "data-testid": "dead-table" },
         h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "job id"), h("th", {}, "type"), h("th", {}, "reason"),

@@ -3,9 +3,10 @@
 //! `Host` rule, and CSRF checks on every POST. Security headers go on
 //! every response.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -68,27 +69,62 @@ fn authenticated(state: &AppState, headers: &HeaderMap) -> bool {
     false
 }
 
-/// The host part of a `Host` header or an origin's authority, lowercased.
-fn host_of(authority: &str) -> String {
+/// The host part of a `Host` header, lowercased: `host` or `host:port`
+/// (`[v6]:port`), the port all digits; `None` for anything else (a
+/// browser never sends `localhost:1@evil.com`).
+fn host_of(authority: &str) -> Option<String> {
     let a = authority.trim().to_ascii_lowercase();
-    if let Some(rest) = a.strip_prefix('[') {
-        return rest
-            .split(']')
-            .next()
-            .map(|h| format!("[{h}]"))
-            .unwrap_or_default();
-    }
-    a.split(':').next().unwrap_or("").to_owned()
+    let (host, port) = if let Some(rest) = a.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        if !after.is_empty() && !after.starts_with(':') {
+            return None;
+        }
+        (format!("[{h}]"), after.strip_prefix(':'))
+    } else {
+        match a.split_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (a.clone(), None),
+        }
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    (port_ok && !host.is_empty()).then_some(host)
 }
 
 fn is_loopback_host(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let h = host_of(host);
-    h == "localhost"
-        || h == "[::1]"
-        || h.starts_with("127.") && h.parse::<std::net::Ipv4Addr>().is_ok()
+    host_of(host).is_some_and(|h| {
+        h == "localhost"
+            || h == "[::1]"
+            || h.starts_with("127.") && h.parse::<std::net::Ipv4Addr>().is_ok()
+    })
+}
+
+/// Headers a proxy adds for the client it forwards: a request carrying
+/// one came through a proxy, from whoever the proxy serves.
+const FORWARDED: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-real-ip",
+];
+
+/// The local-only rule: the `Host` is a loopback name (a DNS-rebinding
+/// page sends its own), the peer is a loopback address when the server
+/// passes it (`into_make_service_with_connect_info`, as the CLI does),
+/// and no proxy says it forwards someone else. A proxy on this machine
+/// that adds none of those headers and rewrites `Host` to
+/// `127.0.0.1` (nginx's default) still passes: such a proxy makes the
+/// dashboard as public as it is, so put a token on it.
+fn is_local(req: &Request) -> bool {
+    let headers = req.headers();
+    let peer_ok = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_none_or(|ConnectInfo(peer)| peer.ip().to_canonical().is_loopback());
+    is_loopback_host(headers) && peer_ok && !FORWARDED.iter().any(|h| headers.contains_key(*h))
 }
 
 /// A POST's CSRF checks: the custom header (a cross-site form cannot send
@@ -160,15 +196,15 @@ pub(crate) async fn guard(
 
 /// Ok with the request's [`Access`] in its extensions, or the refusal.
 fn check(state: &AppState, req: &mut Request) -> Result<(), Box<Response>> {
-    let headers = req.headers();
     let opts = &state.options;
-    if opts.local_only && !is_loopback_host(headers) {
+    if opts.local_only && !is_local(req) {
         return Err(Box::new(error(
             StatusCode::FORBIDDEN,
-            "this dashboard answers only to localhost (it has no token); \
-             start it with --token to serve it beyond",
+            "this dashboard answers only to localhost (it has no token), not through a \
+             proxy; start it with --token to serve it beyond",
         )));
     }
+    let headers = req.headers();
     let authed = opts.has_auth() && authenticated(state, headers);
     let access = Access {
         authenticated: authed,
@@ -236,9 +272,12 @@ mod tests {
 
     #[test]
     fn hosts_are_read_without_ports() {
-        assert_eq!(host_of("LOCALHOST:8080"), "localhost");
-        assert_eq!(host_of("[::1]:80"), "[::1]");
-        assert_eq!(host_of("127.0.0.1"), "127.0.0.1");
+        assert_eq!(host_of("LOCALHOST:8080").as_deref(), Some("localhost"));
+        assert_eq!(host_of("[::1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(host_of("127.0.0.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(host_of("localhost:1@evil.com"), None);
+        assert_eq!(host_of("localhost:"), None);
+        assert_eq!(host_of("[::1]x"), None);
         let mut h = HeaderMap::new();
         for (host, ok) in [
             ("localhost:1", true),
@@ -246,6 +285,8 @@ mod tests {
             ("[::1]:9", true),
             ("127.evil.com", false),
             ("localhost.evil.com", false),
+            ("localhost:1@evil.com", false),
+            ("127.0.0.1:80:80", false),
             ("example.com", false),
         ] {
             h.insert(header::HOST, HeaderValue::from_static(host));

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::access::{COOKIE, error};
-use crate::reads::failed;
+use crate::reads::{failed, is_entry_id};
 use crate::state::AppState;
 
 /// Most dead ids one request may name.
@@ -109,7 +109,7 @@ pub(crate) async fn logout(OriginalUri(uri): OriginalUri, headers: HeaderMap) ->
 
 /// `POST api/queues/{q}/pause`.
 pub(crate) async fn pause(State(state): State<Arc<AppState>>, Path(q): Path<String>) -> Response {
-    tracing::info!(queue = %q, "dashboard: pause");
+    tracing::info!(queue = ?q, "dashboard: pause");
     let r = state.inspector.pause(&q).await;
     state.overview.clear().await;
     match r {
@@ -124,7 +124,7 @@ pub(crate) async fn pause(State(state): State<Arc<AppState>>, Path(q): Path<Stri
 
 /// `POST api/queues/{q}/resume`.
 pub(crate) async fn resume(State(state): State<Arc<AppState>>, Path(q): Path<String>) -> Response {
-    tracing::info!(queue = %q, "dashboard: resume");
+    tracing::info!(queue = ?q, "dashboard: resume");
     let r = state.inspector.resume(&q).await;
     state.overview.clear().await;
     match r {
@@ -146,7 +146,7 @@ pub(crate) async fn run_now(
     Path(q): Path<String>,
     Json(body): Json<OneJob>,
 ) -> Response {
-    tracing::info!(queue = %q, id = %body.id, "dashboard: run now");
+    tracing::info!(queue = ?q, id = ?body.id, "dashboard: run now");
     let r = state
         .inspector
         .run_now(&q, &body.id, state.options.scan_cap)
@@ -170,7 +170,7 @@ pub(crate) async fn cancel(
     Path(q): Path<String>,
     Json(body): Json<OneJob>,
 ) -> Response {
-    tracing::info!(queue = %q, id = %body.id, "dashboard: cancel");
+    tracing::info!(queue = ?q, id = ?body.id, "dashboard: cancel");
     let r = state
         .inspector
         .cancel_job(&q, &body.id, state.options.scan_cap)
@@ -205,13 +205,6 @@ pub(crate) async fn cancel(
     }
 }
 
-/// `ms-seq`, both decimal: what the dead ids of an action must be.
-fn is_entry_id(id: &str) -> bool {
-    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
-    id.split_once('-')
-        .is_some_and(|(ms, seq)| digits(ms) && digits(seq))
-}
-
 /// Which dead letters an action takes: ids, or a filter's whole result.
 #[derive(Debug, Deserialize)]
 pub(crate) struct DeadTarget {
@@ -227,16 +220,23 @@ pub(crate) struct DeadFilterBody {
     job_type: Option<String>,
     since_ms: Option<u64>,
     until_ms: Option<u64>,
+    /// The newest dead entry the page showed when the person confirmed
+    /// (the dead page's `newest`): letters that arrived since are left
+    /// alone. `"0-0"` when the page showed none.
+    upto: Option<String>,
 }
 
-async fn dead_ids(
-    state: &AppState,
-    q: &str,
-    target: DeadTarget,
-) -> Result<Vec<String>, Box<Response>> {
+/// The most dead letters one action on a filter takes: a bigger result is
+/// done in several (the answer says more are left).
+const MAX_FILTER_IDS: usize = 100_000;
+
+/// The dead entry ids an action takes, and whether more matched.
+type Targets = (Vec<String>, bool);
+
+async fn dead_ids(state: &AppState, q: &str, target: DeadTarget) -> Result<Targets, Box<Response>> {
     match (target.ids, target.filter) {
         (Some(ids), None) if ids.len() <= MAX_IDS => match ids.iter().find(|id| !is_entry_id(id)) {
-            None => Ok(ids),
+            None => Ok((ids, false)),
             Some(bad) => Err(Box::new(error(
                 StatusCode::BAD_REQUEST,
                 format!("{bad:?} is not a dead entry id (like 1735689600000-0)"),
@@ -261,9 +261,16 @@ async fn dead_ids(
             if let Some(ms) = f.until_ms {
                 query = query.until_ms(ms);
             }
+            let upto = pick(f.upto);
+            if let Some(bad) = upto.as_ref().filter(|u| !is_entry_id(u)) {
+                return Err(Box::new(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("upto {bad:?} is not a dead entry id (like 1735689600000-0)"),
+                )));
+            }
             state
                 .inspector
-                .dead_ids_matching(q, &query)
+                .dead_ids_matching(q, &query, upto.as_deref(), MAX_FILTER_IDS)
                 .await
                 .map_err(|e| Box::new(failed(&e)))
         }
@@ -294,12 +301,17 @@ pub(crate) async fn dead_discard(
 
 /// Replays (`replay`) or discards the dead letters `target` names.
 async fn on_dead(state: &AppState, q: &str, target: DeadTarget, replay: bool) -> Response {
-    let ids = match dead_ids(state, q, target).await {
-        Ok(ids) => ids,
+    let (ids, more) = match dead_ids(state, q, target).await {
+        Ok(found) => found,
         Err(r) => return *r,
     };
+    let left = if more {
+        format!(" (the newest {MAX_FILTER_IDS}; more match: do it again for the rest)")
+    } else {
+        String::new()
+    };
     let verb = if replay { "replay" } else { "discard" };
-    tracing::info!(queue = %q, count = ids.len(), "dashboard: {verb} dead letters");
+    tracing::info!(queue = ?q, count = ids.len(), "dashboard: {verb} dead letters");
     let r = if replay {
         state.inspector.dead_replay_entries(q, &ids).await
     } else {
@@ -307,8 +319,8 @@ async fn on_dead(state: &AppState, q: &str, target: DeadTarget, replay: bool) ->
     };
     state.overview.clear().await;
     match r {
-        Ok(n) if replay => done(format!("{n} replayed to ready"), n),
-        Ok(n) => done(format!("{n} discarded"), n),
+        Ok(n) if replay => done(format!("{n} replayed to ready{left}"), n),
+        Ok(n) => done(format!("{n} discarded{left}"), n),
         Err(e) => failed(&e),
     }
 }

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use jobstream_core::workers::RateLimitInfo;
 
 use crate::access::{Access, error};
+use crate::payload::{scrub_dead, scrub_job};
 use crate::state::{AppState, MISSING_FOR, Seen};
 
 /// Jobs per page unless asked otherwise, and the most a page may ask.
@@ -111,6 +112,27 @@ impl ListParams {
     }
 }
 
+/// `ms-seq`, both decimal: a stream entry id (a cursor, a dead id).
+pub(crate) fn is_entry_id(id: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    id.split_once('-')
+        .is_some_and(|(ms, seq)| digits(ms) && digits(seq))
+}
+
+/// Why job id `id` is refused (empty, or longer than any job id), if it is.
+fn bad_id(id: &str) -> Option<Response> {
+    if id.is_empty() {
+        Some(error(StatusCode::BAD_REQUEST, "give a job id"))
+    } else if id.len() > 1024 {
+        Some(error(
+            StatusCode::BAD_REQUEST,
+            "no job id is that long (at most 1,024 bytes are looked for)",
+        ))
+    } else {
+        None
+    }
+}
+
 fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
@@ -144,10 +166,22 @@ pub(crate) async fn jobs(
         filter = filter.job_type(t);
     }
     if let Some(c) = non_empty(&p.cursor) {
+        let fits = if place == Place::Scheduled {
+            c.parse::<u32>().is_ok()
+        } else {
+            is_entry_id(c)
+        };
+        if !fits {
+            return error(StatusCode::BAD_REQUEST, "not a cursor this list gave");
+        }
         filter = filter.after(c);
     }
     match state.inspector.jobs(&q, place, &filter).await {
-        Ok(page) => ok(serde_json::to_value(&page).unwrap_or_default()),
+        Ok(mut page) => {
+            let hide = state.options.hide_payloads;
+            page.jobs.iter_mut().for_each(|j| scrub_job(j, hide));
+            ok(serde_json::to_value(&page).unwrap_or_default())
+        }
         Err(e) => failed(&e),
     }
 }
@@ -171,14 +205,17 @@ pub(crate) async fn find(
     Query(p): Query<IdParam>,
 ) -> Response {
     let id = p.id.trim();
-    if id.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "give a job id");
+    if let Some(refused) = bad_id(id) {
+        return refused;
     }
     let inspector = &state.inspector;
-    let found = match locate(&state, &q, &p, false).await {
+    let mut found = match locate(&state, &q, &p, false).await {
         Ok(f) => f,
         Err(e) => return failed(&e),
     };
+    if let Some(j) = found.job.as_mut() {
+        scrub_job(j, state.options.hide_payloads);
+    }
     let record = match inspector.record(&q, id).await {
         Ok(r) => r,
         Err(e) => return failed(&e),
@@ -275,7 +312,9 @@ async fn locate(
     let id = p.id.trim();
     let mut hints = Vec::new();
     if let Some(place) = p.state.as_deref().and_then(place) {
-        hints.push(QueuedJob::seen_at(id, place, p.entry.as_deref(), p.due));
+        // A hint that is not an entry id is the caller's mistake: ignored.
+        let entry = p.entry.as_deref().filter(|e| is_entry_id(e));
+        hints.push(QueuedJob::seen_at(id, place, entry, p.due));
     }
     let seen = state.locations.get(q, id);
     if let Some(Seen::At(job)) = &seen {
@@ -311,6 +350,9 @@ pub(crate) async fn job(
     Extension(access): Extension<Access>,
 ) -> Response {
     let id = p.id.trim();
+    if let Some(refused) = bad_id(id) {
+        return refused;
+    }
     let inspector = &state.inspector;
     let hide = state.options.hide_payloads;
     let (found, record) =
@@ -318,7 +360,10 @@ pub(crate) async fn job(
             Ok(v) => v,
             Err(e) => return failed(&e),
         };
-    let job = found.job;
+    let mut job = found.job;
+    if let Some(j) = job.as_mut() {
+        scrub_job(j, hide);
+    }
     let (payload, payload_error) = match &job {
         Some(_) if hide => (Value::Null, None),
         Some(j) => match crate::payload::to_json(&j.payload) {
@@ -387,9 +432,14 @@ pub(crate) async fn dead(
     Path(q): Path<String>,
     Query(p): Query<ListParams>,
 ) -> Response {
+    if non_empty(&p.cursor).is_some_and(|c| !is_entry_id(c)) {
+        return error(StatusCode::BAD_REQUEST, "not a cursor this list gave");
+    }
     let query = dead_query(&p, list_cap(&state));
     match state.inspector.dead_page(&q, &query).await {
-        Ok(page) => {
+        Ok(mut page) => {
+            let hide = state.options.hide_payloads;
+            page.jobs.iter_mut().for_each(|j| scrub_dead(j, hide));
             let mut v = serde_json::to_value(&page).unwrap_or_default();
             v["reasons"] = json!(REASONS);
             ok(v)

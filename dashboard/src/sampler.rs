@@ -36,10 +36,16 @@ pub(crate) fn spawn(state: &Arc<AppState>) {
     });
 }
 
+/// Samples every queue; one that fails (a name in the queue set that is
+/// not a valid queue name, a key of the wrong type) does not stop the
+/// others. The first error is returned.
 async fn sample_all(state: &AppState) -> jobstream_producer::Result<()> {
     let step = state.options.history_step.as_millis() as u64;
+    let mut first = None;
     for queue in state.inspector.queues().await? {
-        state.inspector.record_sample(&queue, step).await?;
+        if let Err(e) = state.inspector.record_sample(&queue, step).await {
+            first.get_or_insert(e);
+        }
     }
-    Ok(())
+    first.map_or(Ok(()), Err)
 }

@@ -35,7 +35,8 @@ pub struct Inspector {
 pub struct DeadJob {
     /// Entry id in the dead stream (what replay and discard take).
     pub dead_id: String,
-    /// Job id (stable across retries and replays).
+    /// Job id (stable across retries and replays); for a packed job, the
+    /// `id` inside `raw`.
     pub job_id: String,
     /// Job type.
     pub job_type: String,
@@ -122,6 +123,12 @@ impl DeadJob {
             && let Some((_, t)) = job.raw_fields.iter().find(|(k, _)| k == "type")
         {
             job.job_type = t.clone();
+        }
+        // A packed job's id is in it: found and shown by it like any other.
+        if job.job_id.is_empty()
+            && let Some((_, id)) = job.raw_fields.iter().find(|(k, _)| k == "id")
+        {
+            job.job_id = id.clone();
         }
         if job.enqueued_at == 0 {
             job.enqueued_at = entry_id_ms(&job.job_id).unwrap_or(0);

@@ -10,6 +10,7 @@ use jobstream_core::{JobRecord, Result};
 use serde::Serialize;
 
 use crate::inspect::{DeadJob, Inspector, Place, PlainCancel, QueuedJob};
+use crate::read_batch::{ReadBatch, entry_bytes};
 
 /// Which dead letters [`Inspector::dead_page`] lists. Empty filters match
 /// everything.
@@ -97,6 +98,10 @@ pub struct DeadPage {
     pub scanned: usize,
     /// True when the read stopped at the scan cap with entries left.
     pub capped: bool,
+    /// The newest entry read (on a first page: the newest dead letter
+    /// within the bounds), what [`Inspector::dead_ids_matching`] takes as
+    /// `upto` so an action on a filter leaves later letters alone.
+    pub newest: Option<String>,
 }
 
 /// A job that a worker is running.
@@ -146,21 +151,30 @@ pub enum Cancelled {
 
 impl Inspector {
     /// Dead letters of `queue`, newest first, matching `query`: at most
-    /// `query.limit` jobs from at most `query.scan_cap` entries
-    /// (`XREVRANGE` with `COUNT`, the time bounds as entry ids).
+    /// `query.limit` jobs from at most `query.scan_cap` entries and 64 MiB
+    /// (`XREVRANGE` with `COUNT`, the time bounds as entry ids; the count
+    /// sized to the entries, so a page of big packed jobs is read a few
+    /// at a time).
     pub async fn dead_page(&self, queue: &str, query: &DeadQuery) -> Result<DeadPage> {
         let store = self.store(queue)?;
         let limit = query.limit.max(1);
         let cap = query.scan_cap.max(limit);
         let (mut end, start) = query.bounds();
         let mut page = DeadPage::default();
+        let mut reads = ReadBatch::new(500);
         loop {
-            let count = (cap - page.scanned).min(500);
+            // No more than the page still needs when every entry matches.
+            let needed = limit - page.jobs.len();
+            let count = (cap - page.scanned).min(reads.count()).min(needed.max(10));
             let entries = store.dead_entries_rev(&end, &start, count).await?;
+            reads.saw(entries.iter().map(entry_bytes));
             let full = entries.len() == count;
             for entry in entries {
                 page.scanned += 1;
                 let id = entry.id.clone();
+                if page.newest.is_none() {
+                    page.newest = Some(id.clone());
+                }
                 let job = DeadJob::from_entry(entry);
                 if query.matches(&job) {
                     page.jobs.push(job);
@@ -174,7 +188,7 @@ impl Inspector {
             if !full {
                 return Ok(page);
             }
-            if page.scanned >= cap {
+            if page.scanned >= cap || reads.spent() {
                 page.capped = true;
                 page.next = end.strip_prefix('(').map(str::to_owned);
                 return Ok(page);
@@ -206,27 +220,48 @@ impl Inspector {
         Ok(n)
     }
 
-    /// Every dead entry id matching `query` (its time bounds and filters;
-    /// its paging ignored), for an action on a filter's whole result. Reads
-    /// the dead stream within the bounds, 500 entries at a time.
-    pub async fn dead_ids_matching(&self, queue: &str, query: &DeadQuery) -> Result<Vec<String>> {
+    /// The dead entry ids matching `query` (its time bounds and filters;
+    /// its paging ignored), newest first, for an action on a filter's
+    /// whole result: at most `max` of them, and none newer than `upto`
+    /// (the newest entry a person saw when they confirmed, so letters that
+    /// arrived since are left alone). Reads the dead stream within the
+    /// bounds, a reply of about a megabyte at a time. The ids, and whether
+    /// more matched than `max`.
+    pub async fn dead_ids_matching(
+        &self,
+        queue: &str,
+        query: &DeadQuery,
+        upto: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<String>, bool)> {
         let store = self.store(queue)?;
         let mut q = query.clone();
         q.before = None;
         let (mut end, start) = q.bounds();
+        if let Some(upto) = upto
+            && end_after(&end, upto)
+        {
+            end = upto.to_owned();
+        }
         let mut ids = Vec::new();
+        let mut reads = ReadBatch::new(500);
         loop {
-            let entries = store.dead_entries_rev(&end, &start, 500).await?;
-            let full = entries.len() == 500;
+            let count = reads.count();
+            let entries = store.dead_entries_rev(&end, &start, count).await?;
+            reads.saw(entries.iter().map(entry_bytes));
+            let full = entries.len() == count;
             for entry in entries {
                 end = format!("({}", entry.id);
                 let id = entry.id.clone();
                 if q.matches(&DeadJob::from_entry(entry)) {
+                    if ids.len() >= max {
+                        return Ok((ids, true));
+                    }
                     ids.push(id);
                 }
             }
             if !full {
-                return Ok(ids);
+                return Ok((ids, false));
             }
         }
     }
@@ -369,5 +404,39 @@ impl Inspector {
     /// The server's clock now, unix ms.
     pub async fn server_now_ms(&self) -> Result<u64> {
         self.redis_handle()?.server_now_ms().await
+    }
+}
+
+/// True when `XREVRANGE` end bound `end` (`+`, `(id`, `id` or an
+/// incomplete id `ms`) may reach past entry id `upto`.
+fn end_after(end: &str, upto: &str) -> bool {
+    let parse = |id: &str| -> Option<(u64, u64)> {
+        let id = id.strip_prefix('(').unwrap_or(id);
+        match id.split_once('-') {
+            Some((ms, seq)) => Some((ms.parse().ok()?, seq.parse().ok()?)),
+            None => Some((id.parse().ok()?, u64::MAX)),
+        }
+    };
+    match (end, parse(upto)) {
+        (_, None) => false,
+        ("+", Some(_)) => true,
+        (e, Some(u)) => parse(e).is_none_or(|e| e > u),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::end_after;
+
+    #[test]
+    fn the_lower_end_bound_wins() {
+        assert!(end_after("+", "5-0"));
+        assert!(end_after("6", "5-0"));
+        assert!(end_after("5", "5-0"), "an incomplete id reaches 5-max");
+        assert!(!end_after("4", "5-0"));
+        assert!(!end_after("(5-0", "5-0"));
+        assert!(end_after("(6-0", "5-0"));
+        assert!(!end_after("5-0", "5-0"));
+        assert!(!end_after("+", "junk"), "an unreadable upto is ignored");
     }
 }

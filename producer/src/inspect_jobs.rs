@@ -5,6 +5,8 @@
 use jobstream_core::envelope::{entry_id_ms, field, msgpack_to_fields};
 use jobstream_core::store_browse::{PURGE_BATCH, PurgeOf, WithdrawFrom, Withdrawn};
 use jobstream_core::{QueueStore, Result, StreamEntry};
+
+use crate::read_batch::{ReadBatch, entry_bytes};
 use serde::Serialize;
 
 use super::{DeadJob, Inspector};
@@ -309,6 +311,8 @@ pub(crate) fn decode_member(member: &[u8], due: u64) -> QueuedJob {
 /// while after (or behind).
 const UUID_BEFORE_MS: u64 = 5_000;
 const UUID_AFTER_MS: u64 = 120_000;
+/// Where the forward read starts: this much before the id's time.
+const UUID_SKEW_MS: u64 = 50;
 
 /// The unix ms of a UUIDv7 id, if `id` is one.
 fn uuid_v7_ms(id: &str) -> Option<u64> {
@@ -373,9 +377,9 @@ impl Inspector {
 
     /// The jobs of `queue` in `state`, oldest (earliest due) first, a page
     /// at a time: at most `filter.limit` jobs, reading at most
-    /// `filter.scan_cap` entries, from `filter.after` (an earlier page's
-    /// [`JobsPage::next`]). Payloads are in [`QueuedJob::payload`], never
-    /// in its JSON.
+    /// `filter.scan_cap` entries (and, with a cap, at most 64 MiB), from
+    /// `filter.after` (an earlier page's [`JobsPage::next`]). Payloads are
+    /// in [`QueuedJob::payload`], never in its JSON.
     pub async fn jobs(&self, queue: &str, state: Place, filter: &JobsFilter) -> Result<JobsPage> {
         let store = self.store(queue)?;
         let mut page = JobsPage::default();
@@ -389,15 +393,17 @@ impl Inspector {
                 cursor = Some(last);
             }
         }
+        let mut reads = ReadBatch::new(PAGE);
         loop {
-            let batch = match filter.limit {
+            let wanted = match filter.limit {
                 0 => PAGE,
                 n => PAGE
                     .min(n.saturating_sub(page.jobs.len()).max(1) * 4)
                     .max(50),
             };
+            let count = wanted.min(reads.count());
             let (jobs, next) = self
-                .jobs_batch(&store, state, cursor.as_deref(), batch)
+                .jobs_batch(&store, state, cursor.as_deref(), count, &mut reads)
                 .await?;
             let more = next.is_some();
             for (job, at) in jobs {
@@ -414,7 +420,7 @@ impl Inspector {
             if !more {
                 return Ok(page);
             }
-            if filter.scan_cap > 0 && page.scanned >= filter.scan_cap {
+            if filter.scan_cap > 0 && (page.scanned >= filter.scan_cap || reads.spent()) {
                 page.capped = true;
                 page.next = cursor;
                 return Ok(page);
@@ -424,13 +430,15 @@ impl Inspector {
 
     /// One read of at most `count` jobs of `state` after `cursor`: each
     /// job with the cursor that continues after it, and the cursor after
-    /// the batch when it may not be the last.
+    /// the batch when it may not be the last. The entries' sizes go to
+    /// `reads`.
     async fn jobs_batch(
         &self,
         store: &QueueStore,
         state: Place,
         cursor: Option<&str>,
         count: usize,
+        reads: &mut ReadBatch,
     ) -> Result<(Vec<(QueuedJob, String)>, Option<String>)> {
         let after = |c: Option<&str>| c.map_or_else(|| "-".to_owned(), |c| format!("({c}"));
         let mut out = Vec::new();
@@ -441,6 +449,7 @@ impl Inspector {
                 } else {
                     store.dead_entries(&after(cursor), count).await?
                 };
+                reads.saw(entries.iter().map(entry_bytes));
                 let full = entries.len() == count;
                 for e in &entries {
                     let job = if state == Place::Ready {
@@ -457,6 +466,7 @@ impl Inspector {
                 let pending = store.pending_entries(&after(cursor), count).await?;
                 let ids: Vec<&str> = pending.iter().map(|p| p.id.as_str()).collect();
                 let entries = store.ready_entries_by_id(&ids).await?;
+                reads.saw(entries.iter().flatten().map(entry_bytes));
                 for (p, e) in pending.iter().zip(entries) {
                     let job = match e {
                         Some(e) => QueuedJob::from_entry(Place::InFlight, &e),
@@ -484,21 +494,29 @@ impl Inspector {
                 // one, which a person paging through does not mind.
                 let offset: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
                 let members = store.scheduled_members(offset, count).await?;
+                reads.saw(members.iter().map(|(m, _)| m.len()));
                 let n = members.len();
                 for (i, (member, due)) in members.iter().enumerate() {
-                    out.push((decode_member(member, *due), (offset + i + 1).to_string()));
+                    let at = offset.saturating_add(i + 1);
+                    out.push((decode_member(member, *due), at.to_string()));
                 }
-                Ok((out, (n == count).then(|| (offset + n).to_string())))
+                let next = offset.saturating_add(n);
+                Ok((out, (n == count).then(|| next.to_string())))
             }
         }
     }
 
     /// Finds job `id` (a job id, or a `ready`/dead entry id) in `queue`:
     /// in `ready` (undelivered or in flight), `scheduled` or dead. Reads
-    /// at most `scan_cap` entries of each (0 = no cap).
+    /// at most `scan_cap` entries of each (0 = no cap), and with a cap at
+    /// most 64 MiB of each.
     pub async fn find_job(&self, queue: &str, id: &str, scan_cap: usize) -> Result<FoundJob> {
-        let store = self.store(queue)?;
         let mut found = FoundJob::default();
+        if id.is_empty() {
+            // No job has an empty id that could be told from another.
+            return Ok(found);
+        }
+        let store = self.store(queue)?;
         // An entry id: one lookup.
         if is_entry_id(id)
             && let Some(Some(e)) = store.ready_entries_by_id(&[id]).await?.pop()
@@ -511,40 +529,27 @@ impl Inspector {
         }
         // A UUIDv7 (what the Rust producer writes) carries its enqueue
         // time: a job sent to ready at once has an entry id within
-        // moments of it. One bounded read finds it in any backlog.
+        // moments of it.
         if let Some(ms) = uuid_v7_ms(id) {
-            let end = (ms + UUID_AFTER_MS).to_string();
-            let mut start = ms.saturating_sub(UUID_BEFORE_MS).to_string();
-            let budget = scan_cap.max(10_000);
-            let mut read = 0;
-            while read < budget {
-                let entries = store.ready_range(&start, &end, 1000).await?;
-                read += entries.len();
-                if let Some(e) = entries
-                    .iter()
-                    .find(|e| QueuedJob::from_entry(Place::Ready, e).id == id)
-                {
-                    found.scanned += read;
-                    found.job = Some(
-                        self.placed(&store, QueuedJob::from_entry(Place::Ready, e))
-                            .await?,
-                    );
-                    return Ok(found);
-                }
-                match entries.last() {
-                    Some(last) if entries.len() == 1000 => start = format!("({}", last.id),
-                    _ => break,
-                }
-            }
+            let (entry, read) = self.find_near(&store, id, ms, scan_cap).await?;
             found.scanned += read;
+            if let Some(e) = entry {
+                found.job = Some(
+                    self.placed(&store, QueuedJob::from_entry(Place::Ready, &e))
+                        .await?,
+                );
+                return Ok(found);
+            }
         }
-        let over = |n: usize| scan_cap > 0 && n >= scan_cap;
+        let over = |n: usize, reads: &ReadBatch| scan_cap > 0 && (n >= scan_cap || reads.spent());
         // ready, in pages.
         let mut start = "-".to_owned();
-        let mut scanned = 0;
+        let (mut scanned, mut reads) = (0, ReadBatch::new(1000));
         loop {
-            let entries = store.ready_entries(&start, 1000).await?;
-            let more = entries.len() == 1000;
+            let count = reads.count();
+            let entries = store.ready_entries(&start, count).await?;
+            reads.saw(entries.iter().map(entry_bytes));
+            let more = entries.len() == count;
             scanned += entries.len();
             if let Some(e) = entries
                 .iter()
@@ -562,18 +567,20 @@ impl Inspector {
             if !more {
                 break;
             }
-            if over(scanned) {
+            if over(scanned, &reads) {
                 found.capped = true;
                 break;
             }
         }
         found.scanned += scanned;
         // scheduled.
-        let (mut offset, mut scanned) = (0, 0);
+        let (mut offset, mut scanned, mut reads) = (0usize, 0, ReadBatch::new(1000));
         loop {
-            let members = store.scheduled_members(offset, 1000).await?;
-            let more = members.len() == 1000;
-            offset += members.len();
+            let count = reads.count();
+            let members = store.scheduled_members(offset, count).await?;
+            reads.saw(members.iter().map(|(m, _)| m.len()));
+            let more = members.len() == count;
+            offset = offset.saturating_add(members.len());
             scanned += members.len();
             for (member, due) in &members {
                 let job = decode_member(member, *due);
@@ -586,7 +593,7 @@ impl Inspector {
             if !more {
                 break;
             }
-            if over(scanned) {
+            if over(scanned, &reads) {
                 found.capped = true;
                 break;
             }
@@ -600,9 +607,64 @@ impl Inspector {
         Ok(found)
     }
 
+    /// The `ready` entry of UUIDv7 job `id` made at `ms` (its producer's
+    /// clock), looked for near that time: forward from a moment before
+    /// it (a producer's clock a little behind Redis's, or the usual
+    /// enqueue delay, puts the entry just after), then backwards from
+    /// there (a producer's clock ahead of Redis's puts it before). Each
+    /// direction reads at most `scan_cap` entries (at least 10,000): a
+    /// burst of enqueues before the job never hides it, since the
+    /// nearest entries are read first. The entry, and the entries read.
+    async fn find_near(
+        &self,
+        store: &QueueStore,
+        id: &str,
+        ms: u64,
+        scan_cap: usize,
+    ) -> Result<(Option<StreamEntry>, usize)> {
+        let budget = scan_cap.max(10_000);
+        let pivot = ms.saturating_sub(UUID_SKEW_MS);
+        // Forward from `pivot`; backwards from the last ms before it (an
+        // incomplete id as the end means its last sequence number).
+        let mut bounds = vec![(pivot.to_string(), (ms + UUID_AFTER_MS).to_string(), false)];
+        if pivot > 0 {
+            let to = ms.saturating_sub(UUID_BEFORE_MS).to_string();
+            bounds.push(((pivot - 1).to_string(), to, true));
+        }
+        let mut read = 0;
+        for (mut from, to, backwards) in bounds {
+            let (mut n, mut reads) = (0, ReadBatch::new(1000));
+            while n < budget && !reads.spent() {
+                let count = reads.count();
+                let entries = if backwards {
+                    store.ready_range_rev(&from, &to, count).await?
+                } else {
+                    store.ready_range(&from, &to, count).await?
+                };
+                reads.saw(entries.iter().map(entry_bytes));
+                n += entries.len();
+                let full = entries.len() == count;
+                let next = entries.last().map(|e| format!("({}", e.id));
+                if let Some(e) = entries
+                    .into_iter()
+                    .find(|e| QueuedJob::from_entry(Place::Ready, e).id == id)
+                {
+                    return Ok((Some(e), read + n));
+                }
+                match next {
+                    Some(next) if full => from = next,
+                    _ => break,
+                }
+            }
+            read += n;
+        }
+        Ok((None, read))
+    }
+
     /// Job `id` (a job id or a dead entry id) among the dead letters,
-    /// newest first, reading at most `scan_cap` entries (0 = no cap):
-    /// the job, the entries read, whether the cap stopped the read.
+    /// newest first, reading at most `scan_cap` entries (0 = no cap; with
+    /// a cap, at most 64 MiB): the job, the entries read, whether the cap
+    /// stopped the read.
     async fn find_dead(
         &self,
         store: &QueueStore,
@@ -610,24 +672,26 @@ impl Inspector {
         scan_cap: usize,
     ) -> Result<(Option<QueuedJob>, usize, bool)> {
         let mut end = "+".to_owned();
-        let mut scanned = 0;
+        let (mut scanned, mut reads) = (0, ReadBatch::new(1000));
         loop {
-            let entries = store.dead_entries_rev(&end, "-", 1000).await?;
-            let more = entries.len() == 1000;
+            let count = reads.count();
+            let entries = store.dead_entries_rev(&end, "-", count).await?;
+            reads.saw(entries.iter().map(entry_bytes));
+            let more = entries.len() == count;
             scanned += entries.len();
             if let Some(last) = entries.last() {
                 end = format!("({}", last.id);
             }
             for e in entries {
                 let dead = DeadJob::from_entry(e);
-                if dead.job_id == id || dead.dead_id == id {
+                if !id.is_empty() && (dead.job_id == id || dead.dead_id == id) {
                     return Ok((Some(QueuedJob::from_dead(&dead)), scanned, false));
                 }
             }
             if !more {
                 return Ok((None, scanned, false));
             }
-            if scan_cap > 0 && scanned >= scan_cap {
+            if scan_cap > 0 && (scanned >= scan_cap || reads.spent()) {
                 return Ok((None, scanned, true));
             }
         }
@@ -640,18 +704,20 @@ impl Inspector {
         id: &str,
         cap: usize,
     ) -> Result<Option<(Vec<u8>, QueuedJob)>> {
-        let mut offset = 0;
+        let (mut offset, mut reads) = (0usize, ReadBatch::new(1000));
         loop {
-            let members = store.scheduled_members(offset, 1000).await?;
-            let more = members.len() == 1000;
-            offset += members.len();
+            let count = reads.count();
+            let members = store.scheduled_members(offset, count).await?;
+            reads.saw(members.iter().map(|(m, _)| m.len()));
+            let more = members.len() == count;
+            offset = offset.saturating_add(members.len());
             for (member, due) in members {
                 let job = decode_member(&member, due);
                 if job.id == id {
                     return Ok(Some((member, job)));
                 }
             }
-            if !more || (cap > 0 && offset >= cap) {
+            if !more || (cap > 0 && (offset >= cap || reads.spent())) {
                 return Ok(None);
             }
         }

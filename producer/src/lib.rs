@@ -44,6 +44,7 @@ mod inspect_limits;
 mod inspect_pause;
 mod job;
 mod lifecycle;
+mod read_batch;
 pub mod testing;
 mod trace;
 

@@ -775,7 +775,14 @@ fn workers_lists_live_and_stale_workers() {
     };
     let find =
         |ws: &[serde_json::Value], name: &str| ws.iter().find(|w| w["name"] == name).cloned();
-    let ws = list();
+    // A worker logs its name as it starts, a moment before its first
+    // heartbeat: wait for both to be listed.
+    let mut ws = list();
+    let listed = wait_until(Duration::from_secs(10), || {
+        ws = list();
+        find(&ws, &a_name).is_some() && find(&ws, &b_name).is_some()
+    });
+    assert!(listed, "both workers are listed: {ws:?}");
     let wa = find(&ws, &a_name).expect("worker a is listed");
     assert_eq!(
         (wa["state"].as_str(), wa["concurrency"].as_u64()),

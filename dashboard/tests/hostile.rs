@@ -1,0 +1,407 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The dashboard against what a hostile producer, a proxy or a careless
+//! caller sends: job data in fields other than `payload` with payloads
+//! hidden, wide jobs (read a few at a time, cut on the page), a proxy in
+//! front of a local-only dashboard, cursors and ids that are not ones, and
+//! dead letters that arrive between a look and a confirmed action. Each
+//! against a real Redis.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use jobstream_dashboard::{Dashboard, DashboardOptions};
+use jobstream_testkit::{RedisServer, unique_queue};
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, String) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 26)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path)
+        .header(header::HOST, "127.0.0.1:8080")
+        .body(Body::empty())
+        .unwrap()
+}
+
+async fn json_of(app: &Router, path: &str) -> Value {
+    let (status, body) = send(app, get(path)).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn dashboard(server: &RedisServer, options: DashboardOptions) -> Router {
+    Dashboard::connect(&server.url(), "jobstream", options)
+        .await
+        .unwrap()
+        .router()
+}
+
+async fn conn(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// A MessagePack map of text keys to binary values (a packed job).
+fn packed(fields: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = vec![0x80 | u8::try_from(fields.len()).unwrap()];
+    for (k, v) in fields {
+        out.push(0xa0 | u8::try_from(k.len()).unwrap());
+        out.extend_from_slice(k.as_bytes());
+        out.push(0xc6);
+        out.extend_from_slice(&u32::try_from(v.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+#[tokio::test]
+async fn hidden_payloads_hide_every_field_that_carries_job_data() {
+    let server = RedisServer::start();
+    let queue = unique_queue("dash-hide");
+    let mut c = conn(&server).await;
+    let ready = format!("jobstream:{{{queue}}}:ready");
+    let dead = format!("jobstream:{{{queue}}}:dead");
+    let payload = rmp_serde::to_vec(&"SECRET-payload").unwrap();
+    let _: String = c
+        .xadd(
+            &ready,
+            "*",
+            &[
+                ("id", b"chained-1".as_slice()),
+                ("type", b"step"),
+                ("payload", &payload),
+                ("chain", b"SECRET-chain-step"),
+                ("prev_result", b"SECRET-previous-result"),
+            ],
+        )
+        .await
+        .unwrap();
+    // A packed dead letter (a job too wide for the script), with job data
+    // inside.
+    let raw = packed(&[
+        ("id", b"packed-1"),
+        ("type", b"wide"),
+        ("payload", &payload),
+        ("chain", b"SECRET-packed-chain"),
+    ]);
+    let _: String = c
+        .xadd(
+            &dead,
+            "*",
+            &[
+                ("raw", raw.as_slice()),
+                ("reason", b"malformed"),
+                ("error_class", b"malformed"),
+                ("error", b"too wide"),
+            ],
+        )
+        .await
+        .unwrap();
+    let _: i64 = c.sadd("jobstream:queues", &queue).await.unwrap();
+
+    let hidden = dashboard(
+        &server,
+        DashboardOptions::default().local_only().hide_payloads(),
+    )
+    .await;
+    let shown = dashboard(&server, DashboardOptions::default().local_only()).await;
+    let paths = [
+        format!("/api/queues/{queue}/jobs?state=ready"),
+        format!("/api/queues/{queue}/find?id=chained-1"),
+        format!("/api/queues/{queue}/job?id=chained-1"),
+        format!("/api/queues/{queue}/dead"),
+        format!("/api/queues/{queue}/jobs?state=dead"),
+        format!("/api/queues/{queue}/find?id=packed-1"),
+        format!("/api/queues/{queue}/job?id=packed-1"),
+    ];
+    for path in &paths {
+        let (status, body) = send(&hidden, get(path)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert!(!body.contains("SECRET"), "{path} leaks job data: {body}");
+    }
+    // Shown: the fields are there, the packed job is found by its own id,
+    // and the raw bytes never reach the page.
+    let v = json_of(&shown, &paths[2]).await;
+    assert_eq!(v["payload"], "SECRET-payload");
+    let v = json_of(&shown, &paths[5]).await;
+    assert_eq!(v["job"]["id"], "packed-1", "{v}");
+    assert_eq!(v["job"]["state"], "dead");
+    let v = json_of(&shown, &paths[3]).await;
+    assert_eq!(v["jobs"][0]["job_id"], "packed-1");
+    assert_eq!(v["jobs"][0]["raw_hex"], "");
+}
+
+/// The `COUNT` of every `XRANGE`/`XREVRANGE` on `key` the server's slow
+/// log holds (it logs every command: `slowlog-log-slower-than 0`).
+async fn counts_read(c: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<usize> {
+    let log: Vec<redis::Value> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(10_000)
+        .query_async(c)
+        .await
+        .unwrap();
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        redis::Value::SimpleString(s) => s.clone(),
+        _ => String::new(),
+    };
+    let mut counts = Vec::new();
+    for entry in log {
+        let redis::Value::Array(parts) = entry else {
+            continue;
+        };
+        let Some(redis::Value::Array(args)) = parts.get(3) else {
+            continue;
+        };
+        let args: Vec<String> = args.iter().map(text).collect();
+        if args.len() == 6 && args[0].contains("RANGE") && args[1] == key && args[4] == "COUNT" {
+            counts.push(args[5].parse().unwrap());
+        }
+    }
+    counts.reverse(); // the log is newest first
+    counts
+}
+
+#[tokio::test]
+async fn wide_jobs_are_read_a_few_at_a_time_and_cut_on_the_page() {
+    let server = RedisServer::start();
+    let queue = unique_queue("dash-wide");
+    let mut c = conn(&server).await;
+    let ready = format!("jobstream:{{{queue}}}:ready");
+    let big = vec![b'w'; 1 << 20];
+    for i in 0..12 {
+        let id = format!("wide-{i}");
+        let _: String = c
+            .xadd(
+                &ready,
+                "*",
+                &[
+                    ("id", id.as_bytes()),
+                    ("type", b"wide".as_slice()),
+                    ("payload", b"\x01"),
+                    ("note", &big),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    let _: i64 = c.sadd("jobstream:queues", &queue).await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(0)
+        .arg("slowlog-max-len")
+        .arg(10_000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let app = dashboard(&server, DashboardOptions::default().local_only()).await;
+    let (status, body) = send(
+        &app,
+        get(&format!("/api/queues/{queue}/jobs?state=ready&limit=50")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 12);
+    assert!(
+        body.len() < 100_000,
+        "a page of 12 MiB of jobs is {} bytes",
+        body.len()
+    );
+    let note = v["jobs"][0]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f[0] == "note")
+        .unwrap()[1]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        note.ends_with(&format!("({} bytes in all)", 1 << 20)),
+        "{}",
+        &note[note.len() - 40..]
+    );
+    // The first read asks for a few; once an entry of 1 MiB is seen, one
+    // at a time: no reply is much over a megabyte.
+    let counts = counts_read(&mut c, &ready).await;
+    assert!(!counts.is_empty());
+    assert!(counts[0] <= 10, "counts: {counts:?}");
+    assert!(counts[1..].iter().all(|&n| n == 1), "counts: {counts:?}");
+}
+
+#[tokio::test]
+async fn local_only_refuses_proxied_requests_remote_peers_and_odd_hosts() {
+    let server = RedisServer::start();
+    let app = dashboard(&server, DashboardOptions::default().local_only()).await;
+    let with = |name: &str, value: &str| {
+        Request::get("/api/overview")
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(name, value)
+            .body(Body::empty())
+            .unwrap()
+    };
+    for (name, value) in [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("forwarded", "for=203.0.113.9"),
+        ("x-real-ip", "203.0.113.9"),
+        ("x-forwarded-host", "dash.example.com"),
+    ] {
+        let (status, _) = send(&app, with(name, value)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name}");
+    }
+    for host in [
+        "localhost:1@evil.com",
+        "127.0.0.1:80:80",
+        "[::1]evil",
+        "localhost.evil.com",
+    ] {
+        let req = Request::get("/api/overview")
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app, req).await.0, StatusCode::FORBIDDEN, "{host}");
+    }
+    // The peer, when the server passes it: loopback only.
+    let from = |peer: &str| {
+        let mut req = get("/api/overview");
+        req.extensions_mut()
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        req
+    };
+    assert_eq!(
+        send(&app, from("10.1.2.3:5000")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&app, from("[::ffff:127.0.0.1]:5000")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(send(&app, from("127.0.0.1:5000")).await.0, StatusCode::OK);
+    assert_eq!(send(&app, get("/api/overview")).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn cursors_and_ids_that_are_not_ones_get_a_400_not_a_panic() {
+    let server = RedisServer::start();
+    let queue = unique_queue("dash-bad");
+    let mut c = conn(&server).await;
+    let _: i64 = c
+        .zadd(
+            format!("jobstream:{{{queue}}}:scheduled"),
+            packed(&[("id", b"s-1"), ("type", b"t"), ("payload", b"\x01")]),
+            1,
+        )
+        .await
+        .unwrap();
+    let _: i64 = c.sadd("jobstream:queues", &queue).await.unwrap();
+    let app = dashboard(&server, DashboardOptions::default().local_only()).await;
+    let q = format!("/api/queues/{queue}");
+    for path in [
+        format!("{q}/jobs?state=scheduled&cursor=18446744073709551615"),
+        format!("{q}/jobs?state=scheduled&cursor=-1"),
+        format!("{q}/jobs?state=ready&cursor=abc"),
+        format!("{q}/jobs?state=dead&cursor=1-2-3"),
+        format!("{q}/dead?cursor=%2B"),
+        format!("{q}/job?id="),
+        format!("{q}/job?id=%20%20"),
+        format!("{q}/find?id="),
+    ] {
+        let (status, body) = send(&app, get(&path)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+    }
+    // The largest rank a cursor may be reads nothing, without overflow.
+    let v = json_of(&app, &format!("{q}/jobs?state=scheduled&cursor=4294967295")).await;
+    assert_eq!(v["jobs"], json!([]));
+    let v = json_of(&app, &format!("{q}/jobs?state=scheduled")).await;
+    assert_eq!(v["jobs"][0]["id"], "s-1");
+    // A page hint that is not an entry id is ignored, not sent to Redis.
+    let v = json_of(&app, &format!("{q}/job?id=s-1&state=dead&entry=nope")).await;
+    assert_eq!(v["job"]["state"], "scheduled", "{v}");
+}
+
+#[tokio::test]
+async fn an_action_on_a_filter_leaves_letters_that_died_after_the_look() {
+    let server = RedisServer::start();
+    let queue = unique_queue("dash-upto");
+    let mut c = conn(&server).await;
+    let dead = format!("jobstream:{{{queue}}}:dead");
+    let add = |i: usize| {
+        let id = format!("job-{i}");
+        [
+            ("id".to_owned(), id),
+            ("type".to_owned(), "mail".to_owned()),
+            ("payload".to_owned(), "\u{1}".to_owned()),
+            ("reason".to_owned(), "exhausted".to_owned()),
+        ]
+    };
+    for i in 0..5 {
+        let _: String = c.xadd(&dead, "*", &add(i)).await.unwrap();
+    }
+    let _: i64 = c.sadd("jobstream:queues", &queue).await.unwrap();
+    let app = dashboard(&server, DashboardOptions::default().local_only()).await;
+    let base = format!("/api/queues/{queue}/dead");
+    let page = json_of(&app, &format!("{base}?reason=exhausted")).await;
+    let newest = page["newest"].as_str().unwrap().to_owned();
+    assert_eq!(page["jobs"][0]["job_id"], "job-4");
+    // Three more die while the person reads the confirmation.
+    for i in 5..8 {
+        let _: String = c.xadd(&dead, "*", &add(i)).await.unwrap();
+    }
+    let csrf = json_of(&app, "/api/config").await["csrf"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let replay = |body: Value| {
+        Request::post(format!("{base}/replay"))
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-jobstream-csrf", &csrf)
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (status, body) = send(
+        &app,
+        replay(json!({ "filter": { "reason": "exhausted", "upto": "x" } })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = send(
+        &app,
+        replay(json!({ "filter": { "reason": "exhausted", "upto": newest } })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["count"], 5, "{v}");
+    let left: usize = c.xlen(&dead).await.unwrap();
+    assert_eq!(left, 3);
+    let page = json_of(&app, &base).await;
+    let ids: Vec<&str> = page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["job-7", "job-6", "job-5"]);
+}
