@@ -248,6 +248,37 @@ async fn wide_jobs_are_read_a_few_at_a_time_and_cut_on_the_page() {
     assert!(!counts.is_empty());
     assert!(counts[0] <= 10, "counts: {counts:?}");
     assert!(counts[1..].iter().all(|&n| n == 1), "counts: {counts:?}");
+
+    // In flight (what the workers page lists): every one, read a few at
+    // a time too.
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&ready)
+        .arg("workers")
+        .arg("0")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("workers")
+        .arg("w-1")
+        .arg("COUNT")
+        .arg(100)
+        .arg("STREAMS")
+        .arg(&ready)
+        .arg(">")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let inspector = jobstream_producer::inspect::Inspector::connect(&server.url(), "jobstream")
+        .await
+        .unwrap();
+    let running = inspector.running(&queue, 200).await.unwrap();
+    let ids: Vec<String> = running.iter().map(|r| r.id.clone()).collect();
+    let want: Vec<String> = (0..12).map(|i| format!("wide-{i}")).collect();
+    assert_eq!(ids, want);
+    assert!(running.iter().all(|r| r.job_type == "wide" && r.consumer == "w-1"));
 }
 
 #[tokio::test]

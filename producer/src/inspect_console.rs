@@ -360,7 +360,18 @@ impl Inspector {
         let store = self.store(queue)?;
         let pending = store.pending_entries("-", count.max(1)).await?;
         let ids: Vec<&str> = pending.iter().map(|p| p.id.as_str()).collect();
-        let entries = store.ready_entries_by_id(&ids).await?;
+        // The entries are read for their id and type only: a few at a
+        // time when they are wide, so no pipeline's replies add up to
+        // hundreds of megabytes.
+        let mut entries = Vec::with_capacity(ids.len());
+        let mut reads = ReadBatch::new(ids.len());
+        while entries.len() < ids.len() {
+            let from = entries.len();
+            let to = (from + reads.count()).min(ids.len());
+            let got = store.ready_entries_by_id(&ids[from..to]).await?;
+            reads.saw(got.iter().flatten().map(entry_bytes));
+            entries.extend(got);
+        }
         Ok(pending
             .iter()
             .zip(entries)
