@@ -304,24 +304,33 @@ impl QueueStore {
 
     /// `XRANGE key start + COUNT count`.
     async fn range(&self, key: &str, start: &str, count: usize) -> Result<Vec<StreamEntry>> {
-        let mut cmd = redis::cmd("XRANGE");
-        cmd.arg(key).arg(start).arg("+").arg("COUNT").arg(count);
-        let v: Value = self.query("XRANGE", &cmd).await?;
-        reply::entries("XRANGE", v)
+        self.between("XRANGE", key, start, "+", count).await
+    }
+
+    /// `OP key from to COUNT count`, `OP` being `XRANGE` (`from` the
+    /// older bound) or `XREVRANGE` (`from` the newer one).
+    pub(crate) async fn between(
+        &self,
+        op: &'static str,
+        key: &str,
+        from: &str,
+        to: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>> {
+        let mut cmd = redis::cmd(op);
+        cmd.arg(key).arg(from).arg(to).arg("COUNT").arg(count);
+        let v: Value = self.query(op, &cmd).await?;
+        reply::entries(op, v)
     }
 
     /// The id of the newest entry of the dead stream, if any
     /// (`XREVRANGE dead + - COUNT 1`): dead letters added later have larger
     /// ids.
     pub async fn last_dead_id(&self) -> Result<Option<String>> {
-        let mut cmd = redis::cmd("XREVRANGE");
-        cmd.arg(self.keys().dead())
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1);
-        let v: Value = self.query("XREVRANGE", &cmd).await?;
-        Ok(reply::entries("XREVRANGE", v)?.pop().map(|e| e.id))
+        let newest = self
+            .between("XREVRANGE", self.keys().dead(), "+", "-", 1)
+            .await?;
+        Ok(newest.into_iter().next().map(|e| e.id))
     }
 
     /// Entries of `ready` between `start` and `end` (entry ids or bare
@@ -332,14 +341,8 @@ impl QueueStore {
         end: &str,
         count: usize,
     ) -> Result<Vec<StreamEntry>> {
-        let mut cmd = redis::cmd("XRANGE");
-        cmd.arg(self.keys().ready())
-            .arg(start)
-            .arg(end)
-            .arg("COUNT")
-            .arg(count);
-        let v: Value = self.query("XRANGE", &cmd).await?;
-        reply::entries("XRANGE", v)
+        self.between("XRANGE", self.keys().ready(), start, end, count)
+            .await
     }
 
     /// `XREVRANGE ready end start COUNT count`: entries of `ready` from
@@ -350,14 +353,8 @@ impl QueueStore {
         start: &str,
         count: usize,
     ) -> Result<Vec<StreamEntry>> {
-        let mut cmd = redis::cmd("XREVRANGE");
-        cmd.arg(self.keys().ready())
-            .arg(end)
-            .arg(start)
-            .arg("COUNT")
-            .arg(count);
-        let v: Value = self.query("XREVRANGE", &cmd).await?;
-        reply::entries("XREVRANGE", v)
+        self.between("XREVRANGE", self.keys().ready(), end, start, count)
+            .await
     }
 
     /// Entries of `ready` from `start` (an entry id, `(id` for after it,

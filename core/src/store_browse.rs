@@ -184,14 +184,8 @@ impl QueueStore {
         start: &str,
         count: usize,
     ) -> Result<Vec<crate::reply::StreamEntry>> {
-        let mut cmd = redis::cmd("XREVRANGE");
-        cmd.arg(self.keys().dead())
-            .arg(end)
-            .arg(start)
-            .arg("COUNT")
-            .arg(count.max(1));
-        let v: Value = self.query("XREVRANGE", &cmd).await?;
-        reply::entries("XREVRANGE", v)
+        self.between("XREVRANGE", self.keys().dead(), end, start, count.max(1))
+            .await
     }
 
     /// Script `withdraw-4`: cancels a job that keeps no record before any

@@ -278,7 +278,11 @@ async fn wide_jobs_are_read_a_few_at_a_time_and_cut_on_the_page() {
     let ids: Vec<String> = running.iter().map(|r| r.id.clone()).collect();
     let want: Vec<String> = (0..12).map(|i| format!("wide-{i}")).collect();
     assert_eq!(ids, want);
-    assert!(running.iter().all(|r| r.job_type == "wide" && r.consumer == "w-1"));
+    assert!(
+        running
+            .iter()
+            .all(|r| r.job_type == "wide" && r.consumer == "w-1")
+    );
 }
 
 #[tokio::test]
