@@ -112,11 +112,12 @@ impl ListParams {
     }
 }
 
-/// `ms-seq`, both decimal: a stream entry id (a cursor, a dead id).
+/// `ms-seq`, both decimal 64-bit numbers: a stream entry id (a cursor, a
+/// dead id). Anything else would reach Redis as an error (a 503).
 pub(crate) fn is_entry_id(id: &str) -> bool {
-    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok();
     id.split_once('-')
-        .is_some_and(|(ms, seq)| digits(ms) && digits(seq))
+        .is_some_and(|(ms, seq)| number(ms) && number(seq))
 }
 
 /// Why job id `id` is refused (empty, or longer than any job id), if it is.

@@ -358,6 +358,8 @@ async fn cursors_and_ids_that_are_not_ones_get_a_400_not_a_panic() {
         format!("{q}/jobs?state=ready&cursor=abc"),
         format!("{q}/jobs?state=dead&cursor=1-2-3"),
         format!("{q}/dead?cursor=%2B"),
+        format!("{q}/dead?cursor=99999999999999999999-0"),
+        format!("{q}/jobs?state=ready&cursor=1-%2B5"),
         format!("{q}/job?id="),
         format!("{q}/job?id=%20%20"),
         format!("{q}/find?id="),
