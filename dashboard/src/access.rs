@@ -1,10 +1,11 @@
 //! Who may read and who may act, checked before any handler runs: the
-//! token (bearer header or login cookie), basic auth, the local-only
-//! `Host` rule, and CSRF checks on every POST. Security headers go on
+//! token (bearer header or signed login cookie), basic auth, the throttle
+//! on wrong ones, the local-only rule, and CSRF checks on every POST. Security headers go on
 //! every response.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -12,7 +13,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
+use crate::session::{self, Session};
 use crate::state::AppState;
+use crate::throttle::{self, Peer};
 
 /// The login cookie's name.
 pub(crate) const COOKIE: &str = "jobstream_dashboard_token";
@@ -46,27 +49,98 @@ fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'
         .map(|(_, v)| v)
 }
 
-fn authenticated(state: &AppState, headers: &HeaderMap) -> bool {
+/// What a request's credentials turned out to be.
+enum Presented {
+    /// None at all (or only an expired session).
+    Nothing,
+    /// A login cookie signed by the token: cannot be guessed, so the
+    /// throttle does not apply to it.
+    Session,
+    /// The right token or password.
+    Right,
+    /// A wrong one: its bytes, for the throttle's fingerprint.
+    Wrong(Vec<u8>),
+}
+
+fn presented(state: &AppState, headers: &HeaderMap) -> Presented {
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let mut wrong = None;
     if let Some(token) = &state.options.token {
-        let bearer = auth.strip_prefix("Bearer ").map(str::trim);
-        if bearer.is_some_and(|b| same(b.as_bytes(), token.as_bytes()))
-            || cookies(headers, COOKIE).any(|c| same(c.as_bytes(), token.as_bytes()))
-        {
-            return true;
+        let now = session::now_s();
+        for c in cookies(headers, COOKIE) {
+            match session::check(token, c, now) {
+                Session::Valid => return Presented::Session,
+                Session::Expired => {}
+                Session::Wrong => {
+                    wrong.get_or_insert_with(|| c.as_bytes().to_vec());
+                }
+            }
+        }
+        if let Some(bearer) = auth.strip_prefix("Bearer ").map(str::trim) {
+            if same(bearer.as_bytes(), token.as_bytes()) {
+                return Presented::Right;
+            }
+            wrong = Some(bearer.as_bytes().to_vec());
         }
     }
     if let Some((user, password)) = &state.options.basic
         && let Some(encoded) = auth.strip_prefix("Basic ")
-        && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim())
     {
-        let expected = format!("{user}:{password}");
-        return same(&decoded, expected.as_bytes());
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .unwrap_or_else(|_| encoded.as_bytes().to_vec());
+        if same(&decoded, format!("{user}:{password}").as_bytes()) {
+            return Presented::Right;
+        }
+        wrong = Some(decoded);
     }
-    false
+    wrong.map_or(Presented::Nothing, Presented::Wrong)
+}
+
+/// Whether the request is authenticated; `Err` (429) when it presents a
+/// token or password from an address whose budget of wrong ones is spent.
+fn authenticate(state: &AppState, headers: &HeaderMap, peer: Peer) -> Result<bool, Box<Response>> {
+    match presented(state, headers) {
+        Presented::Nothing => Ok(false),
+        Presented::Session => Ok(true),
+        Presented::Right => throttled(state, peer).map_or(Ok(true), |r| Err(Box::new(r))),
+        Presented::Wrong(credential) => {
+            if let Some(refused) = throttled(state, peer) {
+                return Err(Box::new(refused));
+            }
+            note_refused(state, peer, &credential);
+            Ok(false)
+        }
+    }
+}
+
+/// The 429 for `peer`, if its budget of wrong credentials is spent.
+pub(crate) fn throttled(state: &AppState, peer: Peer) -> Option<Response> {
+    let wait = state.throttle.wait(peer, Instant::now())?;
+    let secs = wait.as_secs().max(1);
+    let mut resp = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many wrong tokens or passwords from this address: try again in {secs} s"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Some(resp)
+}
+
+/// Counts a wrong credential from `peer` (logged once, when it spends the
+/// budget; never the credential).
+pub(crate) fn note_refused(state: &AppState, peer: Peer, credential: &[u8]) {
+    if state.throttle.refused(peer, credential, Instant::now()) {
+        tracing::warn!(
+            "dashboard: {} wrong tokens or passwords from {peer}; its credentials are refused \
+             (429) until it waits",
+            throttle::BURST
+        );
+    }
 }
 
 /// The host part of a `Host` header, lowercased: `host` or `host:port`
@@ -204,8 +278,16 @@ fn check(state: &AppState, req: &mut Request) -> Result<(), Box<Response>> {
              proxy; start it with --token to serve it beyond",
         )));
     }
+    let peer = Peer::of(
+        req.extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| *addr),
+    );
+    req.extensions_mut().insert(peer);
     let headers = req.headers();
-    let authed = opts.has_auth() && authenticated(state, headers);
+    // Every path counts a wrong credential, `api/config` too: it says
+    // whether the request is authenticated.
+    let authed = opts.has_auth() && authenticate(state, headers, peer)?;
     let access = Access {
         authenticated: authed,
         can_read: !opts.has_auth() || authed || opts.public_reads,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{Extension, OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jobstream_producer::CancelOutcome;
@@ -15,9 +15,11 @@ use jobstream_producer::inspect::{Cancelled, DeadQuery, PlainCancel, RunNow};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::access::{COOKIE, error};
+use crate::access::{COOKIE, error, note_refused, throttled};
 use crate::reads::{failed, is_entry_id};
+use crate::session;
 use crate::state::AppState;
+use crate::throttle::Peer;
 
 /// Most dead ids one request may name.
 const MAX_IDS: usize = 10_000;
@@ -68,6 +70,7 @@ fn cookie_header(
 /// SameSite=Strict, the dashboard's path only, 12 hours).
 pub(crate) async fn login(
     State(state): State<Arc<AppState>>,
+    Extension(peer): Extension<Peer>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     Json(body): Json<Login>,
@@ -78,6 +81,11 @@ pub(crate) async fn login(
             "this dashboard has no token to log in with",
         );
     };
+    // Before looking at the token: a spent budget must not say whether
+    // this guess was the right one.
+    if let Some(refused) = throttled(&state, peer) {
+        return refused;
+    }
     let given = body.token.trim();
     let right = given.len() == token.len()
         && given
@@ -86,13 +94,15 @@ pub(crate) async fn login(
             .fold(0u8, |a, (x, y)| a | (x ^ y))
             == 0;
     if !right {
-        // Slows guessing down; the token's length makes it hopeless anyway.
+        note_refused(&state, peer, given.as_bytes());
         tokio::time::sleep(Duration::from_millis(300)).await;
         tracing::warn!("dashboard: a login with a wrong token was refused");
         return error(StatusCode::UNAUTHORIZED, "wrong token");
     }
+    let session = session::issue(token, session::now_s());
     let mut resp = done("logged in", 0);
-    if let Some(c) = cookie_header(&headers, &uri, "api/login", token, 12 * 3600) {
+    let max_age = session::SESSION_SECS as i64;
+    if let Some(c) = cookie_header(&headers, &uri, "api/login", &session, max_age) {
         resp.headers_mut().insert(header::SET_COOKIE, c);
     }
     resp

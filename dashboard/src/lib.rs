@@ -30,7 +30,9 @@ mod overview;
 mod payload;
 mod reads;
 mod sampler;
+mod session;
 mod state;
+mod throttle;
 
 use std::sync::Arc;
 

@@ -12,6 +12,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::options::DashboardOptions;
+use crate::throttle::AuthThrottle;
 
 /// A value computed at most once per `ttl`, whoever asks: the lock is held
 /// while it is computed, so concurrent viewers wait for one computation.
@@ -108,6 +109,8 @@ pub(crate) struct AppState {
     pub(crate) overview: Cached,
     pub(crate) workers: Cached,
     pub(crate) locations: Locations,
+    /// Budgets of wrong credentials per client address.
+    pub(crate) throttle: AuthThrottle,
     /// Cancelled when the last handle goes: stops the sampler.
     pub(crate) stop: CancellationToken,
     _stop_on_drop: DropGuard,
@@ -125,6 +128,7 @@ impl AppState {
             overview: Cached::default(),
             workers: Cached::default(),
             locations: Locations::default(),
+            throttle: AuthThrottle::default(),
             stop: stop.clone(),
             _stop_on_drop: stop.drop_guard(),
         })

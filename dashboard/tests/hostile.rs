@@ -442,3 +442,136 @@ async fn an_action_on_a_filter_leaves_letters_that_died_after_the_look() {
         .collect();
     assert_eq!(ids, ["job-7", "job-6", "job-5"]);
 }
+
+/// A request from `peer` carrying `Authorization: <auth>` and/or a cookie.
+fn from(peer: &str, path: &str, auth: Option<&str>, cookie: Option<&str>) -> Request<Body> {
+    let mut r = Request::get(path).header(header::HOST, "jobs.example:8080");
+    if let Some(a) = auth {
+        r = r.header(header::AUTHORIZATION, a);
+    }
+    if let Some(c) = cookie {
+        r = r.header(header::COOKIE, c);
+    }
+    let mut r = r.body(Body::empty()).unwrap();
+    r.extensions_mut()
+        .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+    r
+}
+
+/// A guesser gets 20 wrong tokens or passwords per address, then 429 for
+/// everything it presents, the right one included (so the answer cannot
+/// tell it which guess was right); a signed login cookie from the same
+/// address and other addresses still work; the same wrong token again and
+/// again (a stale tab) spends nothing. The login cookie is not the token.
+#[tokio::test]
+async fn wrong_credentials_are_throttled_per_address_and_the_cookie_is_not_the_token() {
+    use base64::Engine;
+    const TOKEN: &str = "a-test-token-0123456789";
+    let server = RedisServer::start();
+    let app = dashboard(
+        &server,
+        DashboardOptions::default()
+            .token(TOKEN)
+            .unwrap()
+            .basic_auth("ops", "a-long-password-1")
+            .unwrap(),
+    )
+    .await;
+    let bearer = |t: &str| format!("Bearer {t}");
+    let basic = |u: &str, p: &str| {
+        let creds = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+        format!("Basic {creds}")
+    };
+    let guesser = "203.0.113.7:40000";
+    let api = "/api/overview";
+
+    // Log in (from the guesser's address, before any guess) for a cookie.
+    let mut login = Request::post("/api/login")
+        .header(header::HOST, "jobs.example:8080")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-jobstream-csrf", csrf(&app).await)
+        .body(Body::from(json!({ "token": TOKEN }).to_string()))
+        .unwrap();
+    login
+        .extensions_mut()
+        .insert(ConnectInfo(guesser.parse::<SocketAddr>().unwrap()));
+    let resp = app.clone().oneshot(login).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let set = resp.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(!set.contains(TOKEN), "the cookie carries the token: {set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let value = cookie.split_once('=').unwrap().1.to_owned();
+    // The cookie's value is no bearer token, and a cookie holding the
+    // token itself is no session.
+    let (status, _) = send(
+        &app,
+        from("198.51.100.1:1", api, Some(&bearer(&value)), None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let raw = format!("jobstream_dashboard_token={TOKEN}");
+    let (status, _) = send(&app, from("198.51.100.1:1", api, None, Some(&raw))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A stale tab: the same wrong token 100 times spends one guess.
+    for _ in 0..100 {
+        let (status, _) = send(
+            &app,
+            from(guesser, api, Some(&bearer("old-token-0123456789")), None),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // 19 more distinct guesses, tokens and passwords mixed: all 401.
+    for i in 0..19 {
+        let auth = if i % 2 == 0 {
+            bearer(&format!("guess-{i}-0123456789"))
+        } else {
+            basic("ops", &format!("guess-{i}"))
+        };
+        let (status, body) = send(&app, from(guesser, api, Some(&auth), None)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "guess {i}: {body}");
+    }
+    // The budget is spent: the right token and the right password are 429
+    // too, with a Retry-After; so is a login.
+    for auth in [bearer(TOKEN), basic("ops", "a-long-password-1")] {
+        let resp = app
+            .clone()
+            .oneshot(from(guesser, api, Some(&auth), None))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        let wait: u64 = resp.headers()[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=3).contains(&wait), "Retry-After {wait}");
+    }
+    let mut login = Request::post("/api/login")
+        .header(header::HOST, "jobs.example:8080")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-jobstream-csrf", csrf(&app).await)
+        .body(Body::from(json!({ "token": TOKEN }).to_string()))
+        .unwrap();
+    login
+        .extensions_mut()
+        .insert(ConnectInfo(guesser.parse::<SocketAddr>().unwrap()));
+    let (status, _) = send(&app, login).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // The signed cookie cannot be guessed: it still works from there.
+    let (status, _) = send(&app, from(guesser, api, None, Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    // Another address, even in the same /24, is not held up.
+    let (status, _) = send(&app, from("203.0.113.8:1", api, Some(&bearer(TOKEN)), None)).await;
+    assert_eq!(status, StatusCode::OK);
+    // A refill later, one guess again.
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let (status, _) = send(&app, from(guesser, api, Some(&bearer(TOKEN)), None)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn csrf(app: &Router) -> String {
+    let v = json_of(app, "/api/config").await;
+    v["csrf"].as_str().unwrap().to_owned()
+}
