@@ -486,16 +486,11 @@ async fn wrong_credentials_are_throttled_per_address_and_the_cookie_is_not_the_t
     let api = "/api/overview";
 
     // Log in (from the guesser's address, before any guess) for a cookie.
-    let mut login = Request::post("/api/login")
-        .header(header::HOST, "jobs.example:8080")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("x-jobstream-csrf", csrf(&app).await)
-        .body(Body::from(json!({ "token": TOKEN }).to_string()))
+    let resp = app
+        .clone()
+        .oneshot(login(&app, guesser, TOKEN).await)
+        .await
         .unwrap();
-    login
-        .extensions_mut()
-        .insert(ConnectInfo(guesser.parse::<SocketAddr>().unwrap()));
-    let resp = app.clone().oneshot(login).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let set = resp.headers()[header::SET_COOKIE].to_str().unwrap();
     assert!(!set.contains(TOKEN), "the cookie carries the token: {set}");
@@ -548,16 +543,7 @@ async fn wrong_credentials_are_throttled_per_address_and_the_cookie_is_not_the_t
             .unwrap();
         assert!((1..=3).contains(&wait), "Retry-After {wait}");
     }
-    let mut login = Request::post("/api/login")
-        .header(header::HOST, "jobs.example:8080")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("x-jobstream-csrf", csrf(&app).await)
-        .body(Body::from(json!({ "token": TOKEN }).to_string()))
-        .unwrap();
-    login
-        .extensions_mut()
-        .insert(ConnectInfo(guesser.parse::<SocketAddr>().unwrap()));
-    let (status, _) = send(&app, login).await;
+    let (status, _) = send(&app, login(&app, guesser, TOKEN).await).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     // The signed cookie cannot be guessed: it still works from there.
     let (status, _) = send(&app, from(guesser, api, None, Some(&cookie))).await;
@@ -569,6 +555,19 @@ async fn wrong_credentials_are_throttled_per_address_and_the_cookie_is_not_the_t
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let (status, _) = send(&app, from(guesser, api, Some(&bearer(TOKEN)), None)).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// `POST api/login` from `peer`.
+async fn login(app: &Router, peer: &str, token: &str) -> Request<Body> {
+    let mut r = Request::post("/api/login")
+        .header(header::HOST, "jobs.example:8080")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-jobstream-csrf", csrf(app).await)
+        .body(Body::from(json!({ "token": token }).to_string()))
+        .unwrap();
+    r.extensions_mut()
+        .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+    r
 }
 
 async fn csrf(app: &Router) -> String {
