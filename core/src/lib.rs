@@ -50,6 +50,7 @@ mod reply;
 pub mod retry;
 pub mod safety;
 pub mod scripts;
+pub mod secret;
 pub mod sentinel;
 pub mod store;
 mod store_admin;

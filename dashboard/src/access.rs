@@ -15,7 +15,7 @@ use base64::Engine;
 
 use crate::session::{self, Session};
 use crate::state::AppState;
-use crate::throttle::{self, Peer};
+use crate::throttle::{self, Kind, Peer};
 
 /// The login cookie's name.
 pub(crate) const COOKIE: &str = "jobstream_dashboard_token";
@@ -51,39 +51,34 @@ fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'
 
 /// What a request's credentials turned out to be.
 enum Presented {
-    /// None at all (or only an expired session).
+    /// No token or password (a login cookie that is not valid counts as
+    /// none: it cannot be a guess at anything).
     Nothing,
-    /// A login cookie signed by the token: cannot be guessed, so the
-    /// throttle does not apply to it.
+    /// A valid login cookie: the throttle does not apply to it.
     Session,
-    /// The right token or password.
-    Right,
-    /// A wrong one: its bytes, for the throttle's fingerprint.
-    Wrong(Vec<u8>),
+    /// A token or a password, to check against the throttle first; with
+    /// its kind and bytes, and whether it is right.
+    Credential(Kind, Vec<u8>, bool),
 }
 
-fn presented(state: &AppState, headers: &HeaderMap) -> Presented {
+fn presented(state: &AppState, headers: &HeaderMap, secret: Option<&[u8]>) -> Presented {
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mut wrong = None;
     if let Some(token) = &state.options.token {
-        let now = session::now_s();
-        for c in cookies(headers, COOKIE) {
-            match session::check(token, c, now) {
-                Session::Valid => return Presented::Session,
-                Session::Expired => {}
-                Session::Wrong => {
-                    wrong.get_or_insert_with(|| c.as_bytes().to_vec());
-                }
+        if let Some(secret) = secret {
+            let now = session::now_s();
+            if cookies(headers, COOKIE)
+                .take(MAX_COOKIES)
+                .any(|c| session::check(secret, token, c, now) == Session::Valid)
+            {
+                return Presented::Session;
             }
         }
         if let Some(bearer) = auth.strip_prefix("Bearer ").map(str::trim) {
-            if same(bearer.as_bytes(), token.as_bytes()) {
-                return Presented::Right;
-            }
-            wrong = Some(bearer.as_bytes().to_vec());
+            let right = same(bearer.as_bytes(), token.as_bytes());
+            return Presented::Credential(Kind::Token, bearer.as_bytes().to_vec(), right);
         }
     }
     if let Some((user, password)) = &state.options.basic
@@ -92,55 +87,68 @@ fn presented(state: &AppState, headers: &HeaderMap) -> Presented {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .unwrap_or_else(|_| encoded.as_bytes().to_vec());
-        if same(&decoded, format!("{user}:{password}").as_bytes()) {
-            return Presented::Right;
-        }
-        wrong = Some(decoded);
+        let right = same(&decoded, format!("{user}:{password}").as_bytes());
+        return Presented::Credential(Kind::Basic, decoded, right);
     }
-    wrong.map_or(Presented::Nothing, Presented::Wrong)
+    Presented::Nothing
 }
+
+/// Login cookies looked at per request (a browser sends one per path it
+/// was set for; more is someone stuffing the header).
+const MAX_COOKIES: usize = 4;
 
 /// Whether the request is authenticated; `Err` (429) when it presents a
 /// token or password from an address whose budget of wrong ones is spent.
-fn authenticate(state: &AppState, headers: &HeaderMap, peer: Peer) -> Result<bool, Box<Response>> {
-    match presented(state, headers) {
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Peer,
+    secret: Option<&[u8]>,
+) -> Result<bool, Box<Response>> {
+    match presented(state, headers, secret) {
         Presented::Nothing => Ok(false),
         Presented::Session => Ok(true),
-        Presented::Right => throttled(state, peer).map_or(Ok(true), |r| Err(Box::new(r))),
-        Presented::Wrong(credential) => {
-            if let Some(refused) = throttled(state, peer) {
-                return Err(Box::new(refused));
+        Presented::Credential(kind, bytes, right) => checked(state, peer, kind, &bytes, right),
+    }
+}
+
+/// Runs one credential check through `peer`'s budget: `Err` (429, the
+/// credential not looked at) when it is spent, else whether it was right
+/// (a wrong one spends the budget, logged once when that empties it;
+/// never the credential).
+pub(crate) fn checked(
+    state: &AppState,
+    peer: Peer,
+    kind: Kind,
+    credential: &[u8],
+    right: bool,
+) -> Result<bool, Box<Response>> {
+    let now = Instant::now();
+    let attempt = match state.throttle.begin(peer, now) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            let secs = wait.as_secs().max(1);
+            let mut resp = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many wrong tokens or passwords from this address: try again in {secs} s"
+                ),
+            );
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
-            note_refused(state, peer, &credential);
-            Ok(false)
+            return Err(Box::new(resp));
         }
-    }
-}
-
-/// The 429 for `peer`, if its budget of wrong credentials is spent.
-pub(crate) fn throttled(state: &AppState, peer: Peer) -> Option<Response> {
-    let wait = state.throttle.wait(peer, Instant::now())?;
-    let secs = wait.as_secs().max(1);
-    let mut resp = error(
-        StatusCode::TOO_MANY_REQUESTS,
-        format!("too many wrong tokens or passwords from this address: try again in {secs} s"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-        resp.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    Some(resp)
-}
-
-/// Counts a wrong credential from `peer` (logged once, when it spends the
-/// budget; never the credential).
-pub(crate) fn note_refused(state: &AppState, peer: Peer, credential: &[u8]) {
-    if state.throttle.refused(peer, credential, Instant::now()) {
+    };
+    let wrong = (!right).then_some((kind, credential));
+    if state.throttle.end(attempt, wrong, now) {
         tracing::warn!(
-            "dashboard: {} wrong tokens or passwords from {peer}; its credentials are refused \
+            "dashboard: {} wrong tokens or passwords from {peer}; what it presents is refused \
              (429) until it waits",
             throttle::BURST
         );
     }
+    Ok(right)
 }
 
 /// The host part of a `Host` header, lowercased: `host` or `host:port`
@@ -260,7 +268,15 @@ pub(crate) async fn guard(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let mut resp = match check(&state, &mut req) {
+    // The login secret is read (from Redis, cached) only for a request
+    // that carries a login cookie.
+    let secret = if state.options.token.is_some() && cookies(req.headers(), COOKIE).next().is_some()
+    {
+        state.session_secret.get(&state.inspector).await
+    } else {
+        None
+    };
+    let mut resp = match check(&state, &mut req, secret.as_deref()) {
         Err(refused) => *refused,
         Ok(()) => next.run(req).await,
     };
@@ -269,7 +285,7 @@ pub(crate) async fn guard(
 }
 
 /// Ok with the request's [`Access`] in its extensions, or the refusal.
-fn check(state: &AppState, req: &mut Request) -> Result<(), Box<Response>> {
+fn check(state: &AppState, req: &mut Request, secret: Option<&[u8]>) -> Result<(), Box<Response>> {
     let opts = &state.options;
     if opts.local_only && !is_local(req) {
         return Err(Box::new(error(
@@ -287,7 +303,7 @@ fn check(state: &AppState, req: &mut Request) -> Result<(), Box<Response>> {
     let headers = req.headers();
     // Every path counts a wrong credential, `api/config` too: it says
     // whether the request is authenticated.
-    let authed = opts.has_auth() && authenticate(state, headers, peer)?;
+    let authed = opts.has_auth() && authenticate(state, headers, peer, secret)?;
     let access = Access {
         authenticated: authed,
         can_read: !opts.has_auth() || authed || opts.public_reads,

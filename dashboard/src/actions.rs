@@ -15,11 +15,11 @@ use jobstream_producer::inspect::{Cancelled, DeadQuery, PlainCancel, RunNow};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::access::{COOKIE, error, note_refused, throttled};
+use crate::access::{COOKIE, checked, error};
 use crate::reads::{failed, is_entry_id};
 use crate::session;
 use crate::state::AppState;
-use crate::throttle::Peer;
+use crate::throttle::{Kind, Peer};
 
 /// Most dead ids one request may name.
 const MAX_IDS: usize = 10_000;
@@ -81,11 +81,6 @@ pub(crate) async fn login(
             "this dashboard has no token to log in with",
         );
     };
-    // Before looking at the token: a spent budget must not say whether
-    // this guess was the right one.
-    if let Some(refused) = throttled(&state, peer) {
-        return refused;
-    }
     let given = body.token.trim();
     let right = given.len() == token.len()
         && given
@@ -93,13 +88,23 @@ pub(crate) async fn login(
             .zip(token.bytes())
             .fold(0u8, |a, (x, y)| a | (x ^ y))
             == 0;
-    if !right {
-        note_refused(&state, peer, given.as_bytes());
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        tracing::warn!("dashboard: a login with a wrong token was refused");
-        return error(StatusCode::UNAUTHORIZED, "wrong token");
+    // A spent budget answers 429 whether or not this guess was right.
+    match checked(&state, peer, Kind::Token, given.as_bytes(), right) {
+        Err(refused) => return *refused,
+        Ok(true) => {}
+        Ok(false) => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tracing::warn!("dashboard: a login with a wrong token was refused");
+            return error(StatusCode::UNAUTHORIZED, "wrong token");
+        }
     }
-    let session = session::issue(token, session::now_s());
+    let Some(secret) = state.session_secret.get(&state.inspector).await else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cannot log in: the login secret could not be read from Redis (the dashboard's log says why)",
+        );
+    };
+    let session = session::issue(&secret, token, session::now_s());
     let mut resp = done("logged in", 0);
     let max_age = session::SESSION_SECS as i64;
     if let Some(c) = cookie_header(&headers, &uri, "api/login", &session, max_age) {

@@ -1,34 +1,50 @@
 //! The login cookie: `<expires>.<mac>`, `expires` in Unix seconds and
-//! `mac` the hex HMAC-SHA256 of `jobstream-dashboard session <expires>`
-//! keyed by the token. Not the token itself: a cookie that leaks (another
-//! app on the same host name receives it, cookies are not port-scoped)
-//! expires on its own, cannot be used as a `Bearer` token elsewhere, and
-//! every replica that has the token accepts it without shared state.
-//! Changing the token ends every session.
+//! `mac` the hex HMAC-SHA256, keyed by the shared secret
+//! `PREFIX:secret:dashboard` (32 random bytes in Redis), of
+//! `jobstream-dashboard session <expires> <token>`.
+//!
+//! Keyed by a random secret, not by the token: a cookie cannot be forged
+//! by guessing the token (a guess would test itself, unthrottled, through
+//! a forged cookie), and a leaked cookie gives nothing to guess the token
+//! with offline. The token in the message ends every login when the token
+//! changes; deleting the secret does too. Every replica reads the same
+//! secret, so any replica accepts a login made on another.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, KeyInit, Mac};
+use jobstream_producer::inspect::Inspector;
 use sha2::Sha256;
 
 /// How long a login lasts.
 pub(crate) const SESSION_SECS: u64 = 12 * 3600;
 
+/// The shared secret's name (`PREFIX:secret:dashboard`).
+const SECRET: &str = "dashboard";
+
+/// How long a read secret is used before it is read again (a deleted
+/// secret ends the logins on every replica within this).
+const SECRET_TTL: Duration = Duration::from_secs(60);
+
+/// After a failed read of the secret, how long before trying again (so a
+/// Redis outage does not cost every request a timeout).
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+
 /// What a cookie value turned out to be.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Session {
-    /// Signed by this token and not expired.
+    /// Signed with this secret for this token and not expired.
     Valid,
-    /// Signed by this token, expired: a stale login, not a guess.
-    Expired,
-    /// Not signed by this token (a guess, a forgery, an old raw-token
-    /// cookie from before sessions were signed).
-    Wrong,
+    /// Anything else: expired, signed for another token or secret,
+    /// forged, malformed. Not counted as a guess: a 256-bit secret is
+    /// not guessed.
+    Invalid,
 }
 
-fn mac(token: &str, expires: u64) -> Option<Hmac<Sha256>> {
-    let mut m = Hmac::<Sha256>::new_from_slice(token.as_bytes()).ok()?;
-    m.update(format!("jobstream-dashboard session {expires}").as_bytes());
+fn mac(secret: &[u8], token: &str, expires: u64) -> Option<Hmac<Sha256>> {
+    let mut m = Hmac::<Sha256>::new_from_slice(secret).ok()?;
+    m.update(format!("jobstream-dashboard session {expires} {token}").as_bytes());
     Some(m)
 }
 
@@ -40,9 +56,9 @@ pub(crate) fn now_s() -> u64 {
 }
 
 /// A cookie value for a login at `now` (Unix seconds).
-pub(crate) fn issue(token: &str, now: u64) -> String {
+pub(crate) fn issue(secret: &[u8], token: &str, now: u64) -> String {
     let expires = now.saturating_add(SESSION_SECS);
-    let hex: String = mac(token, expires)
+    let hex: String = mac(secret, token, expires)
         .map(|m| {
             m.finalize()
                 .into_bytes()
@@ -54,21 +70,19 @@ pub(crate) fn issue(token: &str, now: u64) -> String {
     format!("{expires}.{hex}")
 }
 
-/// Checks a cookie value against the token at `now`; the MAC is compared
-/// in constant time.
-pub(crate) fn check(token: &str, value: &str, now: u64) -> Session {
+/// Checks a cookie value at `now`; the MAC is compared in constant time.
+pub(crate) fn check(secret: &[u8], token: &str, value: &str, now: u64) -> Session {
     let Some((expires, hex)) = value.split_once('.') else {
-        return Session::Wrong;
+        return Session::Invalid;
     };
     let (Ok(expires), Some(sig)) = (expires.parse::<u64>(), unhex(hex)) else {
-        return Session::Wrong;
+        return Session::Invalid;
     };
-    if mac(token, expires).is_none_or(|m| m.verify_slice(&sig).is_err()) {
-        Session::Wrong
-    } else if expires <= now {
-        Session::Expired
-    } else {
+    let signed = mac(secret, token, expires).is_some_and(|m| m.verify_slice(&sig).is_ok());
+    if signed && expires > now {
         Session::Valid
+    } else {
+        Session::Invalid
     }
 }
 
@@ -82,27 +96,93 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+#[derive(Debug, Default)]
+struct Cached {
+    secret: Option<Arc<[u8]>>,
+    read_at: Option<Instant>,
+    failed_at: Option<Instant>,
+}
+
+/// The shared secret, read from Redis at most once a minute per process.
+#[derive(Debug, Default)]
+pub(crate) struct SessionSecret {
+    cached: Mutex<Cached>,
+}
+
+impl SessionSecret {
+    /// The secret; the last one read while Redis cannot be reached; `None`
+    /// when it never could be (logins fail, cookies are not accepted).
+    pub(crate) async fn get(&self, inspector: &Inspector) -> Option<Arc<[u8]>> {
+        let stale = {
+            let c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+            let fresh = c.read_at.is_some_and(|at| at.elapsed() < SECRET_TTL);
+            let backing_off = c
+                .failed_at
+                .is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILURE);
+            if fresh || backing_off {
+                return c.secret.clone();
+            }
+            c.secret.clone()
+        };
+        let read = inspector.shared_secret(SECRET).await;
+        let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        match read {
+            Ok(secret) => {
+                let secret: Arc<[u8]> = secret.into();
+                c.secret = Some(secret.clone());
+                c.read_at = Some(Instant::now());
+                c.failed_at = None;
+                Some(secret)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "dashboard: could not read the login secret; logins wait for Redis");
+                c.failed_at = Some(Instant::now());
+                stale
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const TOKEN: &str = "a-test-token-0123456789";
+    const SECRET: &[u8] = &[7u8; 32];
 
     #[test]
-    fn a_session_is_valid_until_it_expires_and_only_for_its_token() {
+    fn a_session_is_valid_until_it_expires_and_only_for_its_token_and_secret() {
         let now = 1_800_000_000;
-        let c = issue(TOKEN, now);
+        let c = issue(SECRET, TOKEN, now);
         assert!(!c.contains(TOKEN));
-        assert_eq!(check(TOKEN, &c, now), Session::Valid);
-        assert_eq!(check(TOKEN, &c, now + SESSION_SECS - 1), Session::Valid);
-        assert_eq!(check(TOKEN, &c, now + SESSION_SECS), Session::Expired);
-        assert_eq!(check("another-token-0123456789", &c, now), Session::Wrong);
+        assert_eq!(check(SECRET, TOKEN, &c, now), Session::Valid);
+        assert_eq!(
+            check(SECRET, TOKEN, &c, now + SESSION_SECS - 1),
+            Session::Valid
+        );
+        assert_eq!(
+            check(SECRET, TOKEN, &c, now + SESSION_SECS),
+            Session::Invalid
+        );
+        assert_eq!(
+            check(SECRET, "another-token-0123456789", &c, now),
+            Session::Invalid
+        );
+        assert_eq!(check(&[8u8; 32], TOKEN, &c, now), Session::Invalid);
     }
 
     #[test]
-    fn forged_and_malformed_cookies_are_wrong() {
+    fn a_cookie_made_with_the_token_as_key_is_refused() {
+        // What one who guessed the token could make without the secret.
         let now = 1_800_000_000;
-        let c = issue(TOKEN, now);
+        let forged = issue(TOKEN.as_bytes(), TOKEN, now);
+        assert_eq!(check(SECRET, TOKEN, &forged, now), Session::Invalid);
+    }
+
+    #[test]
+    fn forged_and_malformed_cookies_are_invalid() {
+        let now = 1_800_000_000;
+        let c = issue(SECRET, TOKEN, now);
         let (expires, sig) = c.split_once('.').unwrap();
         // A later expiry with the same MAC.
         let later = format!("{}.{sig}", expires.parse::<u64>().unwrap() + 1);
@@ -123,7 +203,7 @@ mod tests {
             &format!("{expires}.{sig}.x"),
             "é.é",
         ] {
-            assert_eq!(check(TOKEN, bad, now), Session::Wrong, "{bad:?}");
+            assert_eq!(check(SECRET, TOKEN, bad, now), Session::Invalid, "{bad:?}");
         }
     }
 }

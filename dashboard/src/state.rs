@@ -12,6 +12,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::options::DashboardOptions;
+use crate::session::SessionSecret;
 use crate::throttle::AuthThrottle;
 
 /// A value computed at most once per `ttl`, whoever asks: the lock is held
@@ -111,6 +112,8 @@ pub(crate) struct AppState {
     pub(crate) locations: Locations,
     /// Budgets of wrong credentials per client address.
     pub(crate) throttle: AuthThrottle,
+    /// The secret login cookies are signed with (from Redis).
+    pub(crate) session_secret: SessionSecret,
     /// Cancelled when the last handle goes: stops the sampler.
     pub(crate) stop: CancellationToken,
     _stop_on_drop: DropGuard,
@@ -129,6 +132,7 @@ impl AppState {
             workers: Cached::default(),
             locations: Locations::default(),
             throttle: AuthThrottle::default(),
+            session_secret: SessionSecret::default(),
             stop: stop.clone(),
             _stop_on_drop: stop.drop_guard(),
         })

@@ -5,8 +5,8 @@
 //! one per [`REFILL`]. With the budget spent, every request from that
 //! address that presents a token, a password or a login is answered 429
 //! before its credential is looked at (answering the right one would tell
-//! a guesser it was right); a valid session cookie still works, since it
-//! cannot be guessed. A credential that was already refused recently
+//! a guesser it was right); a valid login cookie still works, since it is
+//! signed with a random secret and cannot be guessed (see `session`). A credential that was already refused recently
 //! costs nothing again: a stale browser tab or a script retrying an old
 //! token is not guessing, and must not lock its address out.
 //!
@@ -28,8 +28,9 @@ pub(crate) const BURST: u32 = 20;
 pub(crate) const REFILL: Duration = Duration::from_secs(3);
 /// Distinct refused credentials remembered per address.
 const RECENT: usize = 16;
-/// Addresses tracked; past this the ones with a full budget are forgotten,
-/// then (a flood from more addresses than this) all of them.
+/// Addresses tracked; past this the ones whose budget is whole again are
+/// forgotten, and while that leaves no room (a flood from more addresses
+/// than this) new addresses share one budget.
 const MAX_PEERS: usize = 10_000;
 
 /// Whose budget a request spends.
@@ -65,76 +66,148 @@ impl std::fmt::Display for Peer {
     }
 }
 
+const FULL: u64 = BURST as u64 * 1000;
+
 #[derive(Debug)]
 struct Budget {
     /// Wrong credentials still allowed, times 1000 (refills by fractions).
     milli: u64,
     at: Instant,
     recent: VecDeque<u64>,
+    logged_at: Option<Instant>,
 }
 
 impl Budget {
+    fn full(now: Instant) -> Self {
+        Budget {
+            milli: FULL,
+            at: now,
+            recent: VecDeque::new(),
+            logged_at: None,
+        }
+    }
+
     fn refill(&mut self, now: Instant) {
         let per = REFILL.as_millis() as u64;
         let gained = now.saturating_duration_since(self.at).as_millis() as u64 * 1000 / per.max(1);
-        self.milli = (self.milli + gained).min(u64::from(BURST) * 1000);
+        self.milli = (self.milli + gained).min(FULL);
         self.at = now;
+    }
+}
+
+/// Which kind of secret a credential was tried as: the same string tried
+/// as a token and as a password is two guesses.
+#[derive(Debug, Clone, Copy, Hash)]
+pub(crate) enum Kind {
+    /// A Bearer token or a login form's token.
+    Token,
+    /// Basic auth's `user:password`.
+    Basic,
+}
+
+/// A guess in progress: one unit of its address's budget is held until
+/// [`AuthThrottle::end`] says how it went, so parallel requests cannot
+/// spend more than the budget.
+#[derive(Debug)]
+#[must_use]
+pub(crate) struct Attempt {
+    slot: Peer,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    budgets: HashMap<Peer, Budget>,
+    pruned_at: Option<Instant>,
+}
+
+impl Table {
+    /// Whose budget `peer` spends: its own, or (the table full of
+    /// addresses still paying off wrong guesses) the shared one of
+    /// [`Peer::Unknown`]; never a reset of everyone's.
+    fn slot(&mut self, peer: Peer, now: Instant) -> Peer {
+        if self.budgets.contains_key(&peer) || self.budgets.len() < MAX_PEERS {
+            return peer;
+        }
+        // Forget the addresses whose budget is whole again, at most once
+        // a second (a flood of new addresses must not cost a sweep each).
+        if self
+            .pruned_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1))
+        {
+            self.pruned_at = Some(now);
+            self.budgets.retain(|p, b| {
+                b.refill(now);
+                *p == Peer::Unknown || b.milli < FULL
+            });
+        }
+        if self.budgets.len() < MAX_PEERS {
+            peer
+        } else {
+            Peer::Unknown
+        }
     }
 }
 
 /// The per-address budgets of wrong credentials.
 #[derive(Debug, Default)]
 pub(crate) struct AuthThrottle {
-    peers: Mutex<HashMap<Peer, Budget>>,
+    table: Mutex<Table>,
     /// Keyed per process: the fingerprints of refused credentials mean
     /// nothing outside it.
     hasher: RandomState,
 }
 
 impl AuthThrottle {
-    /// How long `peer` must wait before presenting a credential, if its
-    /// budget is spent.
-    pub(crate) fn wait(&self, peer: Peer, now: Instant) -> Option<Duration> {
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let budget = peers.get_mut(&peer)?;
+    /// Takes one unit of `peer`'s budget for a credential about to be
+    /// checked, or says how long to wait when the budget is spent.
+    pub(crate) fn begin(&self, peer: Peer, now: Instant) -> Result<Attempt, Duration> {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = table.slot(peer, now);
+        let budget = table
+            .budgets
+            .entry(slot)
+            .or_insert_with(|| Budget::full(now));
         budget.refill(now);
-        (budget.milli < 1000).then(|| {
-            let missing = 1000 - budget.milli;
+        if budget.milli < 1000 {
             let per = REFILL.as_millis() as u64;
-            Duration::from_millis((missing * per).div_ceil(1000).max(1))
-        })
+            let missing = 1000 - budget.milli;
+            return Err(Duration::from_millis((missing * per).div_ceil(1000).max(1)));
+        }
+        budget.milli -= 1000;
+        Ok(Attempt { slot })
     }
 
-    /// Counts a refused `credential` from `peer`; true when this one spent
-    /// the last of the budget (worth one log line).
-    pub(crate) fn refused(&self, peer: Peer, credential: &[u8], now: Instant) -> bool {
-        let fingerprint = self.hasher.hash_one(credential);
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        if peers.len() >= MAX_PEERS && !peers.contains_key(&peer) {
-            peers.retain(|_, b| {
-                b.refill(now);
-                b.milli < u64::from(BURST) * 1000
-            });
-            if peers.len() >= MAX_PEERS {
-                peers.clear();
-            }
-        }
-        let budget = peers.entry(peer).or_insert_with(|| Budget {
-            milli: u64::from(BURST) * 1000,
-            at: now,
-            recent: VecDeque::new(),
-        });
-        budget.refill(now);
+    /// Ends `attempt`: a right credential (`wrong: None`) or a wrong one
+    /// refused recently gives the unit back; a new wrong one keeps it
+    /// spent. True when that spent the budget and it was not said in the
+    /// last minute (worth one log line).
+    pub(crate) fn end(&self, attempt: Attempt, wrong: Option<(Kind, &[u8])>, now: Instant) -> bool {
+        let fingerprint = wrong.map(|w| self.hasher.hash_one(w));
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(budget) = table.budgets.get_mut(&attempt.slot) else {
+            return false;
+        };
+        let refund = |b: &mut Budget| b.milli = (b.milli + 1000).min(FULL);
+        let Some(fingerprint) = fingerprint else {
+            refund(budget);
+            return false;
+        };
         if budget.recent.contains(&fingerprint) {
+            refund(budget);
             return false;
         }
         if budget.recent.len() == RECENT {
             budget.recent.pop_front();
         }
         budget.recent.push_back(fingerprint);
-        let was_open = budget.milli >= 1000;
-        budget.milli = budget.milli.saturating_sub(1000);
-        was_open && budget.milli < 1000
+        let say = budget.milli < 1000
+            && budget
+                .logged_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(60));
+        if say {
+            budget.logged_at = Some(now);
+        }
+        say
     }
 }
 
@@ -146,36 +219,99 @@ mod tests {
         Peer::of(Some(SocketAddr::new(s.parse().unwrap(), 1)))
     }
 
+    /// One wrong guess from `p`: false when it was refused outright.
+    fn guess(t: &AuthThrottle, p: Peer, what: &str, now: Instant) -> bool {
+        match t.begin(p, now) {
+            Ok(a) => {
+                let _ = t.end(a, Some((Kind::Token, what.as_bytes())), now);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     #[test]
     fn a_spent_budget_waits_and_refills() {
         let t = AuthThrottle::default();
         let (p, start) = (v4("10.0.0.1"), Instant::now());
         for i in 0..BURST {
-            assert_eq!(t.wait(p, start), None, "guess {i}");
-            let last = t.refused(p, format!("guess {i}").as_bytes(), start);
-            assert_eq!(last, i + 1 == BURST);
+            assert!(guess(&t, p, &format!("guess {i}"), start), "guess {i}");
         }
-        let wait = t.wait(p, start).unwrap();
+        let wait = t.begin(p, start).unwrap_err();
         assert!(wait <= REFILL && wait > REFILL / 2, "{wait:?}");
         // Another address is not held up.
-        assert_eq!(t.wait(v4("10.0.0.2"), start), None);
-        // One refill later, one more guess.
+        assert!(t.begin(v4("10.0.0.2"), start).is_ok());
+        // One refill later, one more guess, then none.
         let later = start + REFILL;
-        assert_eq!(t.wait(p, later), None);
-        t.refused(p, b"one more", later);
-        assert!(t.wait(p, later).is_some());
+        assert!(guess(&t, p, "one more", later));
+        assert!(!guess(&t, p, "and another", later));
         // A full refill later, the whole burst again.
-        assert_eq!(t.wait(p, later + REFILL * BURST), None);
+        let much_later = later + REFILL * BURST;
+        for i in 0..BURST {
+            assert!(guess(&t, p, &format!("again {i}"), much_later));
+        }
     }
 
     #[test]
-    fn the_same_wrong_credential_again_costs_nothing() {
+    fn right_credentials_and_repeats_cost_nothing() {
         let t = AuthThrottle::default();
         let (p, now) = (v4("10.0.0.1"), Instant::now());
         for _ in 0..1000 {
-            t.refused(p, b"an old token", now);
+            assert!(guess(&t, p, "an old token", now));
+            let a = t.begin(p, now).unwrap();
+            assert!(!t.end(a, None, now));
         }
-        assert_eq!(t.wait(p, now), None);
+        // 19 more distinct guesses fit; the 20th distinct is the last.
+        for i in 0..BURST - 1 {
+            assert!(guess(&t, p, &format!("new {i}"), now));
+        }
+        assert!(t.begin(p, now).is_err());
+    }
+
+    #[test]
+    fn the_same_string_as_token_and_as_password_is_two_guesses() {
+        let t = AuthThrottle::default();
+        let (p, now) = (v4("10.0.0.1"), Instant::now());
+        for i in 0..BURST / 2 {
+            let s = format!("guess {i}");
+            for kind in [Kind::Token, Kind::Basic] {
+                let a = t.begin(p, now).unwrap();
+                let _ = t.end(a, Some((kind, s.as_bytes())), now);
+            }
+        }
+        assert!(t.begin(p, now).is_err());
+    }
+
+    #[test]
+    fn parallel_attempts_cannot_overspend() {
+        let t = AuthThrottle::default();
+        let (p, now) = (v4("10.0.0.1"), Instant::now());
+        // All begun before any ends: only the budget's worth get through.
+        let begun: Vec<Attempt> = (0..100).filter_map(|_| t.begin(p, now).ok()).collect();
+        assert_eq!(begun.len(), BURST as usize);
+        for (i, a) in begun.into_iter().enumerate() {
+            let _ = t.end(a, Some((Kind::Token, format!("g{i}").as_bytes())), now);
+        }
+        assert!(t.begin(p, now).is_err());
+    }
+
+    #[test]
+    fn spending_the_budget_is_said_once_a_minute() {
+        let t = AuthThrottle::default();
+        let (p, now) = (v4("10.0.0.1"), Instant::now());
+        let said = |t: &AuthThrottle, i: u32, at: Instant| {
+            let a = t.begin(p, at).unwrap();
+            t.end(a, Some((Kind::Token, format!("g{i}").as_bytes())), at)
+        };
+        let says: Vec<bool> = (0..BURST).map(|i| said(&t, i, now)).collect();
+        assert_eq!(says.iter().filter(|&&s| s).count(), 1);
+        assert!(says[BURST as usize - 1]);
+        // Spent again 3 s on: not said again within the minute.
+        assert!(!said(&t, 100, now + REFILL));
+        // A minute on, spent again: said again.
+        let later = now + Duration::from_secs(63);
+        let says: Vec<bool> = (0..BURST).map(|i| said(&t, 200 + i, later)).collect();
+        assert_eq!(says.iter().filter(|&&s| s).count(), 1);
     }
 
     #[test]
@@ -194,12 +330,28 @@ mod tests {
     }
 
     #[test]
-    fn many_addresses_do_not_grow_the_table_without_bound() {
+    fn a_flood_of_addresses_shares_one_budget_and_resets_no_one() {
         let t = AuthThrottle::default();
         let now = Instant::now();
-        for i in 0..(MAX_PEERS as u32 + 50) {
-            t.refused(Peer::V4(i), b"x", now);
+        let attacker = Peer::V4(u32::MAX);
+        for i in 0..BURST {
+            assert!(guess(&t, attacker, &format!("g{i}"), now));
         }
-        assert!(t.peers.lock().unwrap().len() <= MAX_PEERS);
+        // Fill the table exactly (the attacker is in it).
+        for i in 0..MAX_PEERS as u32 - 1 {
+            guess(&t, Peer::V4(i), "x", now);
+        }
+        assert!(t.table.lock().unwrap().budgets.len() <= MAX_PEERS + 1);
+        // The attacker's own budget is still spent...
+        assert!(t.begin(attacker, now).is_err());
+        // ...and new addresses share one budget, which a flood spends.
+        let overflow: Vec<bool> = (0..BURST + 5)
+            .map(|i| guess(&t, Peer::V4(1 << 31 | i), &format!("o{i}"), now))
+            .collect();
+        assert_eq!(overflow.iter().filter(|&&g| g).count(), BURST as usize);
+        // A minute on, the full budgets are forgotten and room is made.
+        let later = now + REFILL * BURST + Duration::from_secs(1);
+        assert!(guess(&t, Peer::V4(3 << 30), "fresh", later));
+        assert!(t.table.lock().unwrap().budgets.len() < MAX_PEERS);
     }
 }

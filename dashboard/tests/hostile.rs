@@ -462,7 +462,8 @@ fn from(peer: &str, path: &str, auth: Option<&str>, cookie: Option<&str>) -> Req
 /// everything it presents, the right one included (so the answer cannot
 /// tell it which guess was right); a signed login cookie from the same
 /// address and other addresses still work; the same wrong token again and
-/// again (a stale tab) spends nothing. The login cookie is not the token.
+/// again (a stale tab) spends nothing. The login cookie is not the token,
+/// cannot be forged by guessing it, and works on every replica.
 #[tokio::test]
 async fn wrong_credentials_are_throttled_per_address_and_the_cookie_is_not_the_token() {
     use base64::Engine;
@@ -507,6 +508,33 @@ async fn wrong_credentials_are_throttled_per_address_and_the_cookie_is_not_the_t
     let raw = format!("jobstream_dashboard_token={TOKEN}");
     let (status, _) = send(&app, from("198.51.100.1:1", api, None, Some(&raw))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Cookies forged for guessed tokens (signed with the guess, what one
+    // without the Redis-held secret can do), the right token among them:
+    // none is a session, so a cookie header cannot test guesses.
+    let forged: Vec<String> = ["guess-a-0123456789", TOKEN, "guess-b-0123456789"]
+        .iter()
+        .map(|t| format!("jobstream_dashboard_token={}", forge(t)))
+        .collect();
+    let (status, _) = send(
+        &app,
+        from("198.51.100.1:1", api, None, Some(&forged.join("; "))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Another replica (same Redis, same token) takes the login; a
+    // dashboard with another token does not.
+    let replica = dashboard(&server, DashboardOptions::default().token(TOKEN).unwrap()).await;
+    let (status, _) = send(&replica, from("198.51.100.1:1", api, None, Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    let other = dashboard(
+        &server,
+        DashboardOptions::default()
+            .token("another-token-0123456789")
+            .unwrap(),
+    )
+    .await;
+    let (status, _) = send(&other, from("198.51.100.1:1", api, None, Some(&cookie))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // A stale tab: the same wrong token 100 times spends one guess.
     for _ in 0..100 {
@@ -545,8 +573,12 @@ async fn wrong_credentials_are_throttled_per_address_and_the_cookie_is_not_the_t
     }
     let (status, _) = send(&app, login(&app, guesser, TOKEN).await).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    // The signed cookie cannot be guessed: it still works from there.
+    // The signed cookie cannot be guessed: it still works from there; a
+    // cookie that is no session is no guess (the page still loads).
     let (status, _) = send(&app, from(guesser, api, None, Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    let stale = "jobstream_dashboard_token=1.00";
+    let (status, _) = send(&app, from(guesser, "/api/config", None, Some(stale))).await;
     assert_eq!(status, StatusCode::OK);
     // Another address, even in the same /24, is not held up.
     let (status, _) = send(&app, from("203.0.113.8:1", api, Some(&bearer(TOKEN)), None)).await;
@@ -555,6 +587,94 @@ async fn wrong_credentials_are_throttled_per_address_and_the_cookie_is_not_the_t
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let (status, _) = send(&app, from(guesser, api, Some(&bearer(TOKEN)), None)).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// A login cookie value signed with `token` as the key: what a guesser
+/// without the secret in Redis could make.
+fn forge(token: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let expires = 4_000_000_000u64;
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).unwrap();
+    m.update(format!("jobstream-dashboard session {expires} {token}").as_bytes());
+    let hex: String = m
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{expires}.{hex}")
+}
+
+/// Many wrong tokens at once from one address: the budget holds (each
+/// check reserves its unit before it looks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_spend_no_more_than_the_budget() {
+    let server = RedisServer::start();
+    let app = dashboard(
+        &server,
+        DashboardOptions::default()
+            .token("a-test-token-0123456789")
+            .unwrap(),
+    )
+    .await;
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let auth = format!("Bearer guess-{i}-0123456789");
+                send(
+                    &app,
+                    from("203.0.113.9:1", "/api/overview", Some(&auth), None),
+                )
+                .await
+                .0
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let throttled = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((refused, throttled), (20, 40), "{statuses:?}");
+}
+
+/// A login secret someone overwrote with junk: logins fail with a clear
+/// 503 (nothing panics, nothing is signed with junk); deleting it makes a
+/// new one.
+#[tokio::test]
+async fn a_broken_login_secret_refuses_logins_until_deleted() {
+    const TOKEN: &str = "a-test-token-0123456789";
+    let server = RedisServer::start();
+    let prefix = unique_queue("dash-secret");
+    let mut c = conn(&server).await;
+    let key = format!("{prefix}:secret:dashboard");
+    let _: () = c.set(&key, "not a secret").await.unwrap();
+    let app = Dashboard::connect(
+        &server.url(),
+        &prefix,
+        DashboardOptions::default().token(TOKEN).unwrap(),
+    )
+    .await
+    .unwrap()
+    .router();
+    let (status, body) = send(&app, login(&app, "203.0.113.5:1", TOKEN).await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("login secret"), "{body}");
+    let _: () = c.del(&key).await.unwrap();
+    // The failed read is retried after a few seconds, not on every request.
+    tokio::time::sleep(std::time::Duration::from_millis(5100)).await;
+    let (status, body) = send(&app, login(&app, "203.0.113.5:1", TOKEN).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stored: String = c.get(&key).await.unwrap();
+    assert_eq!(stored.len(), 64);
 }
 
 /// `POST api/login` from `peer`.

@@ -412,6 +412,13 @@ impl Inspector {
         Ok(holds)
     }
 
+    /// Secret `name`: 32 random bytes shared by every process on this
+    /// prefix (`PREFIX:secret:NAME`), created on first use. The dashboard
+    /// signs its login cookies with `dashboard`.
+    pub async fn shared_secret(&self, name: &str) -> Result<Vec<u8>> {
+        jobstream_core::secret::shared_secret(self.redis_handle()?, self.prefix(), name).await
+    }
+
     /// The server's clock now, unix ms.
     pub async fn server_now_ms(&self) -> Result<u64> {
         self.redis_handle()?.server_now_ms().await

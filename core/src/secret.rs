@@ -1,0 +1,72 @@
+//! Secrets shared by every process on a prefix: 32 random bytes under
+//! `PREFIX:secret:NAME` (64 hex characters), created by whichever process
+//! needs one first (`SET NX`), read by the others. The dashboard signs its
+//! login cookies with `PREFIX:secret:dashboard`, so every replica accepts
+//! every other's logins and deleting the key logs everyone out.
+//!
+//! Whoever can read Redis can read the secret: that is no more than such a
+//! client can already do to the queues directly.
+
+use rand::Rng;
+
+use crate::{Error, Redis, Result};
+
+/// The key of secret `name`.
+pub fn secret_key(prefix: &str, name: &str) -> String {
+    format!("{prefix}:secret:{name}")
+}
+
+/// Secret `name` (32 bytes), created if it does not exist. One round trip:
+/// `SET NX` then `GET`, pipelined (the `GET` sees whichever process won).
+pub async fn shared_secret(redis: &Redis, prefix: &str, name: &str) -> Result<Vec<u8>> {
+    let key = secret_key(prefix, name);
+    let mut fresh = [0u8; 32];
+    rand::rng().fill(&mut fresh);
+    let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET").arg(&key).arg(&fresh).arg("NX").ignore();
+    pipe.cmd("GET").arg(&key);
+    let mut conn = redis.shared();
+    let (stored,): (Option<Vec<u8>>,) = pipe
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| redis.error("shared secret", e))?;
+    let stored = stored.unwrap_or_default();
+    decode(&stored).ok_or_else(|| {
+        Error::Config(format!(
+            "{key} is not 64 hex characters (written by hand?): delete it and a new secret is made"
+        ))
+    })
+}
+
+fn decode(hex: &[u8]) -> Option<Vec<u8>> {
+    // Digits only: `from_str_radix` alone would take "+a".
+    if hex.len() != 64 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    hex.chunks(2)
+        .map(|pair| {
+            let s = std::str::from_utf8(pair).ok()?;
+            u8::from_str_radix(s, 16).ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_64_hex_characters_are_a_secret() {
+        assert_eq!(decode(&[b'a'; 64]), Some(vec![0xaa; 32]));
+        assert_eq!(decode(&[b'a'; 63]), None);
+        assert_eq!(decode(&[b'g'; 64]), None);
+        assert_eq!(decode(b""), None);
+        let mut odd = [b'0'; 64];
+        odd[10] = 0xc3;
+        assert_eq!(decode(&odd), None);
+        let mut plus = [b'0'; 64];
+        plus[0] = b'+';
+        assert_eq!(decode(&plus), None);
+    }
+}
