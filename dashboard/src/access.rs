@@ -213,9 +213,17 @@ fn is_local(req: &Request) -> bool {
 /// one, and a cross-site `fetch` with one needs a CORS preflight that is
 /// never granted), then `Origin` and `Sec-Fetch-Site` where the browser
 /// sends them.
-fn csrf_problem(state: &AppState, headers: &HeaderMap) -> Option<&'static str> {
+fn csrf_problem(
+    state: &AppState,
+    headers: &HeaderMap,
+    secret: Option<&[u8]>,
+) -> Option<&'static str> {
     let sent = headers.get(CSRF_HEADER).map(HeaderValue::as_bytes);
-    if !sent.is_some_and(|s| same(s, state.csrf.as_bytes())) {
+    let shared = secret.map(session::csrf_of);
+    let known = |s: &[u8]| {
+        same(s, state.csrf.as_bytes()) || shared.as_ref().is_some_and(|v| same(s, v.as_bytes()))
+    };
+    if !sent.is_some_and(known) {
         return Some("missing or wrong X-Jobstream-Csrf header (reload the page)");
     }
     let json = headers
@@ -268,10 +276,12 @@ pub(crate) async fn guard(
     mut req: Request,
     next: Next,
 ) -> Response {
-    // The login secret is read (from Redis, cached) only for a request
-    // that carries a login cookie.
-    let secret = if state.options.token.is_some() && cookies(req.headers(), COOKIE).next().is_some()
-    {
+    // The shared secret is read (from Redis, cached a minute) only for a
+    // request that carries a login cookie, or an action of a dashboard
+    // with authentication (whose CSRF value derives from it).
+    let opts = &state.options;
+    let has_cookie = opts.token.is_some() && cookies(req.headers(), COOKIE).next().is_some();
+    let secret = if has_cookie || (opts.has_auth() && req.method() == Method::POST) {
         state.session_secret.get(&state.inspector).await
     } else {
         None
@@ -339,7 +349,7 @@ fn check(state: &AppState, req: &mut Request, secret: Option<&[u8]>) -> Result<(
         }
     }
     // After the authentication: a caller without it learns only that.
-    if is_post && let Some(problem) = csrf_problem(state, headers) {
+    if is_post && let Some(problem) = csrf_problem(state, headers, secret) {
         return Err(Box::new(error(StatusCode::FORBIDDEN, problem)));
     }
     req.extensions_mut().insert(access);

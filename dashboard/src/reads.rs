@@ -56,6 +56,15 @@ pub(crate) async fn config(
     Extension(access): Extension<Access>,
 ) -> Response {
     let o = &state.options;
+    // With authentication, the value every replica shares (replicas sit
+    // behind load balancers); without (local-only), or before Redis ever
+    // answered, this process's own, which it also accepts.
+    let shared = if o.has_auth() {
+        state.session_secret.get(&state.inspector).await
+    } else {
+        None
+    };
+    let csrf = shared.map_or_else(|| state.csrf.clone(), |s| crate::session::csrf_of(&s));
     let auth = match (&o.token, &o.basic) {
         (Some(_), _) => "token",
         (None, Some(_)) => "basic",
@@ -79,7 +88,7 @@ pub(crate) async fn config(
         "read_only_reason": reason,
         "hide_payloads": o.hide_payloads,
         "refresh_ms": state.refresh_ms(),
-        "csrf": state.csrf,
+        "csrf": csrf,
         "auth": auth,
         "authenticated": access.authenticated,
     }))

@@ -48,6 +48,23 @@ fn mac(secret: &[u8], token: &str, expires: u64) -> Option<Hmac<Sha256>> {
     Some(m)
 }
 
+/// The CSRF value of every dashboard with this secret (`api/config`
+/// gives it out; it only has to be sent back as a header, which a
+/// cross-site page cannot do): replicas behind a load balancer agree on
+/// it, so a page loaded from one may act through another.
+pub(crate) fn csrf_of(secret: &[u8]) -> String {
+    Hmac::<Sha256>::new_from_slice(secret)
+        .map(|mut m| {
+            m.update(b"jobstream-dashboard csrf");
+            m.finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Unix seconds.
 pub(crate) fn now_s() -> u64 {
     SystemTime::now()

@@ -105,7 +105,9 @@ impl Locations {
 pub(crate) struct AppState {
     pub(crate) inspector: Inspector,
     pub(crate) options: DashboardOptions,
-    /// The value every action must carry in `X-Jobstream-Csrf`.
+    /// A value an action may carry in `X-Jobstream-Csrf` (with
+    /// authentication, the one derived from the shared secret is given
+    /// out instead; both are accepted).
     pub(crate) csrf: String,
     pub(crate) overview: Cached,
     pub(crate) workers: Cached,

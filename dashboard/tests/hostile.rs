@@ -677,6 +677,49 @@ async fn a_broken_login_secret_refuses_logins_until_deleted() {
     assert_eq!(stored.len(), 64);
 }
 
+/// Two replicas with one token behind a load balancer: a page loaded
+/// from one logs in and acts through the other (same CSRF value, same
+/// login secret); a made-up CSRF value is still refused.
+#[tokio::test]
+async fn replicas_share_the_login_and_the_csrf_value() {
+    const TOKEN: &str = "a-test-token-0123456789";
+    let server = RedisServer::start();
+    let queue = unique_queue("dash-replicas");
+    let options = || DashboardOptions::default().token(TOKEN).unwrap();
+    let (a, b) = (
+        dashboard(&server, options()).await,
+        dashboard(&server, options()).await,
+    );
+    let csrf_a = csrf(&a).await;
+    assert_eq!(csrf_a, csrf(&b).await);
+    let resp = a
+        .clone()
+        .oneshot(login(&a, "198.51.100.3:1", TOKEN).await)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = resp.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let pause = |csrf: &str| {
+        Request::post(format!("/api/queues/{queue}/pause"))
+            .header(header::HOST, "jobs.example:8080")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::COOKIE, &cookie)
+            .header("x-jobstream-csrf", csrf)
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    let (status, body) = send(&b, pause(&csrf_a)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = send(&b, pause(&"0".repeat(64))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
 /// `POST api/login` from `peer`.
 async fn login(app: &Router, peer: &str, token: &str) -> Request<Body> {
     let mut r = Request::post("/api/login")
