@@ -1,6 +1,6 @@
 //! Secrets shared by every process on a prefix: 32 random bytes under
 //! `PREFIX:secret:NAME` (64 hex characters), created by whichever process
-//! needs one first (`SET NX`), read by the others. The dashboard signs its
+//! needs one first (`SET NX GET`), read by the others. The dashboard signs its
 //! login cookies with `PREFIX:secret:dashboard`, so every replica accepts
 //! every other's logins and deleting the key logs everyone out.
 //!
@@ -16,22 +16,25 @@ pub fn secret_key(prefix: &str, name: &str) -> String {
     format!("{prefix}:secret:{name}")
 }
 
-/// Secret `name` (32 bytes), created if it does not exist. One round trip:
-/// `SET NX` then `GET`, pipelined (the `GET` sees whichever process won).
+/// Secret `name` (32 bytes), created if it does not exist. One atomic
+/// command, `SET key fresh NX GET`: whichever process comes first writes.
 pub async fn shared_secret(redis: &Redis, prefix: &str, name: &str) -> Result<Vec<u8>> {
     let key = secret_key(prefix, name);
     let mut fresh = [0u8; 32];
     rand::rng().fill(&mut fresh);
     let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
-    let mut pipe = redis::pipe();
-    pipe.cmd("SET").arg(&key).arg(&fresh).arg("NX").ignore();
-    pipe.cmd("GET").arg(&key);
+    // `SET … NX GET` (Redis 7.0+): the value there before, or nil when
+    // ours was set, in one atomic command.
     let mut conn = redis.shared();
-    let (stored,): (Option<Vec<u8>>,) = pipe
+    let before: Option<Vec<u8>> = redis::cmd("SET")
+        .arg(&key)
+        .arg(&fresh)
+        .arg("NX")
+        .arg("GET")
         .query_async(&mut conn)
         .await
-        .map_err(|e| redis.error("shared secret", e))?;
-    let stored = stored.unwrap_or_default();
+        .map_err(|e| redis.error("SET NX GET (shared secret)", e))?;
+    let stored = before.unwrap_or_else(|| fresh.into_bytes());
     decode(&stored).ok_or_else(|| {
         Error::Config(format!(
             "{key} is not 64 hex characters (written by hand?): delete it and a new secret is made"

@@ -113,36 +113,67 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// How long a secret read before is still used while it cannot be read
+/// again (Redis unreachable): a replica cut off longer stops accepting
+/// logins rather than honour a secret that may have been deleted.
+const MAX_STALE: Duration = Duration::from_secs(300);
+
+/// How long one read of the secret may be in flight before another
+/// request tries again.
+const READ_IN_FLIGHT: Duration = Duration::from_secs(15);
+
 #[derive(Debug, Default)]
 struct Cached {
     secret: Option<Arc<[u8]>>,
     read_at: Option<Instant>,
     failed_at: Option<Instant>,
+    reading_since: Option<Instant>,
 }
 
-/// The shared secret, read from Redis at most once a minute per process.
+impl Cached {
+    /// The secret, if read recently enough to use while no fresh read is
+    /// possible.
+    fn usable(&self) -> Option<Arc<[u8]>> {
+        let recent = self.read_at.is_some_and(|at| at.elapsed() < MAX_STALE);
+        self.secret.clone().filter(|_| recent)
+    }
+}
+
+/// The shared secret, read from Redis at most once a minute per process,
+/// by one request at a time.
 #[derive(Debug, Default)]
 pub(crate) struct SessionSecret {
     cached: Mutex<Cached>,
 }
 
 impl SessionSecret {
-    /// The secret; the last one read while Redis cannot be reached; `None`
-    /// when it never could be (logins fail, cookies are not accepted).
+    /// The secret; while it cannot be read, the last one read (for five
+    /// minutes); `None` when there is none (logins fail with 503, cookies
+    /// are not accepted).
     pub(crate) async fn get(&self, inspector: &Inspector) -> Option<Arc<[u8]>> {
-        let stale = {
-            let c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
             let fresh = c.read_at.is_some_and(|at| at.elapsed() < SECRET_TTL);
             let backing_off = c
                 .failed_at
                 .is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILURE);
-            if fresh || backing_off {
+            let in_flight = c
+                .reading_since
+                .is_some_and(|at| at.elapsed() < READ_IN_FLIGHT);
+            if fresh {
                 return c.secret.clone();
             }
-            c.secret.clone()
-        };
+            if backing_off || in_flight {
+                return c.usable();
+            }
+            // This request reads; the others meanwhile use what there is
+            // (no stampede on Redis when the minute ends, nor a timeout
+            // for each of them while Redis is away).
+            c.reading_since = Some(Instant::now());
+        }
         let read = inspector.shared_secret(SECRET).await;
         let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        c.reading_since = None;
         match read {
             Ok(secret) => {
                 let secret: Arc<[u8]> = secret.into();
@@ -152,9 +183,15 @@ impl SessionSecret {
                 Some(secret)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "dashboard: could not read the login secret; logins wait for Redis");
+                tracing::warn!(error = %e, "dashboard: could not read the login secret; logins wait for it");
                 c.failed_at = Some(Instant::now());
-                stale
+                // Junk in the key: nothing signed with the old secret is
+                // honoured any more, as on the replicas that never read it.
+                if matches!(e, jobstream_core::Error::Config(_)) {
+                    c.secret = None;
+                    c.read_at = None;
+                }
+                c.usable()
             }
         }
     }

@@ -10,7 +10,13 @@
 //! costs nothing again: a stale browser tab or a script retrying an old
 //! token is not guessing, and must not lock its address out.
 //!
-//! The address is the TCP peer (an IPv6 client by its /64): without
+//! All addresses together share a second budget, [`GLOBAL_BURST`] wrong
+//! credentials refilled one per [`GLOBAL_REFILL`]: many addresses do not
+//! multiply the guessing rate. Spent, it answers 429 to new credentials
+//! from anywhere (login cookies still work).
+//!
+//! The address is the TCP peer (an IPv6 client by its /56, what one
+//! customer or tunnel is usually given): without
 //! `ConnectInfo` (a router served without
 //! `into_make_service_with_connect_info`), or behind a proxy, every client
 //! shares one budget.
@@ -26,6 +32,12 @@ use std::time::{Duration, Instant};
 pub(crate) const BURST: u32 = 20;
 /// One more wrong credential allowed per this long.
 pub(crate) const REFILL: Duration = Duration::from_secs(3);
+/// Wrong credentials all addresses together may send before they wait:
+/// guesses spread over many addresses (a tunnel broker hands out /48s)
+/// still go no faster than [`GLOBAL_REFILL`] allows.
+pub(crate) const GLOBAL_BURST: u32 = 100;
+/// One more wrong credential, from anywhere, per this long.
+pub(crate) const GLOBAL_REFILL: Duration = Duration::from_millis(500);
 /// Distinct refused credentials remembered per address.
 const RECENT: usize = 16;
 /// Addresses tracked; past this the ones whose budget is whole again are
@@ -39,7 +51,7 @@ pub(crate) enum Peer {
     /// No peer address known.
     Unknown,
     V4(u32),
-    /// The /64 prefix.
+    /// The /56 prefix.
     V6(u64),
 }
 
@@ -48,7 +60,7 @@ impl Peer {
         match addr.map(|a| a.ip().to_canonical()) {
             None => Peer::Unknown,
             Some(IpAddr::V4(v4)) => Peer::V4(u32::from(v4)),
-            Some(IpAddr::V6(v6)) => Peer::V6((u128::from(v6) >> 64) as u64),
+            Some(IpAddr::V6(v6)) => Peer::V6((u128::from(v6) >> 72) as u64),
         }
     }
 }
@@ -59,8 +71,8 @@ impl std::fmt::Display for Peer {
             Peer::Unknown => f.write_str("an unknown address"),
             Peer::V4(v4) => write!(f, "{}", std::net::Ipv4Addr::from(*v4)),
             Peer::V6(prefix) => {
-                let ip = std::net::Ipv6Addr::from(u128::from(*prefix) << 64);
-                write!(f, "{ip}/64")
+                let ip = std::net::Ipv6Addr::from(u128::from(*prefix) << 72);
+                write!(f, "{ip}/56")
             }
         }
     }
@@ -88,10 +100,20 @@ impl Budget {
     }
 
     fn refill(&mut self, now: Instant) {
-        let per = REFILL.as_millis() as u64;
+        self.refill_by(now, REFILL, FULL);
+    }
+
+    fn refill_by(&mut self, now: Instant, per: Duration, full: u64) {
+        let per = per.as_millis() as u64;
         let gained = now.saturating_duration_since(self.at).as_millis() as u64 * 1000 / per.max(1);
-        self.milli = (self.milli + gained).min(FULL);
+        self.milli = (self.milli + gained).min(full);
         self.at = now;
+    }
+
+    /// How long until one unit is back, refilling one per `per`.
+    fn wait(&self, per: Duration) -> Duration {
+        let missing = 1000u64.saturating_sub(self.milli);
+        Duration::from_millis((missing * per.as_millis() as u64).div_ceil(1000).max(1))
     }
 }
 
@@ -114,10 +136,12 @@ pub(crate) struct Attempt {
     slot: Peer,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Table {
     budgets: HashMap<Peer, Budget>,
     pruned_at: Option<Instant>,
+    /// Every address's wrong credentials together.
+    global: Budget,
 }
 
 impl Table {
@@ -148,32 +172,63 @@ impl Table {
     }
 }
 
-/// The per-address budgets of wrong credentials.
-#[derive(Debug, Default)]
+/// The per-address budgets of wrong credentials, and the global one.
+#[derive(Debug)]
 pub(crate) struct AuthThrottle {
     table: Mutex<Table>,
+    global_burst: u32,
     /// Keyed per process: the fingerprints of refused credentials mean
     /// nothing outside it.
     hasher: RandomState,
 }
 
+impl Default for AuthThrottle {
+    fn default() -> Self {
+        Self::with_global_burst(GLOBAL_BURST)
+    }
+}
+
 impl AuthThrottle {
+    fn with_global_burst(global_burst: u32) -> Self {
+        let full = u64::from(global_burst) * 1000;
+        let mut global = Budget::full(Instant::now());
+        global.milli = full;
+        Self {
+            table: Mutex::new(Table {
+                budgets: HashMap::new(),
+                pruned_at: None,
+                global,
+            }),
+            global_burst,
+            hasher: RandomState::default(),
+        }
+    }
+
+    fn global_full(&self) -> u64 {
+        u64::from(self.global_burst) * 1000
+    }
+
     /// Takes one unit of `peer`'s budget for a credential about to be
     /// checked, or says how long to wait when the budget is spent.
     pub(crate) fn begin(&self, peer: Peer, now: Instant) -> Result<Attempt, Duration> {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let slot = table.slot(peer, now);
+        let global_full = self.global_full();
+        table.global.refill_by(now, GLOBAL_REFILL, global_full);
+        let global_wait = (table.global.milli < 1000).then(|| table.global.wait(GLOBAL_REFILL));
         let budget = table
             .budgets
             .entry(slot)
             .or_insert_with(|| Budget::full(now));
         budget.refill(now);
         if budget.milli < 1000 {
-            let per = REFILL.as_millis() as u64;
-            let missing = 1000 - budget.milli;
-            return Err(Duration::from_millis((missing * per).div_ceil(1000).max(1)));
+            return Err(budget.wait(REFILL));
+        }
+        if let Some(wait) = global_wait {
+            return Err(wait);
         }
         budget.milli -= 1000;
+        table.global.milli -= 1000;
         Ok(Attempt { slot })
     }
 
@@ -184,18 +239,22 @@ impl AuthThrottle {
     pub(crate) fn end(&self, attempt: Attempt, wrong: Option<(Kind, &[u8])>, now: Instant) -> bool {
         let fingerprint = wrong.map(|w| self.hasher.hash_one(w));
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(budget) = table.budgets.get_mut(&attempt.slot) else {
+        let global_full = self.global_full();
+        let Table {
+            budgets, global, ..
+        } = &mut *table;
+        let Some(budget) = budgets.get_mut(&attempt.slot) else {
             return false;
         };
-        let refund = |b: &mut Budget| b.milli = (b.milli + 1000).min(FULL);
-        let Some(fingerprint) = fingerprint else {
-            refund(budget);
-            return false;
-        };
-        if budget.recent.contains(&fingerprint) {
-            refund(budget);
+        // Not a new wrong guess: both units come back.
+        if fingerprint.is_none_or(|f| budget.recent.contains(&f)) {
+            budget.milli = (budget.milli + 1000).min(FULL);
+            global.milli = (global.milli + 1000).min(global_full);
             return false;
         }
+        let Some(fingerprint) = fingerprint else {
+            return false;
+        };
         if budget.recent.len() == RECENT {
             budget.recent.pop_front();
         }
@@ -315,13 +374,36 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv6_client_is_its_64() {
+    fn guesses_spread_over_addresses_meet_the_global_budget() {
+        let t = AuthThrottle::default();
+        let now = Instant::now();
+        // Five guesses from each of many addresses: the global budget ends it.
+        let mut made = 0;
+        for i in 0..100u32 {
+            for g in 0..5 {
+                if guess(&t, Peer::V4(i), &format!("{i}-{g}"), now) {
+                    made += 1;
+                }
+            }
+        }
+        assert_eq!(made, GLOBAL_BURST);
+        let wait = t.begin(Peer::V4(9999), now).unwrap_err();
+        assert!(wait <= GLOBAL_REFILL, "{wait:?}");
+        // Right credentials and repeats give their units back.
+        let later = now + GLOBAL_REFILL;
+        let a = t.begin(Peer::V4(9999), later).unwrap();
+        assert!(!t.end(a, None, later));
+        assert!(t.begin(Peer::V4(9998), later).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_56() {
         let a = Peer::of(Some("[2001:db8:1:2:aaaa::1]:5".parse().unwrap()));
-        let b = Peer::of(Some("[2001:db8:1:2:bbbb::9]:6".parse().unwrap()));
-        let c = Peer::of(Some("[2001:db8:1:3::1]:6".parse().unwrap()));
+        let b = Peer::of(Some("[2001:db8:1:ff:bbbb::9]:6".parse().unwrap()));
+        let c = Peer::of(Some("[2001:db8:1:100::1]:6".parse().unwrap()));
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_eq!(a.to_string(), "2001:db8:1:2::/64");
+        assert_eq!(a.to_string(), "2001:db8:1::/56");
         assert_eq!(
             Peer::of(Some("[::ffff:10.0.0.1]:5".parse().unwrap())),
             v4("10.0.0.1")
@@ -331,7 +413,8 @@ mod tests {
 
     #[test]
     fn a_flood_of_addresses_shares_one_budget_and_resets_no_one() {
-        let t = AuthThrottle::default();
+        // The global budget out of the way: this is about the table.
+        let t = AuthThrottle::with_global_burst(1_000_000);
         let now = Instant::now();
         let attacker = Peer::V4(u32::MAX);
         for i in 0..BURST {
