@@ -40,6 +40,7 @@ pub mod durability;
 pub mod envelope;
 pub mod error;
 pub mod groups;
+pub mod hex;
 pub mod history;
 pub mod job;
 pub mod keys;

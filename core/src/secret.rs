@@ -22,7 +22,7 @@ pub async fn shared_secret(redis: &Redis, prefix: &str, name: &str) -> Result<Ve
     let key = secret_key(prefix, name);
     let mut fresh = [0u8; 32];
     rand::rng().fill(&mut fresh);
-    let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+    let fresh = crate::hex::encode(&fresh);
     // `SET … NX GET` (Redis 7.0+): the value there before, or nil when
     // ours was set, in one atomic command.
     let mut conn = redis.shared();
@@ -42,17 +42,9 @@ pub async fn shared_secret(redis: &Redis, prefix: &str, name: &str) -> Result<Ve
     })
 }
 
+/// A secret as stored: exactly 64 hex digits.
 fn decode(hex: &[u8]) -> Option<Vec<u8>> {
-    // Digits only: `from_str_radix` alone would take "+a".
-    if hex.len() != 64 || !hex.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    hex.chunks(2)
-        .map(|pair| {
-            let s = std::str::from_utf8(pair).ok()?;
-            u8::from_str_radix(s, 16).ok()
-        })
-        .collect()
+    crate::hex::decode(hex).filter(|bytes| bytes.len() == 32)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Who may read and who may act, checked before any handler runs: the
 //! token (bearer header or signed login cookie), basic auth, the throttle
-//! on wrong ones, the local-only rule, and CSRF checks on every POST. Security headers go on
-//! every response.
+//! on wrong ones, the local-only rule, and CSRF checks on every POST.
+//! Security headers go on every response.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, KeyInit, Mac};
+use jobstream_core::hex;
 use jobstream_producer::inspect::Inspector;
 use sha2::Sha256;
 
@@ -42,10 +43,23 @@ pub(crate) enum Session {
     Invalid,
 }
 
-fn mac(secret: &[u8], token: &str, expires: u64) -> Option<Hmac<Sha256>> {
+fn keyed(secret: &[u8], message: &[u8]) -> Option<Hmac<Sha256>> {
     let mut m = Hmac::<Sha256>::new_from_slice(secret).ok()?;
-    m.update(format!("jobstream-dashboard session {expires} {token}").as_bytes());
+    m.update(message);
     Some(m)
+}
+
+/// The MAC a login cookie carries for `expires`.
+fn mac(secret: &[u8], token: &str, expires: u64) -> Option<Hmac<Sha256>> {
+    keyed(
+        secret,
+        format!("jobstream-dashboard session {expires} {token}").as_bytes(),
+    )
+}
+
+fn hex_of(m: Option<Hmac<Sha256>>) -> String {
+    m.map(|m| hex::encode(&m.finalize().into_bytes()))
+        .unwrap_or_default()
 }
 
 /// The CSRF value of every dashboard with this secret (`api/config`
@@ -53,16 +67,7 @@ fn mac(secret: &[u8], token: &str, expires: u64) -> Option<Hmac<Sha256>> {
 /// cross-site page cannot do): replicas behind a load balancer agree on
 /// it, so a page loaded from one may act through another.
 pub(crate) fn csrf_of(secret: &[u8]) -> String {
-    Hmac::<Sha256>::new_from_slice(secret)
-        .map(|mut m| {
-            m.update(b"jobstream-dashboard csrf");
-            m.finalize()
-                .into_bytes()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        })
-        .unwrap_or_default()
+    hex_of(keyed(secret, b"jobstream-dashboard csrf"))
 }
 
 /// Unix seconds.
@@ -75,16 +80,7 @@ pub(crate) fn now_s() -> u64 {
 /// A cookie value for a login at `now` (Unix seconds).
 pub(crate) fn issue(secret: &[u8], token: &str, now: u64) -> String {
     let expires = now.saturating_add(SESSION_SECS);
-    let hex: String = mac(secret, token, expires)
-        .map(|m| {
-            m.finalize()
-                .into_bytes()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        })
-        .unwrap_or_default();
-    format!("{expires}.{hex}")
+    format!("{expires}.{}", hex_of(mac(secret, token, expires)))
 }
 
 /// Checks a cookie value at `now`; the MAC is compared in constant time.
@@ -92,7 +88,8 @@ pub(crate) fn check(secret: &[u8], token: &str, value: &str, now: u64) -> Sessio
     let Some((expires, hex)) = value.split_once('.') else {
         return Session::Invalid;
     };
-    let (Ok(expires), Some(sig)) = (expires.parse::<u64>(), unhex(hex)) else {
+    let sig = hex::decode(hex.as_bytes()).filter(|sig| sig.len() == 32);
+    let (Ok(expires), Some(sig)) = (expires.parse::<u64>(), sig) else {
         return Session::Invalid;
     };
     let signed = mac(secret, token, expires).is_some_and(|m| m.verify_slice(&sig).is_ok());
@@ -101,16 +98,6 @@ pub(crate) fn check(secret: &[u8], token: &str, value: &str, now: u64) -> Sessio
     } else {
         Session::Invalid
     }
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
 }
 
 /// How long a secret read before is still used while it cannot be read

@@ -129,7 +129,7 @@ impl AppState {
         Arc::new(Self {
             inspector,
             options,
-            csrf: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            csrf: jobstream_core::hex::encode(&bytes),
             overview: Cached::default(),
             workers: Cached::default(),
             locations: Locations::default(),

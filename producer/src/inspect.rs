@@ -93,7 +93,7 @@ impl DeadJob {
                         "raw".to_owned(),
                         format!("<{} bytes: see raw_hex>", v.len()),
                     ));
-                    job.raw_hex = v.iter().map(|b| format!("{b:02x}")).collect();
+                    job.raw_hex = jobstream_core::hex::encode(&v);
                     continue;
                 }
                 b"payload" => {
