@@ -78,42 +78,62 @@ impl std::fmt::Display for Peer {
     }
 }
 
-const FULL: u64 = BURST as u64 * 1000;
-
+/// A token bucket of wrong credentials, counted in thousandths so that
+/// it refills by fractions.
 #[derive(Debug)]
 struct Budget {
-    /// Wrong credentials still allowed, times 1000 (refills by fractions).
+    /// Wrong credentials still allowed, times 1000.
     milli: u64,
+    /// The most it holds, times 1000.
+    full: u64,
+    /// One more comes back per this long.
+    per: Duration,
     at: Instant,
     recent: VecDeque<u64>,
     logged_at: Option<Instant>,
 }
 
 impl Budget {
-    fn full(now: Instant) -> Self {
+    fn new(burst: u32, per: Duration, now: Instant) -> Self {
+        let full = u64::from(burst) * 1000;
         Budget {
-            milli: FULL,
+            milli: full,
+            full,
+            per,
             at: now,
             recent: VecDeque::new(),
             logged_at: None,
         }
     }
 
-    fn refill(&mut self, now: Instant) {
-        self.refill_by(now, REFILL, FULL);
+    /// An address's budget, whole.
+    fn per_address(now: Instant) -> Self {
+        Self::new(BURST, REFILL, now)
     }
 
-    fn refill_by(&mut self, now: Instant, per: Duration, full: u64) {
-        let per = per.as_millis() as u64;
+    fn refill(&mut self, now: Instant) {
+        let per = self.per.as_millis() as u64;
         let gained = now.saturating_duration_since(self.at).as_millis() as u64 * 1000 / per.max(1);
-        self.milli = (self.milli + gained).min(full);
+        self.milli = (self.milli + gained).min(self.full);
         self.at = now;
     }
 
-    /// How long until one unit is back, refilling one per `per`.
-    fn wait(&self, per: Duration) -> Duration {
+    fn is_whole(&self) -> bool {
+        self.milli >= self.full
+    }
+
+    /// How long until one unit is back.
+    fn wait(&self) -> Duration {
         let missing = 1000u64.saturating_sub(self.milli);
-        Duration::from_millis((missing * per.as_millis() as u64).div_ceil(1000).max(1))
+        Duration::from_millis(
+            (missing * self.per.as_millis() as u64)
+                .div_ceil(1000)
+                .max(1),
+        )
+    }
+
+    fn give_back(&mut self) {
+        self.milli = (self.milli + 1000).min(self.full);
     }
 }
 
@@ -161,7 +181,7 @@ impl Table {
             self.pruned_at = Some(now);
             self.budgets.retain(|p, b| {
                 b.refill(now);
-                *p == Peer::Unknown || b.milli < FULL
+                *p == Peer::Unknown || !b.is_whole()
             });
         }
         if self.budgets.len() < MAX_PEERS {
@@ -176,7 +196,6 @@ impl Table {
 #[derive(Debug)]
 pub(crate) struct AuthThrottle {
     table: Mutex<Table>,
-    global_burst: u32,
     /// Keyed per process: the fingerprints of refused credentials mean
     /// nothing outside it.
     hasher: RandomState,
@@ -190,22 +209,14 @@ impl Default for AuthThrottle {
 
 impl AuthThrottle {
     fn with_global_burst(global_burst: u32) -> Self {
-        let full = u64::from(global_burst) * 1000;
-        let mut global = Budget::full(Instant::now());
-        global.milli = full;
         Self {
             table: Mutex::new(Table {
                 budgets: HashMap::new(),
                 pruned_at: None,
-                global,
+                global: Budget::new(global_burst, GLOBAL_REFILL, Instant::now()),
             }),
-            global_burst,
             hasher: RandomState::default(),
         }
-    }
-
-    fn global_full(&self) -> u64 {
-        u64::from(self.global_burst) * 1000
     }
 
     /// Takes one unit of `peer`'s budget for a credential about to be
@@ -213,16 +224,15 @@ impl AuthThrottle {
     pub(crate) fn begin(&self, peer: Peer, now: Instant) -> Result<Attempt, Duration> {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let slot = table.slot(peer, now);
-        let global_full = self.global_full();
-        table.global.refill_by(now, GLOBAL_REFILL, global_full);
-        let global_wait = (table.global.milli < 1000).then(|| table.global.wait(GLOBAL_REFILL));
+        table.global.refill(now);
+        let global_wait = (table.global.milli < 1000).then(|| table.global.wait());
         let budget = table
             .budgets
             .entry(slot)
-            .or_insert_with(|| Budget::full(now));
+            .or_insert_with(|| Budget::per_address(now));
         budget.refill(now);
         if budget.milli < 1000 {
-            return Err(budget.wait(REFILL));
+            return Err(budget.wait());
         }
         if let Some(wait) = global_wait {
             return Err(wait);
@@ -239,7 +249,6 @@ impl AuthThrottle {
     pub(crate) fn end(&self, attempt: Attempt, wrong: Option<(Kind, &[u8])>, now: Instant) -> bool {
         let fingerprint = wrong.map(|w| self.hasher.hash_one(w));
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let global_full = self.global_full();
         let Table {
             budgets, global, ..
         } = &mut *table;
@@ -248,8 +257,8 @@ impl AuthThrottle {
         };
         // Not a new wrong guess: both units come back.
         if fingerprint.is_none_or(|f| budget.recent.contains(&f)) {
-            budget.milli = (budget.milli + 1000).min(FULL);
-            global.milli = (global.milli + 1000).min(global_full);
+            budget.give_back();
+            global.give_back();
             return false;
         }
         let Some(fingerprint) = fingerprint else {

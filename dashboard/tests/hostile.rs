@@ -596,12 +596,7 @@ fn forge(token: &str) -> String {
     let expires = 4_000_000_000u64;
     let mut m = Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).unwrap();
     m.update(format!("jobstream-dashboard session {expires} {token}").as_bytes());
-    let hex: String = m
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = jobstream_core::hex::encode(&m.finalize().into_bytes());
     format!("{expires}.{hex}")
 }
 
