@@ -85,10 +85,10 @@ pub(crate) fn issue(secret: &[u8], token: &str, now: u64) -> String {
 
 /// Checks a cookie value at `now`; the MAC is compared in constant time.
 pub(crate) fn check(secret: &[u8], token: &str, value: &str, now: u64) -> Session {
-    let Some((expires, hex)) = value.split_once('.') else {
+    let Some((expires, sig_hex)) = value.split_once('.') else {
         return Session::Invalid;
     };
-    let sig = hex::decode(hex.as_bytes()).filter(|sig| sig.len() == 32);
+    let sig = hex::decode(sig_hex.as_bytes()).filter(|sig| sig.len() == 32);
     let (Ok(expires), Some(sig)) = (expires.parse::<u64>(), sig) else {
         return Session::Invalid;
     };
